@@ -1,0 +1,93 @@
+"""Which array library diynn computes with: NumPy (CPU), CuPy (CUDA GPU) or array-api-strict.
+
+The active backend comes from the environment variable DIYNN_BACKEND (default "numpy"), read
+on first use, and can be switched with `set_backend(name)` or, for a block, `with use(name):`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from .base import Backend, Generator
+
+__all__ = ["Backend", "BackendError", "Generator", "NAMES", "get_backend", "set_backend", "use"]
+
+NAMES = ("numpy", "cupy", "array_api_strict")
+
+
+class BackendError(RuntimeError):
+    """An unknown backend name, or a known one that cannot run on this machine."""
+
+
+_active: Backend | None = None
+_instances: dict[str, Backend] = {}
+
+
+def _create(name: str) -> Backend:
+    if name == "numpy":
+        from .numpy_backend import NumpyBackend
+
+        return NumpyBackend()
+    if name == "array_api_strict":
+        try:
+            from .strict_backend import StrictBackend
+        except ImportError as error:
+            raise BackendError(
+                "backend 'array_api_strict' needs the package array-api-strict (pip install array-api-strict)"
+            ) from error
+        return StrictBackend()
+    if name == "cupy":
+        return _create_cupy()
+    raise BackendError(f"unknown backend {name!r}; valid names are: {', '.join(NAMES)}")
+
+
+def _create_cupy() -> Backend:
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendError(
+            "backend 'cupy' was asked for but CuPy is not installed "
+            "(pip install cupy-cuda12x, on a machine with an NVIDIA GPU)"
+        ) from error
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        raise BackendError(f"backend 'cupy' was asked for but CUDA is unusable: {error}") from error
+    if count == 0:
+        raise BackendError("backend 'cupy' was asked for but no CUDA device is present")
+    from .cupy_backend import CupyBackend
+
+    return CupyBackend()
+
+
+def _get(name: str) -> Backend:
+    if name not in _instances:
+        _instances[name] = _create(name)
+    return _instances[name]
+
+
+def get_backend() -> Backend:
+    """The active backend, created from DIYNN_BACKEND (default "numpy") on first call."""
+    global _active
+    if _active is None:
+        _active = _get(os.environ.get("DIYNN_BACKEND", "numpy").strip().lower() or "numpy")
+    return _active
+
+
+def set_backend(name: str) -> Backend:
+    """Make `name` the active backend and return it; raises BackendError if it cannot run."""
+    global _active
+    _active = _get(name)
+    return _active
+
+
+@contextlib.contextmanager
+def use(name: str):
+    """Run a block with backend `name` active, then restore the previous one."""
+    global _active
+    previous = _active
+    try:
+        yield set_backend(name)
+    finally:
+        _active = previous

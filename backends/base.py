@@ -1,0 +1,84 @@
+"""The interface every backend implements, with portable fallbacks for the extension ops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Generator:
+    """Seeded random numbers, drawn on the host with NumPy and moved to the backend.
+
+    Drawing on the host makes the same seed give the same numbers on every backend.
+    Backends with a device generator (CuPy) override `Backend.rng` for speed.
+    """
+
+    def __init__(self, backend: Backend, seed: int | None):
+        self._backend = backend
+        self._numpy = np.random.default_rng(seed)
+
+    def normal(self, shape, std=1.0, dtype=None):
+        """Samples of N(0, std**2), `shape`, float32 unless `dtype` says otherwise."""
+        return self._to_backend(self._numpy.normal(0.0, std, size=shape), dtype)
+
+    def uniform(self, low, high, shape, dtype=None):
+        """Samples of U[low, high), `shape`, float32 unless `dtype` says otherwise."""
+        return self._to_backend(self._numpy.uniform(low, high, size=shape), dtype)
+
+    def permutation(self, n: int):
+        """A random permutation of range(n), int64 array on the backend."""
+        return self._backend.asarray(self._numpy.permutation(n))
+
+    def integers(self, low: int, high: int, shape):
+        """Integers in [low, high), int64 array on the backend."""
+        return self._backend.asarray(self._numpy.integers(low, high, size=shape))
+
+    def _to_backend(self, values, dtype):
+        dtype = self._backend.xp.float32 if dtype is None else dtype
+        return self._backend.asarray(values.astype(self._backend.numpy_dtype(dtype)), dtype=dtype)
+
+
+class Backend:
+    """An array namespace `xp` on one device, plus the few ops the array API standard lacks.
+
+    Subclasses set `name`, `xp` and `device`, and override an extension op only where they
+    have something faster than the portable fallback written here.
+    """
+
+    name: str
+    xp = None
+    device = None
+
+    def asarray(self, values, dtype=None):
+        """`values` (NumPy array, list, backend array) as a backend array on `self.device`."""
+        return self.xp.asarray(values, dtype=dtype, device=self.device)
+
+    def to_numpy(self, array) -> np.ndarray:
+        """A NumPy copy (or view, on the CPU) of a backend array."""
+        return np.from_dlpack(array)
+
+    def numpy_dtype(self, dtype) -> np.dtype:
+        """The NumPy dtype with the same name as backend dtype `dtype`."""
+        return np.dtype(str(self.xp.empty(0, dtype=dtype).dtype).rpartition(".")[2])
+
+    def rng(self, seed: int | None = None) -> Generator:
+        """A seeded random generator whose draws land on this backend."""
+        return Generator(self, seed)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU)."""
+
+    def scatter_add(self, target, indices, values):
+        """target[indices[i]] += values[i] along axis 0, repeated indices summed; in place.
+
+        target: (M, ...), indices: (K,) integer, values: (K, ...). Returns target.
+        Fallback: a one-hot matrix product, (M, K) @ (K, ...), portable to any namespace.
+        """
+        xp = self.xp
+        rows = xp.arange(target.shape[0], device=self.device)
+        one_hot = xp.astype(rows[:, None] == indices[None, :], values.dtype)
+        flat = xp.reshape(values, (values.shape[0], -1))
+        target += xp.reshape(one_hot @ flat, target.shape)
+        return target
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name} on {self.device}>"

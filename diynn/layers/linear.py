@@ -1,0 +1,49 @@
+"""Fully connected layer."""
+
+from backends import get_backend
+
+from ..checks import check_input
+from ..init import as_generator, initial_weight
+from ..module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x W^T + b.
+
+    x: (N, in_features) -> y: (N, out_features), both of the parameters' dtype (float32).
+    W: (out_features, in_features) as in PyTorch; b: (out_features,).
+    init: "kaiming" (default, for ReLU) or "xavier" (for tanh/sigmoid); rng: seed or Generator.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, init="kaiming", rng=None, dtype=None):
+        super().__init__()
+        xp = get_backend().xp
+        dtype = xp.float32 if dtype is None else dtype
+        self.in_features, self.out_features, self.init = in_features, out_features, init
+        shape = (out_features, in_features)
+        weight = initial_weight(shape, in_features, out_features, init, as_generator(rng), dtype)
+        self.weight = Parameter(weight)
+        self.bias = Parameter(xp.zeros(out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        check_input(x, ndim=2, name="Linear", sizes={1: self.in_features}, dtype=self.weight.data.dtype)
+        self.x = x
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, grad_output):
+        # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
+        self.weight.accumulate(grad_output.T @ self.x)
+        if self.bias is not None:
+            self.bias.accumulate(get_backend().xp.sum(grad_output, axis=0))
+        return grad_output @ self.weight.data
+
+    def config(self):
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "init": self.init,
+        }

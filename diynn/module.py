@@ -1,0 +1,186 @@
+"""`Parameter` and `Module`: the base of every layer, with explicit, hand-written backward passes.
+
+Unlike PyTorch there is no autograd graph: `forward` caches what its derivative needs, and
+`backward(grad_output)` returns the gradient with respect to the input and adds the gradients
+of the parameters to their `.grad`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from backends import get_backend
+
+
+class Parameter:
+    """A trainable array `data` and its accumulated gradient `grad` (None until a backward)."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+
+    def accumulate(self, grad) -> None:
+        """Add `grad` (same shape as `data`) to `self.grad`, taking it as is when empty."""
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad += grad
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """A differentiable function with parameters, buffers and child modules.
+
+    Attributes that hold a `Parameter` or a `Module` are registered by assignment, as in
+    PyTorch; non-trainable state saved with the model (running statistics) is registered
+    with `register_buffer`.
+    """
+
+    registry: dict[str, type] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Module.registry[cls.__name__] = cls
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", set())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value) -> None:
+        """Keep array `value` as `self.<name>`, saved in `state_dict` but not trained."""
+        self._buffers.add(name)
+        object.__setattr__(self, name, value)
+
+    # -- computation -------------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        """d loss / d input, given d loss / d output; adds parameter gradients to `.grad`."""
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- parameters and state ----------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, parameter in self._parameters.items():
+            yield prefix + name, parameter
+        for name, module in self._modules.items():
+            yield from module.named_parameters(f"{prefix}{name}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        """This module and all its descendants, depth first."""
+        yield self
+        for module in self._modules.values():
+            yield from module.modules()
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients (they become None, as in PyTorch's default)."""
+        for parameter in self.parameters():
+            parameter.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def _named_state(self, prefix: str = ""):
+        for name, parameter in self._parameters.items():
+            yield prefix + name, parameter.data
+        for name in sorted(self._buffers):
+            yield prefix + name, getattr(self, name)
+        for name, module in self._modules.items():
+            yield from module._named_state(f"{prefix}{name}.")
+
+    def state_dict(self) -> dict:
+        """A snapshot (copies) of every parameter and buffer, by dotted name."""
+        xp = get_backend().xp
+        return {name: xp.asarray(value, copy=True) for name, value in self._named_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy arrays from `state` (backend or NumPy arrays) into the parameters and buffers.
+
+        Raises KeyError naming missing or unexpected entries, ValueError on a shape mismatch.
+        """
+        current = dict(self._named_state())
+        missing = sorted(set(current) - set(state))
+        unexpected = sorted(set(state) - set(current))
+        if missing or unexpected:
+            raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
+        for name, value in state.items():
+            if tuple(value.shape) != tuple(current[name].shape):
+                raise ValueError(
+                    f"state_dict entry {name!r} has shape {tuple(value.shape)}, "
+                    f"the model expects {tuple(current[name].shape)}"
+                )
+        backend = get_backend()
+        for name, value in state.items():
+            owner, attribute = self._owner_of(name)
+            array = backend.xp.asarray(backend.asarray(value, dtype=current[name].dtype), copy=True)
+            if attribute in owner._parameters:
+                owner._parameters[attribute].data = array
+            else:
+                object.__setattr__(owner, attribute, array)
+
+    def _owner_of(self, dotted: str):
+        *path, attribute = dotted.split(".")
+        owner = self
+        for part in path:
+            owner = owner._modules[part]
+        return owner, attribute
+
+    def astype(self, dtype) -> Module:
+        """Convert every parameter and floating buffer to `dtype` (e.g. float64 for gradcheck)."""
+        xp = get_backend().xp
+        for module in self.modules():
+            for parameter in module._parameters.values():
+                parameter.data = xp.astype(parameter.data, dtype)
+                parameter.grad = None
+            for name in module._buffers:
+                value = getattr(module, name)
+                if xp.isdtype(value.dtype, "real floating"):
+                    object.__setattr__(module, name, xp.astype(value, dtype))
+        return self
+
+    # -- architecture, for saving ------------------------------------------------------
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this module (JSON values or modules)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Module:
+        """A new module built from `config()`'s output."""
+        return cls(**config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.config().items())
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): {module!r}".replace("\n", "\n  ") for name, module in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"

@@ -1,0 +1,202 @@
+"""The generic optimiser: a `Trainer` ties a model, a loss and an optimiser, does a training step
+on a batch, and runs `fit` over shuffled mini-batches with validation and a history."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+
+from backends import get_backend
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # the progress bar is a convenience, not a requirement
+    tqdm = None
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+class StopTraining(Exception):
+    """Raised by an epoch callback to end `fit` early (the history so far is kept)."""
+
+
+class Trainer:
+    """model + loss + optimiser. `metric="accuracy"` also tracks classification accuracy
+    (argmax of the outputs against integer labels or one-hot targets)."""
+
+    def __init__(self, model, loss, optimizer, metric: str | None = "accuracy"):
+        if metric not in (None, "accuracy"):
+            raise ValueError(f"unknown metric {metric!r}; valid: 'accuracy' or None")
+        self.model, self.loss, self.optimizer, self.metric = model, loss, optimizer, metric
+
+    @property
+    def dtype(self):
+        return self.model.parameters()[0].data.dtype
+
+    def step(self, x, y):
+        """One optimisation step on a batch; returns the batch loss and its outputs (on device)."""
+        output = self.model.forward(x)
+        value = self.loss.forward(output, y)
+        self.model.backward(self.loss.backward())
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return value, output
+
+    def fit(
+        self,
+        x,
+        y,
+        *,
+        epochs: int = 10,
+        batch_size: int = 64,
+        validation_data: tuple | None = None,
+        seed: int | None = 0,
+        progress: bool | None = None,
+        callbacks=(),
+    ) -> dict:
+        """Train for `epochs` passes over (x, y) in shuffled mini-batches.
+
+        x: (N, ...) features, converted once to the model's dtype; y: (N,) labels or (N, ...)
+        targets. Returns the history: lists per epoch of "loss", "time" and, when measured,
+        "accuracy", "val_loss", "val_accuracy". A callback `fn(epoch, history)` runs after each
+        epoch and may raise StopTraining. Raises TrainingDiverged on a NaN or infinite loss.
+        """
+        backend = get_backend()
+        xp = backend.xp
+        x, y = self.prepare(x, y)
+        if validation_data is not None:
+            validation_data = self.prepare(*validation_data)
+        n = x.shape[0]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rng = backend.rng(seed)
+        steps = math.ceil(n / batch_size)
+        history: dict[str, list] = {"loss": [], "time": []}
+        show = sys.stderr.isatty() if progress is None else progress
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            self.model.train()
+            order = rng.permutation(n)
+            losses, correct = [], []
+            batches = range(steps)
+            if show and tqdm is not None:
+                batches = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False)
+            for step in batches:
+                index = order[step * batch_size : min(n, (step + 1) * batch_size)]
+                xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
+                value, output = self.step(xb, yb)
+                losses.append(value * xb.shape[0])
+                if self.metric:
+                    correct.append(count_correct(output, yb))
+            backend.synchronize()
+            losses = backend.to_numpy(xp.stack(losses))
+            _check_finite(losses, epoch, batch_size, n)
+            history["loss"].append(float(losses.sum()) / n)
+            if self.metric:
+                history.setdefault("accuracy", []).append(float(backend.to_numpy(xp.sum(xp.stack(correct)))) / n)
+            if validation_data is not None:
+                for name, value in self.evaluate(*validation_data, batch_size=max(batch_size, 1024)).items():
+                    history.setdefault(f"val_{name}", []).append(value)
+            history["time"].append(time.perf_counter() - start)
+            if show:
+                print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr)
+            try:
+                for callback in callbacks:
+                    callback(epoch, history)
+            except StopTraining:
+                break
+        return history
+
+    def prepare(self, x, y):
+        """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
+        targets in the model's dtype. Each conversion happens once, here."""
+        backend = get_backend()
+        xp = backend.xp
+        x = backend.asarray(x, dtype=self.dtype)
+        y = backend.asarray(y)
+        y = xp.astype(y, xp.int64) if xp.isdtype(y.dtype, "integral") else xp.astype(y, self.dtype)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        return x, y
+
+    def evaluate(self, x, y, batch_size: int = 1024) -> dict:
+        """Mean loss (and accuracy) over (x, y) in eval mode, one transfer to the host."""
+        backend = get_backend()
+        xp = backend.xp
+        x, y = self.prepare(x, y)
+        losses, correct = [], []
+        with evaluating(self.model):
+            for start in range(0, x.shape[0], batch_size):
+                stop = min(x.shape[0], start + batch_size)
+                xb, yb = x[start:stop, ...], y[start:stop, ...]
+                output = self.model.forward(xb)
+                losses.append(self.loss.forward(output, yb) * xb.shape[0])
+                if self.metric:
+                    correct.append(count_correct(output, yb))
+        totals = [xp.sum(xp.stack(losses))]
+        if self.metric:
+            totals.append(xp.astype(xp.sum(xp.stack(correct)), totals[0].dtype))
+        totals = backend.to_numpy(xp.stack(totals))
+        result = {"loss": float(totals[0]) / x.shape[0]}
+        if self.metric:
+            result["accuracy"] = float(totals[1]) / x.shape[0]
+        return result
+
+    def predict(self, x, batch_size: int = 1024):
+        return predict(self.model, x, batch_size)
+
+
+def count_correct(output, target):
+    """Number of rows where argmax(output) equals the label (or argmax of a one-hot target)."""
+    xp = get_backend().xp
+    labels = target if target.ndim == 1 else xp.argmax(target, axis=1)
+    return xp.sum(xp.astype(xp.argmax(output, axis=1) == labels, xp.int64))
+
+
+def predict(model, x, batch_size: int = 1024):
+    """model(x) in eval mode, in batches; x: (N, ...) converted to the model's dtype."""
+    backend = get_backend()
+    xp = backend.xp
+    x = backend.asarray(x, dtype=model.parameters()[0].data.dtype)
+    with evaluating(model):
+        n = x.shape[0]
+        outputs = [model.forward(x[start : min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
+    return xp.concat(outputs, axis=0)
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Run a block with `model` in eval mode, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def accuracy(model, x, y, batch_size: int = 1024) -> float:
+    """Fraction of samples whose predicted class (argmax of the outputs) equals label y."""
+    backend = get_backend()
+    labels = backend.asarray(y)
+    return float(backend.to_numpy(count_correct(predict(model, x, batch_size), labels))) / labels.shape[0]
+
+
+def _check_finite(losses, epoch, batch_size, n):
+    """Raise TrainingDiverged naming the first step whose loss is NaN or infinite."""
+    bad = [step for step, value in enumerate(losses) if not math.isfinite(float(value))]
+    if bad:
+        first = bad[0]
+        raise TrainingDiverged(
+            f"loss became {float(losses[first])} at epoch {epoch}, step {first + 1} of {len(losses)} "
+            f"(samples {first * batch_size}..{min(n, (first + 1) * batch_size) - 1} of the shuffled "
+            "epoch); try a smaller learning rate"
+        )
+
+
+def _summary(history):
+    return ", ".join(f"{key} {values[-1]:.4f}" for key, values in history.items() if key != "time")

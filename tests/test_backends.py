@@ -1,0 +1,74 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backends
+from backends import BackendError
+from backends.base import Backend
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(BackendError, match="unknown backend 'nope'.*numpy, cupy, array_api_strict"):
+        backends.set_backend("nope")
+
+
+def test_cupy_without_gpu_is_an_error_not_a_fallback():
+    if "cupy" in _names():
+        pytest.skip("a GPU is present")
+    with pytest.raises(BackendError, match="cupy"):
+        backends.set_backend("cupy")
+    assert backends.get_backend().name == "numpy"
+
+
+def test_environment_variable_chooses_the_backend():
+    code = "import backends; print(backends.get_backend().name)"
+    env = {"DIYNN_BACKEND": "array_api_strict", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "array_api_strict"
+
+
+def test_use_restores_the_previous_backend():
+    before = backends.get_backend()
+    with backends.use("array_api_strict") as active:
+        assert backends.get_backend() is active
+        assert active.name == "array_api_strict"
+    assert backends.get_backend() is before
+
+
+def test_round_trip_to_numpy(backend):
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    array = backend.asarray(values)
+    assert array.dtype == backend.xp.float32
+    np.testing.assert_array_equal(backend.to_numpy(array), values)
+
+
+def test_rng_is_seeded_and_backend_independent(backend):
+    first = backend.to_numpy(backend.rng(7).normal((5, 3)))
+    second = backend.to_numpy(backend.rng(7).normal((5, 3)))
+    np.testing.assert_array_equal(first, second)
+    assert first.dtype == np.float32
+    other = backend.to_numpy(backend.rng(8).normal((5, 3)))
+    assert not np.array_equal(first, other)
+    permutation = backend.to_numpy(backend.rng(3).permutation(10))
+    assert sorted(permutation.tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize("use_fallback", [False, True])
+def test_scatter_add_sums_repeated_indices(backend, use_fallback):
+    xp = backend.xp
+    target = xp.zeros((4, 2), dtype=xp.float32)
+    indices = backend.asarray(np.array([0, 2, 2, 3, 0]))
+    values = backend.asarray(np.arange(10, dtype=np.float32).reshape(5, 2))
+    scatter = Backend.scatter_add.__get__(backend) if use_fallback else backend.scatter_add
+    scatter(target, indices, values)
+    expected = np.zeros((4, 2), np.float32)
+    np.add.at(expected, [0, 2, 2, 3, 0], np.arange(10, dtype=np.float32).reshape(5, 2))
+    np.testing.assert_array_equal(backend.to_numpy(target), expected)
+
+
+def _names():
+    from conftest import AVAILABLE
+
+    return AVAILABLE

@@ -1,0 +1,119 @@
+"""Outputs, input gradients and parameter gradients against PyTorch (skipped without torch)."""
+
+import numpy as np
+import pytest
+
+import diynn
+
+torch = pytest.importorskip("torch")
+torch.set_default_dtype(torch.float64)
+
+
+def to_torch(array):
+    return torch.tensor(np.asarray(array, dtype=np.float64))
+
+
+def compare_module(ours, theirs, x, backend, numpy_rng):
+    """Forward and backward of `ours` (float64) vs torch module `theirs` with copied parameters."""
+    xp = backend.xp
+    ours.astype(xp.float64)
+    with torch.no_grad():
+        for (_, p), q in zip(ours.named_parameters(), theirs.parameters()):
+            q.copy_(to_torch(backend.to_numpy(p.data)))
+    y = ours(backend.asarray(x, dtype=xp.float64))
+    grad_output = numpy_rng.normal(size=tuple(y.shape))
+    grad_x = ours.backward(backend.asarray(grad_output))
+    x_t = to_torch(x).requires_grad_(True)
+    y_t = theirs(x_t)
+    y_t.backward(to_torch(grad_output))
+    np.testing.assert_allclose(backend.to_numpy(y), y_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(grad_x), x_t.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        np.testing.assert_allclose(backend.to_numpy(p.grad), q.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+MODULES = {
+    "linear": (lambda: diynn.Linear(5, 3, rng=0), lambda: torch.nn.Linear(5, 3)),
+    "linear_no_bias": (lambda: diynn.Linear(5, 3, bias=False, rng=0), lambda: torch.nn.Linear(5, 3, bias=False)),
+    "relu": (diynn.ReLU, torch.nn.ReLU),
+    "leaky_relu": (lambda: diynn.LeakyReLU(0.2), lambda: torch.nn.LeakyReLU(0.2)),
+    "tanh": (diynn.Tanh, torch.nn.Tanh),
+    "sigmoid": (diynn.Sigmoid, torch.nn.Sigmoid),
+    "softmax": (diynn.Softmax, lambda: torch.nn.Softmax(dim=-1)),
+}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_matches_torch(backend, name, numpy_rng):
+    ours, theirs = MODULES[name]
+    compare_module(ours(), theirs(), numpy_rng.normal(size=(4, 5)), backend, numpy_rng)
+
+
+LOSSES = {
+    "mse": (diynn.MSELoss, torch.nn.MSELoss, "float"),
+    "cross_entropy": (diynn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "labels"),
+    "cross_entropy_soft": (diynn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "probabilities"),
+    "bce": (diynn.BCELoss, torch.nn.BCELoss, "float"),
+    "bce_logits": (diynn.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, "float"),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_matches_torch(backend, name, numpy_rng):
+    ours, theirs, kind = LOSSES[name]
+    prediction = numpy_rng.uniform(0.05, 0.95, size=(6, 4)) if name == "bce" else numpy_rng.normal(size=(6, 4))
+    target = {
+        "float": numpy_rng.uniform(size=(6, 4)),
+        "labels": numpy_rng.integers(0, 4, size=6),
+        "probabilities": numpy_rng.dirichlet(np.ones(4), size=6),
+    }[kind]
+    loss = ours()
+    value = loss(backend.asarray(prediction), backend.asarray(target))
+    grad = loss.backward()
+    prediction_t = to_torch(prediction).requires_grad_(True)
+    target_t = torch.tensor(target)
+    value_t = theirs()(prediction_t, target_t)
+    value_t.backward()
+    assert float(value) == pytest.approx(value_t.item(), rel=1e-10)
+    np.testing.assert_allclose(backend.to_numpy(grad), prediction_t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+OPTIMISERS = {
+    "sgd": (lambda p: diynn.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "sgd_nesterov": (
+        lambda p: diynn.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    ),
+    "adam": (
+        lambda p: diynn.Adam(p, lr=0.01, weight_decay=0.1),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1),
+    ),
+    "adamw": (
+        lambda p: diynn.AdamW(p, lr=0.01, weight_decay=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMISERS)
+def test_optimiser_steps_match_torch(backend, name, numpy_rng):
+    ours_factory, theirs_factory = OPTIMISERS[name]
+    model = diynn.Linear(4, 3, rng=0).astype(backend.xp.float64)
+    reference = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        reference.weight.copy_(to_torch(backend.to_numpy(model.weight.data)))
+        reference.bias.copy_(to_torch(backend.to_numpy(model.bias.data)))
+    ours, theirs = ours_factory(model.parameters()), theirs_factory(reference.parameters())
+    loss, reference_loss = diynn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    for _ in range(3):
+        x = numpy_rng.normal(size=(8, 4))
+        y = numpy_rng.integers(0, 3, size=8)
+        loss(model(backend.asarray(x)), backend.asarray(y))
+        model.backward(loss.backward())
+        ours.step()
+        ours.zero_grad()
+        theirs.zero_grad()
+        reference_loss(reference(to_torch(x)), torch.tensor(y)).backward()
+        theirs.step()
+    np.testing.assert_allclose(backend.to_numpy(model.weight.data), reference.weight.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(backend.to_numpy(model.bias.data), reference.bias.detach().numpy(), rtol=1e-10)

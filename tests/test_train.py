@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+import diynn
+from diynn import CrossEntropyLoss, StopTraining, Trainer, TrainingDiverged
+
+
+def blobs(numpy_rng, n=120):
+    centres = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]])
+    labels = numpy_rng.integers(0, 3, size=n)
+    return centres[labels] + 0.5 * numpy_rng.normal(size=(n, 2)), labels
+
+
+def make_trainer(seed=0, lr=0.05):
+    model = diynn.mlp([2, 16, 3], rng=seed)
+    return Trainer(model, CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=lr))
+
+
+def test_fit_learns_and_reports_history(backend, numpy_rng):
+    x, y = blobs(numpy_rng)
+    trainer = make_trainer()
+    history = trainer.fit(x, y, epochs=15, batch_size=16, validation_data=(x[:40], y[:40]), progress=False)
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "time"}
+    assert all(len(values) == 15 for values in history.values())
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert history["accuracy"][-1] > 0.9
+    assert diynn.accuracy(trainer.model, x, y) > 0.9
+    evaluation = trainer.evaluate(x[:40], y[:40])
+    assert evaluation["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+
+
+def test_same_seed_same_weights(backend, numpy_rng):
+    x, y = blobs(numpy_rng)
+    weights = []
+    for _ in range(2):
+        trainer = make_trainer(seed=3)
+        trainer.fit(x, y, epochs=2, batch_size=32, seed=5, progress=False)
+        weights.append([backend.to_numpy(p.data) for p in trainer.model.parameters()])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+    other = make_trainer(seed=3)
+    other.fit(x, y, epochs=2, batch_size=32, seed=6, progress=False)
+    assert not np.array_equal(backend.to_numpy(other.model.parameters()[0].data), weights[0][0])
+
+
+def test_inputs_are_converted_once_to_float32(backend, numpy_rng):
+    x, y = blobs(numpy_rng)
+    trainer = make_trainer()
+    x32, y64 = trainer.prepare(x, y.astype(np.int32))
+    assert x32.dtype == backend.xp.float32 and y64.dtype == backend.xp.int64
+    output = diynn.predict(trainer.model, x)
+    assert output.dtype == backend.xp.float32 and tuple(output.shape) == (len(x), 3)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_divergence_names_epoch_and_step(numpy_rng):
+    x, y = blobs(numpy_rng)
+    x[50] = np.inf
+    trainer = make_trainer()
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+ of 8"):
+        trainer.fit(x, y, epochs=3, batch_size=16, progress=False)
+
+
+def test_callback_can_stop_training(numpy_rng):
+    x, y = blobs(numpy_rng)
+
+    def stop_after_two(epoch, history):
+        if epoch == 2:
+            raise StopTraining
+
+    history = make_trainer().fit(x, y, epochs=10, progress=False, callbacks=[stop_after_two])
+    assert len(history["loss"]) == 2
+
+
+def test_mismatched_lengths_and_bad_batch_size(numpy_rng):
+    x, y = blobs(numpy_rng)
+    with pytest.raises(ValueError, match="120 samples but y has 100"):
+        make_trainer().fit(x, y[:100], progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_trainer().fit(x, y, batch_size=0, progress=False)
+
+
+def test_predict_keeps_the_models_mode(numpy_rng):
+    trainer = make_trainer()
+    trainer.model.eval()
+    diynn.predict(trainer.model, numpy_rng.normal(size=(3, 2)))
+    assert not trainer.model.training
