@@ -10,6 +10,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .models import mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
+from .schedules import CosineLR, ExponentialLR, ReduceLROnPlateau, Schedule, StepLR
 from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
 
 __version__ = "0.1.0"

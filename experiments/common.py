@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -78,6 +79,37 @@ def plot_curves(history: dict, path: Path, keys=("loss", "accuracy"), title: str
         axis.set_ylabel(key)
         axis.grid(alpha=0.3)
         axis.legend()
+    if title:
+        figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def plot_confusion_matrix(matrix, class_names, path: Path, title: str = "") -> None:
+    """Counts of (true class, predicted class), class names on both axes."""
+    figure, axis = plt.subplots(figsize=(7, 6))
+    image = axis.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, column), count in np.ndenumerate(matrix):
+        colour = "white" if count > matrix.max() / 2 else "black"
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color=colour)
+    figure.colorbar(image, ax=axis)
+    axis.set_title(title or "confusion matrix (test set)")
+    save_figure(figure, path)
+
+
+def plot_image_grid(images, captions, path: Path, title: str = "", columns: int = 8) -> None:
+    """28x28 grey images in a grid, each with a caption."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, caption in zip(axes.ravel(), images, captions):
+        axis.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r")
+        axis.set_title(caption, fontsize=7)
     if title:
         figure.suptitle(title)
     save_figure(figure, path)

@@ -8,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from sklearn.datasets import load_iris
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 import diynn
+from diynn.datasets import load_iris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import backend_info, output_dir, plot_curves, run, write_json  # noqa: E402
@@ -29,8 +28,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    x, y = load_iris(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=args.seed)
+    data = load_iris(test_size=0.3, seed=args.seed)
+    x_train, x_test, y_train, y_test = data.x_train, data.x_test, data.y_train, data.y_test
     scaler = StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
 

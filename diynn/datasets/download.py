@@ -1,0 +1,77 @@
+"""Downloading a published file into the cache: progress bar, MD5 check, atomic rename."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import DatasetError
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:
+    tqdm = None
+
+
+class Unreachable(OSError):
+    """The server could not be reached at all (offline, DNS failure, refused connection)."""
+
+
+def download(url: str, destination: Path, md5: str, size: int | None = None, progress: bool | None = None) -> Path:
+    """Fetch `url` to `destination`, checking its length and MD5; nothing is left at
+    `destination` (or beside it) unless the file is complete and correct."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        response = urllib.request.urlopen(url, timeout=60)
+    except urllib.error.HTTPError as error:
+        raise DatasetError(f"download of {url} failed: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError) as error:
+        raise Unreachable(f"cannot reach {url}: {error}") from error
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    try:
+        with response, os.fdopen(handle, "wb") as file:
+            total = response.length if response.length is not None else size
+            written = _copy(response, file, total, destination.name, progress)
+        if total is not None and written != total:
+            raise DatasetError(f"download of {url} stopped after {written} of {total} bytes")
+        if size is not None and written != size:
+            raise DatasetError(f"download of {url}: {written} bytes, the published file has {size}")
+        got = _md5(temporary)
+        if got != md5:
+            raise DatasetError(f"checksum mismatch for {url}: MD5 {got}, expected {md5}")
+        os.replace(temporary, destination)
+    except (http.client.HTTPException, OSError) as error:
+        os.unlink(temporary)
+        raise DatasetError(f"download of {url} failed: {error!r}") from error
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return destination
+
+
+def _copy(response, file, total, label, progress) -> int:
+    show = (sys.stderr.isatty() if progress is None else progress) and tqdm is not None
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) if show else None
+    written = 0
+    while chunk := response.read(1 << 16):
+        file.write(chunk)
+        written += len(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return written
+
+
+def _md5(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,84 @@
+"""Learning-rate schedules: epoch callbacks for `Trainer.fit` that set `optimizer.lr`.
+
+A schedule sets the rate of the first epoch when created, and after each epoch that of the
+next. `rate(e)` is the rate of epoch e (0-based) as a formula, for the tests and plots.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class Schedule:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        optimizer.lr = self.rate(0)
+
+    def rate(self, epoch: int) -> float:
+        raise NotImplementedError
+
+    def __call__(self, epoch: int, history: dict) -> None:
+        """After 1-based `epoch` has run: set the rate of the next one."""
+        self.optimizer.lr = self.rate(epoch)
+
+
+class StepLR(Schedule):
+    """lr = base * gamma ** floor(e / step_size)."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer)
+
+    def rate(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(Schedule):
+    """lr = base * gamma ** e."""
+
+    def __init__(self, optimizer, gamma: float):
+        self.gamma = gamma
+        super().__init__(optimizer)
+
+    def rate(self, epoch):
+        return self.base_lr * self.gamma**epoch
+
+
+class CosineLR(Schedule):
+    """Linear warm-up over `warmup` epochs to base, then half a cosine down to `min_lr` at
+    epoch `epochs`: lr = min + (base - min) (1 + cos(pi (e - warmup) / (epochs - warmup))) / 2."""
+
+    def __init__(self, optimizer, epochs: int, warmup: int = 0, min_lr: float = 0.0):
+        if not 0 <= warmup < epochs:
+            raise ValueError(f"warm-up must be in [0, epochs), got {warmup} of {epochs}")
+        self.epochs, self.warmup, self.min_lr = epochs, warmup, min_lr
+        super().__init__(optimizer)
+
+    def rate(self, epoch):
+        if epoch < self.warmup:
+            return self.base_lr * (epoch + 1) / self.warmup
+        progress = min(1.0, (epoch - self.warmup) / (self.epochs - self.warmup))
+        return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+
+class ReduceLROnPlateau:
+    """Multiply lr by `factor` when `monitor` (e.g. "val_loss") has not improved by more than
+    `threshold` for `patience` epochs; never below `min_lr`."""
+
+    def __init__(self, optimizer, monitor="val_loss", factor=0.1, patience=3, threshold=1e-4, min_lr=0.0):
+        self.optimizer, self.monitor, self.factor = optimizer, monitor, factor
+        self.patience, self.threshold, self.min_lr = patience, threshold, min_lr
+        self.minimise = not monitor.endswith("accuracy")
+        self.best, self.bad_epochs = None, 0
+
+    def __call__(self, epoch, history):
+        value = history[self.monitor][-1]
+        improvement = (self.best - value if self.minimise else value - self.best) if self.best is not None else math.inf
+        if improvement > self.threshold:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.optimizer.lr = max(self.min_lr, self.optimizer.lr * self.factor)
+            self.bad_epochs = 0

@@ -1,0 +1,182 @@
+"""Image classification on Fashion-MNIST or KMNIST: the shared implementation behind
+experiments/fashion_mnist.py and experiments/kmnist.py.
+
+A 10% stratified validation split is held out of the training set; the test set is used once,
+for the final number. Writes metrics.json, curves.png, confusion_matrix.png,
+misclassified.png and model.npz to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+from sklearn.model_selection import train_test_split
+
+import diynn
+from diynn import datasets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    backend_info,
+    output_dir,
+    plot_confusion_matrix,
+    plot_curves,
+    plot_image_grid,
+    save_figure,
+    write_atomic,
+    write_json,
+)
+
+LOADERS = {"fashion-mnist": datasets.load_fashion_mnist, "kmnist": datasets.load_kmnist}
+OPTIMIZERS = {"adam": diynn.Adam, "adamw": diynn.AdamW, "sgd": diynn.SGD}
+
+
+def parse_args(dataset: str, argv=None):
+    parser = argparse.ArgumentParser(description=f"Train a classifier on {dataset}. " + __doc__.split("\n\n")[1])
+    parser.add_argument("--model", choices=["mlp"], default="mlp")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128], help="hidden layer sizes of the MLP")
+    parser.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--schedule",
+        choices=["cosine", "constant"],
+        default="cosine",
+        help="learning rate: cosine decay to 0 over the epochs, or constant",
+    )
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="folder with the data files (default: search, then download)")
+    parser.add_argument("--out", default=f"results/{dataset}")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
+    parser.add_argument("--compare-activations", action="store_true", help="train once per activation, one table")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    return parser.parse_args(argv)
+
+
+def load_splits(dataset: str, args):
+    """(train, validation, test) pairs of host arrays and the class names."""
+    data = LOADERS[dataset](root=args.data_dir, flat=args.model == "mlp")
+    x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    if args.limit:
+        x, y, x_test, y_test = x[: args.limit], y[: args.limit], x_test[: args.limit], y_test[: args.limit]
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.1, stratify=y, random_state=args.seed)
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test), data.class_names
+
+
+def build_model(args, n_inputs: int):
+    return diynn.mlp([n_inputs, *args.hidden, 10], activation=args.activation, rng=args.seed)
+
+
+def train(args, splits, activation=None):
+    """Train one model; returns (model, history, test accuracy, test predictions, seconds)."""
+    if activation:
+        args = argparse.Namespace(**{**vars(args), "activation": activation})
+    (x_train, y_train), validation, (x_test, y_test), _ = splits
+    model = build_model(args, x_train.shape[1])
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
+    callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
+    start = time.perf_counter()
+    history = trainer.fit(
+        x_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_data=validation,
+        seed=args.seed,
+        progress=args.progress,
+        callbacks=callbacks,
+    )
+    seconds = time.perf_counter() - start
+    backend = diynn.get_backend()
+    predictions = backend.to_numpy(backend.xp.argmax(diynn.predict(model, x_test), axis=1))
+    return model, history, float(np.mean(predictions == y_test)), predictions, seconds
+
+
+def main(dataset: str, argv=None) -> dict:
+    args = parse_args(dataset, argv)
+    start = time.perf_counter()
+    splits = load_splits(dataset, args)
+    out = output_dir(args.out)
+    if args.compare_activations:
+        return compare_activations(dataset, args, splits, out)
+    model, history, test_accuracy, predictions, train_seconds = train(args, splits)
+    (_, _), _, (x_test, y_test), class_names = splits
+    title = f"{dataset} {args.model} ({args.activation})"
+    plot_curves(history, out / "curves.png", title=title)
+    plot_confusion_matrix(
+        confusion_matrix(y_test, predictions, labels=range(10)),
+        class_names,
+        out / "confusion_matrix.png",
+        title=f"{title}: test accuracy {test_accuracy:.4f}",
+    )
+    wrong = np.flatnonzero(predictions != y_test)[:32]
+    plot_image_grid(
+        x_test[wrong],
+        [f"{class_names[y_test[i]]} -> {class_names[predictions[i]]}" for i in wrong],
+        out / "misclassified.png",
+        title="misclassified test images (true -> predicted)",
+    )
+    diynn.save_model(model, out / "model.npz")
+    metrics = {
+        "dataset": dataset,
+        "config": vars(args),
+        "history": history,
+        "test_accuracy": test_accuracy,
+        "epoch_time_s": float(np.mean(history["time"])),
+        "train_time_s": train_seconds,
+        "wall_time_s": time.perf_counter() - start,
+        **backend_info(),
+    }
+    write_json(out / "metrics.json", metrics)
+    print(
+        f"{dataset} {args.model}: test accuracy {test_accuracy:.4f} after {len(history['loss'])} epochs "
+        f"(best validation {max(history['val_accuracy']):.4f}); {metrics['epoch_time_s']:.2f} s/epoch, "
+        f"{metrics['wall_time_s']:.1f} s in all on {metrics['backend']}; files in {out}"
+    )
+    return metrics
+
+
+def compare_activations(dataset, args, splits, out) -> dict:
+    """The same MLP trained with each activation: a markdown table and one figure."""
+    import matplotlib.pyplot as plt
+
+    results = {}
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for activation in ("relu", "tanh", "sigmoid"):
+        _, history, test_accuracy, _, seconds = train(args, splits, activation)
+        results[activation] = {
+            "test_accuracy": test_accuracy,
+            "best_val_accuracy": max(history["val_accuracy"]),
+            "final_train_loss": history["loss"][-1],
+            "train_time_s": seconds,
+            "history": history,
+        }
+        axis.plot(range(1, len(history["val_accuracy"]) + 1), history["val_accuracy"], label=activation)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation accuracy")
+    axis.set_title(f"{dataset}: MLP {args.hidden} by activation")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    save_figure(figure, out / "activations.png")
+    rows = [
+        "| activation | test accuracy | best validation accuracy | final train loss | train time (s) |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {name} | {r['test_accuracy']:.4f} | {r['best_val_accuracy']:.4f} | {r['final_train_loss']:.4f} "
+        f"| {r['train_time_s']:.1f} |"
+        for name, r in results.items()
+    ]
+    table = "\n".join(rows) + "\n"
+    write_atomic(out / "activations.md", table)
+    write_json(out / "activations.json", {"config": vars(args), "results": results, **backend_info()})
+    print(table)
+    return results
