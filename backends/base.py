@@ -80,5 +80,20 @@ class Backend:
         target += xp.reshape(one_hot @ flat, target.shape)
         return target
 
+    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
+        """One Adam step, all arrays of one shape, updated in place:
+        m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+        param <- param - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps).
+        Written here as m / (sqrt(v) + eps c) scaled by lr c / (1 - b1^t), c = sqrt(1 - b2^t)."""
+        xp = self.xp
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * (grad * grad)
+        c = (1 - beta2**step) ** 0.5
+        denominator = xp.sqrt(v)
+        denominator += eps * c
+        param -= (lr * c / (1 - beta1**step)) * (m / denominator)
+
     def __repr__(self) -> str:
         return f"<backend {self.name} on {self.device}>"

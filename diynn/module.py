@@ -72,8 +72,12 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, grad_output):
-        """d loss / d input, given d loss / d output; adds parameter gradients to `.grad`."""
+    def backward(self, grad_output, input_grad=True):
+        """d loss / d input, given d loss / d output; adds parameter gradients to `.grad`.
+
+        With input_grad=False the caller does not need d loss / d input (the model's first
+        layer): a layer may skip computing it and return None.
+        """
         raise NotImplementedError
 
     def __call__(self, x):

@@ -71,24 +71,26 @@ class Adam(Optimizer):
         self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
 
     def update(self, parameter, grad, state):
-        xp = get_backend().xp
-        beta1, beta2 = self.betas
+        backend = get_backend()
         if self.weight_decay:
             grad = grad + self.weight_decay * parameter.data
         if not state:
-            state["t"] = 0
-            state["m"] = xp.zeros_like(parameter.data)
-            state["v"] = xp.zeros_like(parameter.data)
-        state["t"] += 1
-        m, v, t = state["m"], state["v"], state["t"]
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * (grad * grad)
-        denominator = xp.sqrt(v)
-        denominator *= 1 / (1 - beta2**t) ** 0.5
-        denominator += self.eps
-        parameter.data -= (self.lr / (1 - beta1**t)) * (m / denominator)
+            state["step"] = 0
+            state["m"] = backend.xp.zeros_like(parameter.data)
+            state["v"] = backend.xp.zeros_like(parameter.data)
+        state["step"] += 1
+        beta1, beta2 = self.betas
+        backend.adam_update(
+            parameter.data,
+            grad,
+            state["m"],
+            state["v"],
+            lr=self.lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=self.eps,
+            step=state["step"],
+        )
 
 
 class AdamW(Adam):

@@ -41,7 +41,7 @@ class Trainer:
         """One optimisation step on a batch; returns the batch loss and its outputs (on device)."""
         output = self.model.forward(x)
         value = self.loss.forward(output, y)
-        self.model.backward(self.loss.backward())
+        self.model.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step()
         self.optimizer.zero_grad()
         return value, output

@@ -101,3 +101,16 @@ def test_backward_accumulates_parameter_gradients(backend, numpy_rng):
     np.testing.assert_allclose(backend.to_numpy(layer.weight.grad), 2 * once, rtol=1e-6)
     layer.zero_grad()
     assert layer.weight.grad is None
+
+
+def test_first_layer_may_skip_the_input_gradient(backend, numpy_rng):
+    model = diynn.mlp([3, 4, 2], rng=0)
+    x = backend.asarray(numpy_rng.normal(size=(5, 3)).astype(np.float32))
+    g = backend.asarray(numpy_rng.normal(size=(5, 2)).astype(np.float32))
+    model(x)
+    full = model.backward(g)
+    weight_grad = backend.to_numpy(model[0].weight.grad).copy()
+    model.zero_grad()
+    model(x)
+    assert full is not None and model.backward(g, input_grad=False) is None
+    np.testing.assert_array_equal(backend.to_numpy(model[0].weight.grad), weight_grad)

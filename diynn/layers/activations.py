@@ -12,7 +12,7 @@ class ReLU(Module):
         self.y = get_backend().xp.maximum(x, 0)
         return self.y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         # dy/dx = 1 where x > 0, else 0
         return get_backend().xp.where(self.y > 0, grad_output, 0)
 
@@ -28,7 +28,7 @@ class LeakyReLU(Module):
         self.positive = x > 0
         return get_backend().xp.where(self.positive, x, self.negative_slope * x)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         # dy/dx = 1 where x > 0, else slope
         return get_backend().xp.where(self.positive, grad_output, self.negative_slope * grad_output)
 
@@ -43,7 +43,7 @@ class Tanh(Module):
         self.y = get_backend().xp.tanh(x)
         return self.y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         # dy/dx = 1 - y^2
         return grad_output * (1 - self.y * self.y)
 
@@ -55,7 +55,7 @@ class Sigmoid(Module):
         self.y = sigmoid(x)
         return self.y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         # dy/dx = y (1 - y)
         return grad_output * self.y * (1 - self.y)
 
@@ -75,7 +75,7 @@ class Softmax(Module):
         self.y = softmax(x, self.axis)
         return self.y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         # dL/dx_i = y_i (g_i - sum_j g_j y_j)
         xp = get_backend().xp
         inner = xp.sum(grad_output * self.y, axis=self.axis, keepdims=True)

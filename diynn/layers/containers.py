@@ -19,10 +19,12 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_output):
-        for layer in reversed(self.layers):
+    def backward(self, grad_output, input_grad=True):
+        if not self.layers:
+            return grad_output
+        for layer in reversed(self.layers[1:]):
             grad_output = layer.backward(grad_output)
-        return grad_output
+        return self.layers[0].backward(grad_output, input_grad)
 
     def config(self):
         return {"layers": list(self.layers)}

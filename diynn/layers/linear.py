@@ -33,12 +33,12 @@ class Linear(Module):
             y += self.bias.data
         return y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
         self.weight.accumulate(grad_output.T @ self.x)
         if self.bias is not None:
             self.bias.accumulate(get_backend().xp.sum(grad_output, axis=0))
-        return grad_output @ self.weight.data
+        return grad_output @ self.weight.data if input_grad else None
 
     def config(self):
         return {
