@@ -80,6 +80,41 @@ class Backend:
         target += xp.reshape(one_hot @ flat, target.shape)
         return target
 
+    def im2col(self, x, kernel: tuple[int, int], stride: tuple[int, int]):
+        """Windows of a channel-major, already padded image batch as matrix columns.
+
+        x: (C, N, H, W) -> cols: (C * kh * kw, N * OH * OW), OH = (H - kh) // sh + 1 (same for W);
+        row (c, i, j) holds x[c, n, oh * sh + i, ow * sw + j] in column (n, oh, ow).
+        Fallback: one strided slice per kernel offset (kh * kw copies), stacked.
+        """
+        xp = self.xp
+        (kh, kw), (sh, sw) = kernel, stride
+        channels, n, height, width = x.shape
+        oh, ow = (height - kh) // sh + 1, (width - kw) // sw + 1
+        slices = [
+            x[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        return xp.reshape(xp.stack(slices, axis=1), (channels * kh * kw, n * oh * ow))
+
+    def col2im(self, cols, shape, kernel: tuple[int, int], stride: tuple[int, int]):
+        """The adjoint of im2col: sums each column entry back onto the pixel it came from.
+
+        cols: (C * kh * kw, N * OH * OW) -> (C, N, H, W) with `shape` = (C, N, H, W).
+        """
+        xp = self.xp
+        (kh, kw), (sh, sw) = kernel, stride
+        channels, n, height, width = shape
+        oh, ow = (height - kh) // sh + 1, (width - kw) // sw + 1
+        cols = xp.reshape(cols, (channels, kh, kw, n, oh, ow))
+        image = xp.zeros(shape, dtype=cols.dtype, device=self.device)
+        for i in range(kh):
+            for j in range(kw):
+                rows, columns = slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+                image[:, :, rows, columns] += cols[:, i, j, ...]
+        return image
+
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         """One Adam step, all arrays of one shape, updated in place:
         m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;

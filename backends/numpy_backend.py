@@ -34,6 +34,14 @@ class NumpyBackend(Backend):
         np.add.at(target, indices, values)
         return target
 
+    def im2col(self, x, kernel, stride):
+        (kh, kw), (sh, sw) = kernel, stride
+        channels, n, height, width = x.shape
+        windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+        oh, ow = windows.shape[2], windows.shape[3]
+        # (C, N, OH, OW, kh, kw) view -> (C, kh, kw, N, OH, OW): the one copy is the im2col buffer
+        return windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * kh * kw, n * oh * ow)
+
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         work = self.scratch(param.shape, param.dtype)
         np.subtract(grad, m, out=work)  # m += (1 - b1)(g - m)

@@ -5,7 +5,24 @@ from backends import BackendError, get_backend, set_backend, use
 
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .io import ModelFileError, load_model, load_weights, save_model
-from .layers import LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh
+from .layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    Unflatten,
+)
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .models import mlp
 from .module import Module, Parameter
@@ -18,17 +35,25 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam",
     "AdamW",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BackendError",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "ConvTranspose2d",
     "CosineLR",
     "CrossEntropyLoss",
+    "Dropout",
     "ExponentialLR",
+    "Flatten",
     "GradcheckError",
     "LeakyReLU",
     "Linear",
     "Loss",
     "MSELoss",
+    "MaxPool2d",
     "ModelFileError",
     "Module",
     "Optimizer",
@@ -45,6 +70,7 @@ __all__ = [
     "Tanh",
     "Trainer",
     "TrainingDiverged",
+    "Unflatten",
     "accuracy",
     "get_backend",
     "gradcheck",

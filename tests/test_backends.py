@@ -82,8 +82,17 @@ def test_fused_adam_matches_the_portable_fallback(backend, numpy_rng):
     for update in (backend.adam_update, Backend.adam_update.__get__(backend)):
         state = {name: backend.asarray(array.copy()) for name, array in arrays.items()}
         for step in (1, 2, 3):
-            update(state["param"], state["grad"], state["m"], state["v"],
-                   lr=0.01, beta1=0.9, beta2=0.99, eps=1e-6, step=step)
+            update(
+                state["param"],
+                state["grad"],
+                state["m"],
+                state["v"],
+                lr=0.01,
+                beta1=0.9,
+                beta2=0.99,
+                eps=1e-6,
+                step=step,
+            )
         results.append({name: backend.to_numpy(value) for name, value in state.items()})
     for name in ("param", "m", "v"):
         np.testing.assert_allclose(results[0][name], results[1][name], rtol=2e-6, atol=1e-7, err_msg=name)

@@ -117,3 +117,44 @@ def test_optimiser_steps_match_torch(backend, name, numpy_rng):
         theirs.step()
     np.testing.assert_allclose(backend.to_numpy(model.weight.data), reference.weight.detach().numpy(), rtol=1e-10)
     np.testing.assert_allclose(backend.to_numpy(model.bias.data), reference.bias.detach().numpy(), rtol=1e-10)
+
+
+CONV_MODULES = {
+    "conv2d": (lambda: diynn.Conv2d(3, 4, 3, rng=0), lambda: torch.nn.Conv2d(3, 4, 3)),
+    "conv2d_stride2_pad1": (
+        lambda: diynn.Conv2d(3, 4, (3, 2), stride=2, padding=1, rng=0),
+        lambda: torch.nn.Conv2d(3, 4, (3, 2), stride=2, padding=1),
+    ),
+    "conv_transpose2d": (
+        lambda: diynn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, rng=0),
+        lambda: torch.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
+    ),
+    "maxpool": (lambda: diynn.MaxPool2d(2), lambda: torch.nn.MaxPool2d(2)),
+    "maxpool_overlapping": (
+        lambda: diynn.MaxPool2d(3, stride=2, padding=1),
+        lambda: torch.nn.MaxPool2d(3, stride=2, padding=1),
+    ),
+    "avgpool": (lambda: diynn.AvgPool2d(2, padding=1), lambda: torch.nn.AvgPool2d(2, padding=1)),
+    "batchnorm2d": (lambda: diynn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3)),
+    "flatten": (diynn.Flatten, torch.nn.Flatten),
+}
+
+
+@pytest.mark.parametrize("name", CONV_MODULES)
+def test_conv_module_matches_torch(backend, name, numpy_rng):
+    ours, theirs = CONV_MODULES[name]
+    compare_module(ours(), theirs(), numpy_rng.normal(size=(2, 3, 6, 5)), backend, numpy_rng)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+def test_batchnorm_running_stats_and_eval_match_torch(backend, shape, numpy_rng):
+    ours, theirs = diynn.BatchNorm1d(3, momentum=0.2).astype(backend.xp.float64), torch.nn.BatchNorm1d(3, momentum=0.2)
+    for _ in range(3):
+        x = numpy_rng.normal(loc=1.0, size=shape)
+        ours(backend.asarray(x))
+        theirs(to_torch(x))
+    np.testing.assert_allclose(backend.to_numpy(ours.running_mean), theirs.running_mean.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(backend.to_numpy(ours.running_var), theirs.running_var.numpy(), rtol=1e-10)
+    ours.eval()
+    theirs.eval()
+    compare_module(ours, theirs, numpy_rng.normal(size=shape), backend, numpy_rng)

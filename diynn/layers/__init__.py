@@ -2,6 +2,28 @@
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .containers import Sequential
+from .conv import Conv2d, ConvTranspose2d
+from .dropout import Dropout
 from .linear import Linear
+from .norm import BatchNorm1d, BatchNorm2d
+from .pool import AvgPool2d, MaxPool2d
+from .reshape import Flatten, Unflatten
 
-__all__ = ["LeakyReLU", "Linear", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh"]
+__all__ = [
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "Dropout",
+    "Flatten",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2d",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "Unflatten",
+]

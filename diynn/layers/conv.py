@@ -1,0 +1,206 @@
+"""Convolutions as im2col + one matrix product, and their transposes.
+
+Images are (N, C, H, W). Internally the layers work channel-major, (C, N, H, W), so that the
+im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output.
+"""
+
+from __future__ import annotations
+
+from backends import get_backend
+
+from ..checks import check_input
+from ..init import as_generator, initial_weight
+from ..module import Module, Parameter
+
+
+def pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def pad_channel_major(x, padding: tuple[int, int], value=0.0):
+    """(N, C, H, W) -> (C, N, H + 2 ph, W + 2 pw), the border filled with `value`."""
+    xp = get_backend().xp
+    x = xp.permute_dims(x, (1, 0, 2, 3))
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    channels, n, height, width = x.shape
+    padded = xp.full((channels, n, height + 2 * ph, width + 2 * pw), value, dtype=x.dtype, device=x.device)
+    padded[:, :, ph : ph + height, pw : pw + width] = x
+    return padded
+
+
+def crop(x, padding: tuple[int, int]):
+    """Remove a border of `padding` from the last two axes."""
+    ph, pw = padding
+    return x[..., ph : x.shape[-2] - ph, pw : x.shape[-1] - pw]
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H + 2 p - kh) // s + 1.
+    weight: (C_out, C_in, kh, kw), bias: (C_out,). Kaiming initialisation by default.
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        bias=True,
+        init="kaiming",
+        rng=None,
+        dtype=None,
+    ):
+        super().__init__()
+        xp = get_backend().xp
+        dtype = xp.float32 if dtype is None else dtype
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
+        self.init = init
+        kh, kw = self.kernel_size
+        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
+        shape = (out_channels, in_channels, kh, kw)
+        self.weight = Parameter(initial_weight(shape, fan_in, fan_out, init, as_generator(rng), dtype))
+        self.bias = Parameter(xp.zeros(out_channels, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        xp = get_backend().xp
+        check_input(x, ndim=4, name="Conv2d", sizes={1: self.in_channels}, dtype=self.weight.data.dtype)
+        n, _, height, width = x.shape
+        oh, ow = self._output_shape(height, width)
+        padded = pad_channel_major(x, self.padding)
+        self.padded_shape = padded.shape
+        self.cols = get_backend().im2col(padded, self.kernel_size, self.stride)  # (C kh kw, N OH OW)
+        y = xp.reshape(self.weight.data, (self.out_channels, -1)) @ self.cols  # (O, N OH OW)
+        if self.bias is not None:
+            y += self.bias.data[:, None]
+        return xp.permute_dims(xp.reshape(y, (self.out_channels, n, oh, ow)), (1, 0, 2, 3))
+
+    def backward(self, grad_output, input_grad=True):
+        # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
+        backend = get_backend()
+        xp = backend.xp
+        grad = xp.reshape(xp.permute_dims(grad_output, (1, 0, 2, 3)), (self.out_channels, -1))  # (O, N OH OW)
+        weight = xp.reshape(self.weight.data, (self.out_channels, -1))
+        self.weight.accumulate(xp.reshape(grad @ self.cols.T, self.weight.shape))
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad, axis=1))
+        if not input_grad:
+            return None
+        padded = backend.col2im(weight.T @ grad, self.padded_shape, self.kernel_size, self.stride)
+        return xp.permute_dims(crop(padded, self.padding), (1, 0, 2, 3))
+
+    def _output_shape(self, height, width):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        oh, ow = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"Conv2d: input {height}x{width} with padding {self.padding} is smaller than the kernel "
+                f"{self.kernel_size} (output would be {oh}x{ow})"
+            )
+        return oh, ow
+
+    def config(self):
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "bias": self.bias is not None,
+            "init": self.init,
+        }
+
+
+class ConvTranspose2d(Module):
+    """Transposed convolution (the adjoint of Conv2d), for upsampling in decoders.
+
+    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H - 1) s - 2 p + kh + output_padding.
+    weight: (C_in, C_out, kh, kw) as in PyTorch, bias: (C_out,).
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        bias=True,
+        init="kaiming",
+        rng=None,
+        dtype=None,
+    ):
+        super().__init__()
+        xp = get_backend().xp
+        dtype = xp.float32 if dtype is None else dtype
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
+        self.output_padding, self.init = pair(output_padding), init
+        if any(o >= s for o, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"output_padding {self.output_padding} must be smaller than stride {self.stride}")
+        kh, kw = self.kernel_size
+        # fan-in of the equivalent convolution that maps the output back to the input
+        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
+        shape = (in_channels, out_channels, kh, kw)
+        self.weight = Parameter(initial_weight(shape, fan_out, fan_in, init, as_generator(rng), dtype))
+        self.bias = Parameter(xp.zeros(out_channels, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        backend = get_backend()
+        xp = backend.xp
+        check_input(x, ndim=4, name="ConvTranspose2d", sizes={1: self.in_channels}, dtype=self.weight.data.dtype)
+        n, _, height, width = x.shape
+        self.input_shape = (height, width)
+        self.x = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (self.in_channels, -1))  # (C_in, N H W)
+        cols = xp.reshape(self.weight.data, (self.in_channels, -1)).T @ self.x  # (C_out kh kw, N H W)
+        y = crop(backend.col2im(cols, self._full_shape(n), self.kernel_size, self.stride), self.padding)
+        if self.bias is not None:
+            y += self.bias.data[:, None, None, None]
+        return xp.permute_dims(y, (1, 0, 2, 3))
+
+    def backward(self, grad_output, input_grad=True):
+        # forward is X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) = dCols, then
+        # dL/dW = X dCols^T and dL/dX = W dCols
+        backend = get_backend()
+        xp = backend.xp
+        n = grad_output.shape[0]
+        full = xp.zeros(self._full_shape(n), dtype=grad_output.dtype, device=grad_output.device)
+        (ph, pw), (oh, ow) = self.padding, grad_output.shape[2:]
+        full[:, :, ph : ph + oh, pw : pw + ow] = xp.permute_dims(grad_output, (1, 0, 2, 3))
+        cols = backend.im2col(full, self.kernel_size, self.stride)  # (C_out kh kw, N H W)
+        self.weight.accumulate(xp.reshape(self.x @ cols.T, self.weight.shape))
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
+        if not input_grad:
+            return None
+        grad = xp.reshape(self.weight.data, (self.in_channels, -1)) @ cols  # (C_in, N H W)
+        return xp.permute_dims(xp.reshape(grad, (self.in_channels, n, *self.input_shape)), (1, 0, 2, 3))
+
+    def _full_shape(self, n):
+        """(C_out, N, FH, FW): the output before cropping `padding`, with room for output_padding."""
+        (kh, kw), (sh, sw), (oph, opw) = self.kernel_size, self.stride, self.output_padding
+        height, width = self.input_shape
+        # output_padding adds rows/columns that no input reaches: extend by whole strides' worth
+        return (self.out_channels, n, (height - 1) * sh + kh + oph, (width - 1) * sw + kw + opw)
+
+    def config(self):
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "output_padding": list(self.output_padding),
+            "bias": self.bias is not None,
+            "init": self.init,
+        }
