@@ -24,7 +24,7 @@ from .layers import (
     Unflatten,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .models import mlp
+from .models import cnn, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
 from .schedules import CosineLR, ExponentialLR, ReduceLROnPlateau, Schedule, StepLR
@@ -72,6 +72,7 @@ __all__ = [
     "TrainingDiverged",
     "Unflatten",
     "accuracy",
+    "cnn",
     "get_backend",
     "gradcheck",
     "gradcheck_loss",

@@ -9,6 +9,7 @@ misclassified.png and model.npz to the output folder.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -38,8 +39,16 @@ OPTIMIZERS = {"adam": diynn.Adam, "adamw": diynn.AdamW, "sgd": diynn.SGD}
 
 def parse_args(dataset: str, argv=None):
     parser = argparse.ArgumentParser(description=f"Train a classifier on {dataset}. " + __doc__.split("\n\n")[1])
-    parser.add_argument("--model", choices=["mlp"], default="mlp")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128], help="hidden layer sizes of the MLP")
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden layer sizes of the MLP (default 256 128), or of the CNN's head (default 128)",
+    )
+    parser.add_argument("--channels", type=int, nargs=2, default=[32, 64], help="channels of the CNN's conv blocks")
+    parser.add_argument("--dropout", type=float, default=0.5, help="dropout before the CNN's output layer")
     parser.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -49,7 +58,7 @@ def parse_args(dataset: str, argv=None):
         default="cosine",
         help="learning rate: cosine decay to 0 over the epochs, or constant",
     )
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 12 for the CNN")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder with the data files (default: search, then download)")
@@ -57,7 +66,12 @@ def parse_args(dataset: str, argv=None):
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
     parser.add_argument("--compare-activations", action="store_true", help="train once per activation, one table")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 20 if args.model == "mlp" else 12
+    if args.hidden is None:
+        args.hidden = [256, 128] if args.model == "mlp" else [128]
+    return args
 
 
 def load_splits(dataset: str, args):
@@ -70,8 +84,10 @@ def load_splits(dataset: str, args):
     return (x_train, y_train), (x_val, y_val), (x_test, y_test), data.class_names
 
 
-def build_model(args, n_inputs: int):
-    return diynn.mlp([n_inputs, *args.hidden, 10], activation=args.activation, rng=args.seed)
+def build_model(args, input_shape):
+    if args.model == "cnn":
+        return diynn.cnn(channels=args.channels, hidden=args.hidden[0], dropout=args.dropout, rng=args.seed)
+    return diynn.mlp([input_shape[0], *args.hidden, 10], activation=args.activation, rng=args.seed)
 
 
 def train(args, splits, activation=None):
@@ -79,7 +95,7 @@ def train(args, splits, activation=None):
     if activation:
         args = argparse.Namespace(**{**vars(args), "activation": activation})
     (x_train, y_train), validation, (x_test, y_test), _ = splits
-    model = build_model(args, x_train.shape[1])
+    model = build_model(args, x_train.shape[1:])
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
     callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
@@ -133,6 +149,7 @@ def main(dataset: str, argv=None) -> dict:
         "epoch_time_s": float(np.mean(history["time"])),
         "train_time_s": train_seconds,
         "wall_time_s": time.perf_counter() - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **backend_info(),
     }
     write_json(out / "metrics.json", metrics)

@@ -13,8 +13,9 @@ class ReLU(Module):
         return self.y
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = 1 where x > 0, else 0
-        return get_backend().xp.where(self.y > 0, grad_output, 0)
+        # dy/dx = 1 where x > 0, else 0 (a multiplication by the mask: much faster than `where`)
+        xp = get_backend().xp
+        return grad_output * xp.astype(self.y > 0, grad_output.dtype)
 
 
 class LeakyReLU(Module):
@@ -25,12 +26,13 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
 
     def forward(self, x):
-        self.positive = x > 0
-        return get_backend().xp.where(self.positive, x, self.negative_slope * x)
+        xp = get_backend().xp
+        # slope where x <= 0, 1 where x > 0: y = x * dy/dx
+        self.derivative = self.negative_slope + (1 - self.negative_slope) * xp.astype(x > 0, x.dtype)
+        return x * self.derivative
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = 1 where x > 0, else slope
-        return get_backend().xp.where(self.positive, grad_output, self.negative_slope * grad_output)
+        return grad_output * self.derivative
 
     def config(self):
         return {"negative_slope": self.negative_slope}
@@ -86,10 +88,12 @@ class Softmax(Module):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)) as exp(-|x|) ratios, which never overflow."""
+    """1 / (1 + exp(-x)) written as (1 + tanh(x / 2)) / 2, which never overflows."""
     xp = get_backend().xp
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    y = xp.tanh(x / 2)
+    y += 1
+    y /= 2
+    return y
 
 
 def softmax(x, axis=-1):

@@ -34,6 +34,15 @@ def pad_channel_major(x, padding: tuple[int, int], value=0.0):
     return padded
 
 
+def to_batch_major(x):
+    """(C, N, H, W) -> (N, C, H, W) in contiguous memory: one transposing copy, so that the
+    following elementwise layers and the next backward run on contiguous arrays."""
+    xp = get_backend().xp
+    channels, n, height, width = x.shape
+    flat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (n, channels * height * width))
+    return xp.reshape(flat, (n, channels, height, width))
+
+
 def crop(x, padding: tuple[int, int]):
     """Remove a border of `padding` from the last two axes."""
     ph, pw = padding
@@ -82,7 +91,7 @@ class Conv2d(Module):
         y = xp.reshape(self.weight.data, (self.out_channels, -1)) @ self.cols  # (O, N OH OW)
         if self.bias is not None:
             y += self.bias.data[:, None]
-        return xp.permute_dims(xp.reshape(y, (self.out_channels, n, oh, ow)), (1, 0, 2, 3))
+        return to_batch_major(xp.reshape(y, (self.out_channels, n, oh, ow)))
 
     def backward(self, grad_output, input_grad=True):
         # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
@@ -166,7 +175,7 @@ class ConvTranspose2d(Module):
         y = crop(backend.col2im(cols, self._full_shape(n), self.kernel_size, self.stride), self.padding)
         if self.bias is not None:
             y += self.bias.data[:, None, None, None]
-        return xp.permute_dims(y, (1, 0, 2, 3))
+        return to_batch_major(y)
 
     def backward(self, grad_output, input_grad=True):
         # forward is X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) = dCols, then

@@ -1,4 +1,9 @@
-"""Max and average pooling over windows of (N, C, H, W) images, through the backend's im2col."""
+"""Max and average pooling of (N, C, H, W) images.
+
+Each window offset (i, j) of a kh x kw kernel is one strided slice of the input,
+x[..., i::sh, j::sw], of the output's shape; pooling combines the kh kw slices elementwise and
+the backward adds each slice's share of the gradient back with a strided slice-add.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,22 @@ from backends import get_backend
 
 from ..checks import check_input
 from ..module import Module
-from .conv import crop, output_size, pad_channel_major, pair
+from .conv import crop, output_size, pair
+
+
+def pad2d(x, padding: tuple[int, int], value=0.0):
+    """(N, C, H, W) -> (N, C, H + 2 ph, W + 2 pw), the border filled with `value`."""
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    xp = get_backend().xp
+    n, channels, height, width = x.shape
+    padded = xp.full((n, channels, height + 2 * ph, width + 2 * pw), value, dtype=x.dtype, device=x.device)
+    padded[:, :, ph : ph + height, pw : pw + width] = x
+    return padded
 
 
 class _Pool2d(Module):
-    """Windows of each channel as the columns of a (kh kw, N C OH OW) matrix."""
-
     pad_value = 0.0
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -24,29 +39,35 @@ class _Pool2d(Module):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"padding {self.padding} must be at most half the kernel {self.kernel_size}")
 
-    def windows(self, x):
-        xp = get_backend().xp
+    def window_slices(self, x):
+        """Pad x and return it with the kh kw (rows, columns) slices, one per kernel offset."""
         check_input(x, ndim=4, name=type(self).__name__)
-        n, channels, height, width = x.shape
+        height, width = x.shape[2:]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         oh, ow = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
         if oh < 1 or ow < 1:
             raise ValueError(
                 f"{type(self).__name__}: input {height}x{width} is smaller than the kernel {self.kernel_size}"
             )
-        self.output_shape = (n, channels, oh, ow)
-        # every (image, channel) pair becomes one image of a single channel: (N C, 1, H, W)
-        padded = pad_channel_major(xp.reshape(x, (n * channels, 1, height, width)), self.padding, self.pad_value)
-        self.padded_shape = padded.shape
-        return get_backend().im2col(padded, self.kernel_size, self.stride)  # (kh kw, N C OH OW)
+        padded = pad2d(x, self.padding, self.pad_value)
+        self.padded_shape, self.dtype = padded.shape, x.dtype
+        return padded, [
+            (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+            for i in range(kh)
+            for j in range(kw)
+        ]
 
-    def scatter(self, grad_cols):
-        """Sum window gradients (kh kw, N C OH OW) back onto the input: (N, C, H, W)."""
+    def gather(self, parts):
+        """Sum window-offset gradients (one array per offset, the output's shape) onto the input."""
         xp = get_backend().xp
-        padded = get_backend().col2im(grad_cols, self.padded_shape, self.kernel_size, self.stride)
-        n, channels = self.output_shape[:2]
-        image = crop(padded, self.padding)
-        return xp.reshape(image, (n, channels, image.shape[-2], image.shape[-1]))
+        grad = xp.zeros(self.padded_shape, dtype=self.dtype, device=parts[0].device)
+        overlapping = any(s < k for s, k in zip(self.stride, self.kernel_size))
+        for (rows, columns), part in zip(self.slices, parts):
+            if overlapping:
+                grad[:, :, rows, columns] += part
+            else:  # each pixel is in one window at most: plain assignment, no read
+                grad[:, :, rows, columns] = part
+        return crop(grad, self.padding)
 
     def config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
@@ -62,17 +83,23 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         xp = get_backend().xp
-        cols = self.windows(x)
-        self.argmax = xp.argmax(cols, axis=0)
-        return xp.reshape(xp.max(cols, axis=0), self.output_shape)
+        self.padded, self.slices = self.window_slices(x)
+        windows = [self.padded[:, :, rows, columns] for rows, columns in self.slices]
+        self.y = windows[0]
+        for window in windows[1:]:
+            self.y = xp.maximum(self.y, window)
+        return self.y
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = 1 at the window's (first) argmax, 0 elsewhere
+        # dy/dx = 1 at the window's first maximum, 0 elsewhere
         xp = get_backend().xp
-        positions = xp.arange(self.kernel_size[0] * self.kernel_size[1], device=self.argmax.device)
-        mask = positions[:, None] == self.argmax[None, :]
-        grad = xp.reshape(grad_output, (1, -1))
-        return self.scatter(xp.where(mask, grad, xp.zeros_like(grad)))
+        taken = xp.zeros(self.y.shape, dtype=xp.bool, device=self.y.device)
+        parts = []
+        for rows, columns in self.slices:
+            first = (self.padded[:, :, rows, columns] == self.y) & ~taken
+            taken |= first
+            parts.append(grad_output * xp.astype(first, grad_output.dtype))
+        return self.gather(parts)
 
 
 class AvgPool2d(_Pool2d):
@@ -82,12 +109,13 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x):
-        xp = get_backend().xp
-        return xp.reshape(xp.mean(self.windows(x), axis=0), self.output_shape)
+        padded, self.slices = self.window_slices(x)
+        total = padded[:, :, self.slices[0][0], self.slices[0][1]]
+        for rows, columns in self.slices[1:]:
+            total = total + padded[:, :, rows, columns]
+        return total / len(self.slices)
 
     def backward(self, grad_output, input_grad=True):
         # dy/dx = 1 / (kh kw) for every pixel of the window
-        xp = get_backend().xp
-        size = self.kernel_size[0] * self.kernel_size[1]
-        grad = xp.reshape(grad_output, (1, -1)) / size
-        return self.scatter(xp.broadcast_to(grad, (size, grad.shape[1])))
+        share = grad_output / len(self.slices)
+        return self.gather([share] * len(self.slices))

@@ -1,0 +1,116 @@
+"""One training step of the MLP 784-256-128-10 (ReLU, softmax cross-entropy, plain SGD), three ways:
+diynn on a backend, a minimal hand-written NumPy step (the ceiling), and PyTorch eager."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIZES = (784, 256, 128, 10)
+LEARNING_RATE = 0.01
+
+
+def step_flops(batch: int) -> int:
+    """FLOPs of the step's GEMMs: forward and weight gradients of the three layers, input
+    gradients of layers 2 and 3 (the first layer's input gradient is not needed)."""
+    macs = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
+    input_grads = sum(a * b for a, b in zip(SIZES[1:-1], SIZES[2:]))
+    return 2 * batch * (2 * macs + input_grads)
+
+
+def batch_data(batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, SIZES[0]), dtype=np.float32), rng.integers(0, SIZES[-1], size=batch)
+
+
+def diynn_step(batch: int, backend_name: str = "numpy"):
+    import diynn
+
+    backend = diynn.set_backend(backend_name)
+    model = diynn.mlp(list(SIZES), rng=0)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=LEARNING_RATE))
+    x, y = trainer.prepare(*batch_data(batch))
+
+    def step():
+        trainer.step(x, y)
+
+    return step, backend.synchronize
+
+
+def ceiling_step(batch: int):
+    """The fewest NumPy operations for the same step, written inline with no framework."""
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, np.sqrt(2 / a), (b, a)).astype(np.float32) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    biases = [np.zeros(b, np.float32) for b in SIZES[1:]]
+    x, y = batch_data(batch)
+    rows = np.arange(batch)
+    lr = np.float32(LEARNING_RATE)
+
+    def step():
+        w1, w2, w3 = weights
+        h1 = x @ w1.T
+        h1 += biases[0]
+        np.maximum(h1, 0, out=h1)
+        h2 = h1 @ w2.T
+        h2 += biases[1]
+        np.maximum(h2, 0, out=h2)
+        z = h2 @ w3.T
+        z += biases[2]
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        z[rows, y] -= 1
+        z /= batch  # dL/dz
+        g3w, g3b = z.T @ h2, z.sum(0)
+        d2 = z @ w3
+        d2 *= h2 > 0
+        g2w, g2b = d2.T @ h1, d2.sum(0)
+        d1 = d2 @ w2
+        d1 *= h1 > 0
+        g1w, g1b = d1.T @ x, d1.sum(0)
+        for parameter, grad in zip((w1, biases[0], w2, biases[1], w3, biases[2]), (g1w, g1b, g2w, g2b, g3w, g3b)):
+            grad *= lr
+            parameter -= grad
+
+    step.weights = weights  # for the test that checks it against diynn's step
+    return step, lambda: None
+
+
+def torch_step(batch: int, device: str = "cpu"):
+    import torch
+
+    torch.manual_seed(0)
+    layers = []
+    for index, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if index < len(SIZES) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    loss = torch.nn.CrossEntropyLoss()
+    x, y = batch_data(batch)
+    x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss(model(x), y).backward()
+        optimizer.step()
+
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return step, synchronize
+
+
+def peak_sgemm(size: int = 2048, repeats: int = 5) -> float:
+    """The large-square float32 GEMM rate of NumPy's BLAS, FLOP/s (best of `repeats`)."""
+    import time
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).random((size, size), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b, time) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def _timed(function, time):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start

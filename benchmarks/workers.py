@@ -1,0 +1,144 @@
+"""Long-lived worker processes that time one implementation at a time, on request.
+
+NumPy and PyTorch never run in the same process: their thread pools spin-wait and steal the
+cores from each other. The parent sends one command at a time, so only one worker is busy.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+
+import steps as step_library
+
+CONV_SHAPES = {  # the CNN experiment's two convolutions at batch 128: (C_in, C_out, H = W)
+    "conv1": (1, 32, 28),
+    "conv2": (32, 64, 14),
+}
+
+
+def make_step(name: str, batch: int):
+    """(step, synchronize) for an implementation name such as "diynn-numpy" or "torch-cpu"."""
+    if name.startswith("diynn-"):
+        return step_library.diynn_step(batch, name.removeprefix("diynn-"))
+    if name == "ceiling":
+        return step_library.ceiling_step(batch)
+    if name.startswith("torch-"):
+        return step_library.torch_step(batch, name.removeprefix("torch-"))
+    if name.startswith("conv-"):
+        return conv_step(name.removeprefix("conv-"), batch)
+    raise ValueError(f"unknown implementation {name!r}")
+
+
+def conv_step(name: str, batch: int):
+    """Forward + backward of one Conv2d: "diynn:conv1" or "torch:conv2"."""
+    import numpy as np
+
+    library, shape = name.split(":")
+    c_in, c_out, size = CONV_SHAPES[shape]
+    x = np.random.default_rng(0).random((batch, c_in, size, size), dtype=np.float32)
+    if library == "torch":
+        import torch
+
+        layer = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
+        x_t = torch.from_numpy(x).requires_grad_(c_in > 1)
+
+        def step():
+            layer.zero_grad(set_to_none=True)
+            y = layer(x_t)
+            y.backward(torch.ones_like(y))
+
+        return step, lambda: None
+    import diynn
+
+    backend = diynn.set_backend(library.removeprefix("diynn") or "numpy")
+    layer = diynn.Conv2d(c_in, c_out, 3, padding=1, rng=0)
+    x_b = backend.asarray(x)
+    ones = backend.xp.ones((batch, c_out, size, size), dtype=backend.xp.float32)
+
+    def step():
+        layer.zero_grad()
+        layer(x_b)
+        layer.backward(ones, input_grad=c_in > 1)
+
+    return step, backend.synchronize
+
+
+def _serve(connection):
+    cache = {}
+    while (message := connection.recv()) is not None:
+        command, arguments = message
+        try:
+            connection.send(("ok", COMMANDS[command](cache, *arguments)))
+        except Exception as error:  # report to the parent, keep serving
+            connection.send(("error", f"{type(error).__name__}: {error}"))
+
+
+def _time(cache, name, batch, seconds):
+    """Median seconds per step over about `seconds` of steps (after a warm-up)."""
+    if (name, batch) not in cache:
+        cache[(name, batch)] = make_step(name, batch)
+    step, synchronize = cache[(name, batch)]
+    for _ in range(3):
+        step()
+    synchronize()
+    samples, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 5:
+        start = time.perf_counter()
+        step()
+        synchronize()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _memory(cache, name, batch, steps):
+    """Bytes allocated and still held (tracemalloc) after `steps` steps, beyond a warm-up."""
+    import tracemalloc
+
+    step, synchronize = make_step(name, batch)
+    for _ in range(20):
+        step()
+    tracemalloc.start()
+    baseline = tracemalloc.get_traced_memory()[0]
+    for _ in range(steps):
+        step()
+    synchronize()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"steps": steps, "growth_bytes": current - baseline, "peak_bytes_per_step": peak - baseline}
+
+
+def _peak(cache):
+    return step_library.peak_sgemm()
+
+
+def _info(cache):
+    from machine import machine_info
+
+    return machine_info()
+
+
+COMMANDS = {"time": _time, "memory": _memory, "peak": _peak, "info": _info}
+
+
+class Worker:
+    """A spawned process serving COMMANDS; `call` blocks until the answer comes back."""
+
+    def __init__(self, label: str):
+        context = multiprocessing.get_context("spawn")
+        self.label = label
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child,), daemon=True)
+        self.process.start()
+
+    def call(self, command, *arguments):
+        self.connection.send((command, arguments))
+        status, value = self.connection.recv()
+        if status != "ok":
+            raise RuntimeError(f"worker {self.label}: {value}")
+        return value
+
+    def close(self):
+        self.connection.send(None)
+        self.process.join(timeout=10)

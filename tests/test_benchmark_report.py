@@ -1,0 +1,63 @@
+"""The benchmark report code on a tiny configuration (the benchmarks themselves never run here)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import report  # noqa: E402
+import steps  # noqa: E402
+
+
+def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
+    result = report.main(
+        [
+            "--rounds",
+            "1",
+            "--seconds",
+            "0.01",
+            "--gap",
+            "0",
+            "--batches",
+            "8",
+            "--conv-shapes",
+            "conv1",
+            "--conv-batch",
+            "2",
+            "--memory-steps",
+            "3",
+            "--no-kernels",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    run = result["runs"][0]
+    assert run["steps"][8]["ratio"]["ceiling"] > 0 and run["steps"][8]["roofline_fraction"] > 0
+    assert run["machine"]["blas"] and run["peak_sgemm_gflops"] > 0
+    names = {p.suffix for p in tmp_path.iterdir()}
+    assert names == {".json", ".md", ".png"}
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert saved["runs"][0]["conv"]["conv1"]["im2col_buffer_mb"] > 0
+    assert "| 8 |" in next(tmp_path.glob("*.md")).read_text()
+
+
+def test_step_flops_counts_eight_gemms():
+    # forward (3 GEMMs) + weight gradients (3) + input gradients of layers 2 and 3 (2)
+    assert steps.step_flops(256) == 2 * 256 * (2 * (784 * 256 + 256 * 128 + 128 * 10) + 256 * 128 + 128 * 10)
+
+
+def test_ceiling_and_diynn_steps_agree():
+    """The hand-written ceiling computes the same update as diynn (same init, same batch)."""
+    import numpy as np
+
+    import diynn
+
+    model = diynn.mlp(list(steps.SIZES), rng=0)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=steps.LEARNING_RATE))
+    x, y = steps.batch_data(16)
+    trainer.step(x, y)
+    ceiling, _ = steps.ceiling_step(16)
+    assert np.array_equal(ceiling.weights[0], diynn.get_backend().to_numpy(model[0].weight.data)) is False
+    ceiling()
+    for ours, theirs in zip(model.parameters()[::2], ceiling.weights):
+        np.testing.assert_allclose(diynn.get_backend().to_numpy(ours.data), theirs, rtol=1e-5, atol=1e-6)
