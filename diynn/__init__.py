@@ -3,6 +3,7 @@ running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
 from backends import BackendError, get_backend, set_backend, use
 
+from .autoencoder import Autoencoder, add_noise
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .io import ModelFileError, load_model, load_weights, save_model
 from .layers import (
@@ -24,7 +25,7 @@ from .layers import (
     Unflatten,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .models import cnn, mlp
+from .models import cnn, conv_autoencoder, dense_autoencoder, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
 from .schedules import CosineLR, ExponentialLR, ReduceLROnPlateau, Schedule, StepLR
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam",
     "AdamW",
+    "Autoencoder",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
@@ -72,7 +74,10 @@ __all__ = [
     "TrainingDiverged",
     "Unflatten",
     "accuracy",
+    "add_noise",
     "cnn",
+    "conv_autoencoder",
+    "dense_autoencoder",
     "get_backend",
     "gradcheck",
     "gradcheck_loss",

@@ -1,7 +1,22 @@
 """Ready-made models used by the experiments, built from the public layers."""
 
+from .autoencoder import Autoencoder
 from .init import as_generator
-from .layers import BatchNorm2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, Sigmoid, Tanh
+from .layers import (
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+    Unflatten,
+)
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
 
@@ -45,3 +60,39 @@ def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=False, classes=10
         Linear(hidden, classes, rng=rng),
     ]
     return Sequential(*layers)
+
+
+def dense_autoencoder(latent: int, hidden=(256, 128), input_size=784, noise_std=0.0, rng=None) -> Autoencoder:
+    """MLP encoder input -> hidden... -> latent (linear code) and mirrored decoder with a sigmoid
+    output in [0, 1]. x: (N, input_size) -> (N, input_size); codes (N, latent)."""
+    rng = as_generator(rng)
+    sizes = [input_size, *hidden, latent]
+    encoder = mlp(sizes, rng=rng)
+    decoder = Sequential(*mlp(sizes[::-1], rng=rng), Sigmoid())
+    return Autoencoder(encoder, decoder, noise_std=noise_std, rng=rng)
+
+
+def conv_autoencoder(latent: int, channels=(32, 64), image_size=28, noise_std=0.0, rng=None) -> Autoencoder:
+    """Strided 3x3 convolutions down to (channels[-1], size/4, size/4), a linear code of `latent`,
+    and transposed convolutions back up, sigmoid output. x: (N, 1, 28, 28) -> same shape."""
+    rng = as_generator(rng)
+    c1, c2 = channels
+    small = image_size // 4
+    encoder = Sequential(
+        Conv2d(1, c1, 3, stride=2, padding=1, rng=rng),
+        ReLU(),
+        Conv2d(c1, c2, 3, stride=2, padding=1, rng=rng),
+        ReLU(),
+        Flatten(),
+        Linear(c2 * small * small, latent, rng=rng),
+    )
+    decoder = Sequential(
+        Linear(latent, c2 * small * small, rng=rng),
+        ReLU(),
+        Unflatten((c2, small, small)),
+        ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1, rng=rng),
+        ReLU(),
+        ConvTranspose2d(c1, 1, 3, stride=2, padding=1, output_padding=1, init="xavier", rng=rng),
+        Sigmoid(),
+    )
+    return Autoencoder(encoder, decoder, noise_std=noise_std, rng=rng)

@@ -1,0 +1,49 @@
+"""Autoencoders: an encoder and a decoder trained to reproduce their input."""
+
+from __future__ import annotations
+
+from backends import get_backend
+
+from .init import as_generator
+from .module import Module
+
+
+class Autoencoder(Module):
+    """x -> encoder -> z -> decoder -> reconstruction of x.
+
+    encoder, decoder: any modules (usually Sequential); encode(x) and decode(z) use them alone.
+    noise_std > 0 makes it a denoising autoencoder: in training mode only, Gaussian noise of
+    that standard deviation is added to the input (the target stays the clean image).
+    """
+
+    def __init__(self, encoder: Module, decoder: Module, noise_std: float = 0.0, rng=None):
+        super().__init__()
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.encoder, self.decoder, self.noise_std = encoder, decoder, noise_std
+        self.rng = as_generator(rng)
+
+    def forward(self, x):
+        if self.training and self.noise_std > 0:
+            x = x + self.rng.normal(tuple(x.shape), std=self.noise_std, dtype=x.dtype)
+        return self.decoder.forward(self.encoder.forward(x))
+
+    def backward(self, grad_output, input_grad=True):
+        return self.encoder.backward(self.decoder.backward(grad_output), input_grad)
+
+    def encode(self, x):
+        """Latent codes of x (no noise)."""
+        return self.encoder.forward(x)
+
+    def decode(self, z):
+        return self.decoder.forward(z)
+
+    def config(self):
+        return {"encoder": self.encoder, "decoder": self.decoder, "noise_std": self.noise_std}
+
+
+def add_noise(x, std: float, rng=None, clip: bool = True):
+    """x + N(0, std^2), clipped to [0, 1] when `clip` (images)."""
+    xp = get_backend().xp
+    noisy = x + as_generator(rng).normal(tuple(x.shape), std=std, dtype=x.dtype)
+    return xp.clip(noisy, 0.0, 1.0) if clip else noisy

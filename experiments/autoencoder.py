@@ -1,0 +1,95 @@
+"""Dense and convolutional autoencoders on Fashion-MNIST for several latent sizes, against PCA.
+
+Writes reconstruction.md/json (test MSE per pixel for each latent size: dense, conv, PCA),
+reconstructions.png (originals vs reconstructions per latent size), interpolation.png (a
+latent interpolation strip between two test images) and the trained models.
+
+    python experiments/autoencoder.py [--latents 2 8 16 32 64] [--epochs 10] [--limit N]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.decomposition import PCA
+
+import diynn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from autoencoding import add_arguments, flat, load_images, mse_per_pixel, reconstruct, train_autoencoder  # noqa: E402
+from common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+
+KINDS = ("dense", "conv")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, out="results/autoencoder")
+    parser.add_argument("--latents", type=int, nargs="+", default=[2, 8, 16, 32, 64])
+    args = parser.parse_args(argv)
+    out = output_dir(args.out)
+    x_train, _, x_test, _, _ = load_images(args)
+
+    results, reconstructions, models = {}, {}, {}
+    for latent in args.latents:
+        pca = PCA(n_components=latent, random_state=args.seed).fit(flat(x_train))
+        pca_test = pca.inverse_transform(pca.transform(flat(x_test)))
+        row = {"pca": mse_per_pixel(np.clip(pca_test, 0, 1), flat(x_test))}
+        for kind in KINDS:
+            model, history, seconds = train_autoencoder(kind, latent, x_train, args)
+            reconstructions[(kind, latent)] = reconstruct(model, kind, x_test[:8])
+            row[kind] = mse_per_pixel(reconstruct(model, kind, x_test), x_test)
+            row[f"{kind}_train_s"] = seconds
+            models[(kind, latent)] = model
+            diynn.save_model(model, out / f"{kind}_ae_{latent}.npz")
+            print(f"latent {latent:3d} {kind:5s}: test MSE {row[kind]:.5f} (PCA {row['pca']:.5f}), {seconds:.0f} s")
+        results[latent] = row
+
+    table = ["| latent size | dense AE | conv AE | PCA |", "|---|---|---|---|"]
+    table += [f"| {k} | {r['dense']:.5f} | {r['conv']:.5f} | {r['pca']:.5f} |" for k, r in results.items()]
+    text = "Test reconstruction MSE per pixel (Fashion-MNIST, images in [0, 1]):\n\n" + "\n".join(table) + "\n"
+    write_atomic(out / "reconstruction.md", text)
+    write_json(out / "reconstruction.json", {"config": vars(args), "results": results, **backend_info()})
+    plot_reconstructions(x_test[:8], reconstructions, args.latents, out / "reconstructions.png")
+    middle = args.latents[len(args.latents) // 2]
+    plot_interpolation(models[("conv", middle)], x_test, out / "interpolation.png", middle)
+    print(text)
+    return results
+
+
+def plot_reconstructions(originals, reconstructions, latents, path):
+    rows = 1 + len(latents) * len(KINDS)
+    figure, axes = plt.subplots(rows, len(originals), figsize=(1.2 * len(originals), 1.25 * rows))
+    labels = ["original"] + [f"{kind} {latent}" for latent in latents for kind in KINDS]
+    images = [originals] + [reconstructions[(kind, latent)] for latent in latents for kind in KINDS]
+    for row, (label, batch) in enumerate(zip(labels, images)):
+        for column, image in enumerate(batch):
+            axes[row, column].imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[row, 0].set_ylabel(label, fontsize=7)
+    figure.suptitle("test images and their reconstructions by latent size")
+    save_figure(figure, path)
+
+
+def plot_interpolation(model, images, path, latent, steps=9):
+    """Decode straight-line mixtures of the latent codes of two test images."""
+    backend = diynn.get_backend()
+    model.eval()
+    codes = model.encode(backend.asarray(images[:2]))
+    weights = backend.asarray(np.linspace(0, 1, steps, dtype=np.float32)[:, None])
+    mixed = codes[0:1, ...] * (1 - weights) + codes[1:2, ...] * weights
+    decoded = backend.to_numpy(model.decode(mixed))
+    figure, axes = plt.subplots(1, steps, figsize=(1.3 * steps, 1.6))
+    for axis, image, weight in zip(axes, decoded, np.linspace(0, 1, steps)):
+        axis.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        axis.set_title(f"{weight:.2f}", fontsize=7)
+        axis.axis("off")
+    figure.suptitle(f"conv autoencoder (latent {latent}): interpolation between two test images")
+    save_figure(figure, path)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,90 @@
+"""Shared by the autoencoder experiments: data, training an autoencoder, reconstruction errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import diynn
+from diynn import datasets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import output_dir  # noqa: E402, F401  (re-exported for the scripts)
+
+LOSSES = {"mse": diynn.MSELoss, "bce": diynn.BCELoss}
+
+
+def add_arguments(parser, epochs=10, out="results/autoencoder"):
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--loss", choices=sorted(LOSSES), default="mse")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--progress", action="store_true")
+
+
+def load_images(args):
+    """Fashion-MNIST as (N, 1, 28, 28) float32 in [0, 1]: train and test images and labels."""
+    data = datasets.load_fashion_mnist(root=args.data_dir, flat=False)
+    limit = args.limit or None
+    return (data.x_train[:limit], data.y_train[:limit], data.x_test[:limit], data.y_test[:limit], data.class_names)
+
+
+def flat(images):
+    return images.reshape(len(images), -1)
+
+
+def make_autoencoder(kind: str, latent: int, seed: int, noise_std: float = 0.0):
+    if kind == "dense":
+        return diynn.dense_autoencoder(latent, noise_std=noise_std, rng=seed)
+    if kind == "conv":
+        return diynn.conv_autoencoder(latent, noise_std=noise_std, rng=seed)
+    raise ValueError(f"unknown autoencoder {kind!r}")
+
+
+def train_autoencoder(kind: str, latent: int, images, args, noise_std: float = 0.0):
+    """Train on `images` (N, 1, 28, 28) with a cosine learning-rate schedule; returns (model, history, seconds)."""
+    model = make_autoencoder(kind, latent, args.seed, noise_std)
+    inputs = flat(images) if kind == "dense" else images
+    optimizer = diynn.Adam(model.parameters(), lr=args.lr)
+    trainer = diynn.Trainer(model, LOSSES[args.loss](), optimizer, metric=None)
+    start = time.perf_counter()
+    history = trainer.fit(
+        inputs,
+        inputs,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=args.progress,
+        callbacks=[diynn.CosineLR(optimizer, args.epochs)],
+    )
+    return model, history, time.perf_counter() - start
+
+
+def reconstruct(model, kind: str, images):
+    """Reconstructions (N, 1, 28, 28) as a NumPy array."""
+    inputs = flat(images) if kind == "dense" else images
+    output = diynn.get_backend().to_numpy(diynn.predict(model, inputs))
+    return output.reshape(images.shape)
+
+
+def encode(model, kind: str, images, batch_size=1024):
+    """Latent codes (N, latent) as a NumPy array."""
+    backend = diynn.get_backend()
+    inputs = backend.asarray(flat(images) if kind == "dense" else images)
+    model.eval()
+    codes = [
+        backend.to_numpy(model.encode(inputs[i : min(len(images), i + batch_size), ...]))
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(codes)
+
+
+def mse_per_pixel(a, b) -> float:
+    return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))

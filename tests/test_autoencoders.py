@@ -1,0 +1,121 @@
+"""Autoencoder models, and smoke runs of the autoencoder experiments on generated data."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets_fixtures import make_files, spec_for
+
+import diynn
+from diynn.datasets import loaders
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_encode_decode_shapes(backend, kind, numpy_rng):
+    model = diynn.dense_autoencoder(8, rng=0) if kind == "dense" else diynn.conv_autoencoder(8, channels=(4, 8), rng=0)
+    shape = (3, 784) if kind == "dense" else (3, 1, 28, 28)
+    x = backend.asarray(numpy_rng.random(shape, dtype=np.float32))
+    z = model.encode(x)
+    assert tuple(z.shape) == (3, 8)
+    y = model.decode(z)
+    assert tuple(y.shape) == shape
+    values = backend.to_numpy(model(x))
+    assert values.min() >= 0 and values.max() <= 1
+
+
+def test_autoencoder_gradients(backend, numpy_rng):
+    model = diynn.Autoencoder(
+        diynn.Sequential(diynn.Linear(6, 3, rng=0), diynn.Tanh()), diynn.Sequential(diynn.Linear(3, 6, rng=1))
+    )
+    assert diynn.gradcheck(model, numpy_rng.normal(size=(4, 6)))
+
+
+def test_conv_autoencoder_gradients(backend, numpy_rng):
+    model = diynn.conv_autoencoder(4, channels=(2, 3), image_size=8, rng=0)
+    for name, parameter in model.named_parameters():
+        if name.endswith("bias"):  # zero biases on all-zero ReLU inputs sit exactly on the kink
+            parameter.data = backend.asarray(numpy_rng.normal(size=parameter.shape).astype(np.float32))
+    assert diynn.gradcheck(model, numpy_rng.random((2, 1, 8, 8)), max_checks=30)
+
+
+def test_noise_only_in_training(numpy_rng):
+    model = diynn.dense_autoencoder(4, hidden=(8,), input_size=10, noise_std=0.5, rng=0)
+    x = numpy_rng.random((5, 10)).astype(np.float32)
+    assert not np.allclose(model(x), model(x))  # fresh noise each training pass
+    model.eval()
+    np.testing.assert_array_equal(model(x), model(x))
+    with pytest.raises(ValueError, match="noise_std"):
+        diynn.Autoencoder(diynn.ReLU(), diynn.ReLU(), noise_std=-1)
+
+
+def test_save_and_load_autoencoder(backend, tmp_path, numpy_rng):
+    model = diynn.conv_autoencoder(5, channels=(2, 4), noise_std=0.1, rng=0)
+    path = diynn.save_model(model, tmp_path / "ae.npz")
+    loaded = diynn.load_model(path)
+    assert isinstance(loaded, diynn.Autoencoder) and loaded.noise_std == 0.1
+    x = backend.asarray(numpy_rng.random((2, 1, 28, 28), dtype=np.float32))
+    model.eval()
+    loaded.eval()
+    np.testing.assert_array_equal(backend.to_numpy(loaded.encode(x)), backend.to_numpy(model.encode(x)))
+    np.testing.assert_array_equal(backend.to_numpy(loaded(x)), backend.to_numpy(model(x)))
+
+
+def test_denoising_autoencoder_learns_to_remove_noise(numpy_rng):
+    """On blobs with structure, a denoising AE's output is closer to the clean data than its input."""
+    clean = np.repeat(numpy_rng.random((300, 2)), 10, axis=1).astype(np.float32) * 0.8 + 0.1
+    model = diynn.dense_autoencoder(2, hidden=(16,), input_size=20, noise_std=0.1, rng=0)
+    trainer = diynn.Trainer(model, diynn.MSELoss(), diynn.Adam(model.parameters(), lr=1e-2), metric=None)
+    trainer.fit(clean, clean, epochs=40, batch_size=32, progress=False)
+    noisy = diynn.add_noise(clean, 0.1, rng=1)
+    denoised = diynn.predict(model, noisy)
+    assert np.mean((denoised - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
+
+
+@pytest.fixture
+def fashion(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIYNN_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "data"
+    make_files(folder, n_train=120, n_test=100, separable=True)
+    monkeypatch.setattr(loaders, "FASHION_MNIST", spec_for(folder, n_train=120, n_test=100))
+    return ["--data-dir", str(folder), "--epochs", "1"]
+
+
+def test_autoencoder_script(fashion, tmp_path):
+    import autoencoder
+
+    results = autoencoder.main([*fashion, "--latents", "2", "4", "--out", str(tmp_path / "out")])
+    assert set(results[4]) >= {"dense", "conv", "pca"}
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"reconstruction.md", "reconstruction.json", "reconstructions.png", "interpolation.png"} <= files
+    assert "| 4 |" in (tmp_path / "out" / "reconstruction.md").read_text()
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_latent_tsne_script(fashion, tmp_path):
+    import latent_tsne
+
+    result = latent_tsne.main([*fashion, "--latent", "4", "--samples", "100", "--out", str(tmp_path / "out")])
+    assert set(result["scores"]) == {"latent codes", "raw pixels", "PCA-4"}
+    assert len(result["overlaps"]) == 5
+    assert (tmp_path / "out" / "tsne.png").stat().st_size > 0
+
+
+def test_preprocessing_script(fashion, tmp_path):
+    import preprocessing
+
+    results = preprocessing.main([*fashion, "--latent", "4", "--classifier-epochs", "1", "--out", str(tmp_path / "o")])
+    assert len(results) == 4 and all(0 <= value <= 1 for value in results.values())
+    assert "linear probe" in (tmp_path / "o" / "preprocessing.md").read_text()
+
+
+def test_denoising_script(fashion, tmp_path):
+    import denoising
+
+    results = denoising.main([*fashion, "--noise", "0.3", "--latent", "4", "--out", str(tmp_path / "o")])
+    assert results[0.3]["psnr_noisy"] > 0
+    saved = json.loads((tmp_path / "o" / "denoising.json").read_text())
+    assert "0.3" in saved["results"] and (tmp_path / "o" / "denoising.png").stat().st_size > 0
