@@ -3,7 +3,9 @@ running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
 from backends import BackendError, get_backend, set_backend, use
 
+from .augment import Compose, RandomHorizontalFlip, RandomShift
 from .autoencoder import Autoencoder, add_noise
+from .callbacks import EarlyStopping
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .io import ModelFileError, load_model, load_weights, save_model
 from .layers import (
@@ -28,6 +30,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .models import cnn, conv_autoencoder, dense_autoencoder, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
+from .regularization import L1L2, clip_grad_norm
 from .schedules import CosineLR, ExponentialLR, ReduceLROnPlateau, Schedule, StepLR
 from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
 
@@ -43,14 +46,17 @@ __all__ = [
     "BackendError",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Compose",
     "Conv2d",
     "ConvTranspose2d",
     "CosineLR",
     "CrossEntropyLoss",
     "Dropout",
+    "EarlyStopping",
     "ExponentialLR",
     "Flatten",
     "GradcheckError",
+    "L1L2",
     "LeakyReLU",
     "Linear",
     "Loss",
@@ -60,6 +66,8 @@ __all__ = [
     "Module",
     "Optimizer",
     "Parameter",
+    "RandomHorizontalFlip",
+    "RandomShift",
     "ReLU",
     "ReduceLROnPlateau",
     "SGD",
@@ -75,6 +83,7 @@ __all__ = [
     "Unflatten",
     "accuracy",
     "add_noise",
+    "clip_grad_norm",
     "cnn",
     "conv_autoencoder",
     "dense_autoencoder",

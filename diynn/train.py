@@ -10,6 +10,8 @@ import time
 
 from backends import get_backend
 
+from .regularization import clip_grad_norm
+
 try:
     from tqdm.auto import tqdm
 except ImportError:  # the progress bar is a convenience, not a requirement
@@ -26,12 +28,14 @@ class StopTraining(Exception):
 
 class Trainer:
     """model + loss + optimiser. `metric="accuracy"` also tracks classification accuracy
-    (argmax of the outputs against integer labels or one-hot targets)."""
+    (argmax of the outputs against integer labels or one-hot targets). Optional: `penalty`
+    (an L1L2) adds weight penalties to the loss, `clip_norm` clips the gradients' global norm."""
 
-    def __init__(self, model, loss, optimizer, metric: str | None = "accuracy"):
+    def __init__(self, model, loss, optimizer, metric: str | None = "accuracy", clip_norm=None, penalty=None):
         if metric not in (None, "accuracy"):
             raise ValueError(f"unknown metric {metric!r}; valid: 'accuracy' or None")
         self.model, self.loss, self.optimizer, self.metric = model, loss, optimizer, metric
+        self.clip_norm, self.penalty = clip_norm, penalty
 
     @property
     def dtype(self):
@@ -42,6 +46,10 @@ class Trainer:
         output = self.model.forward(x)
         value = self.loss.forward(output, y)
         self.model.backward(self.loss.backward(), input_grad=False)
+        if self.penalty is not None:
+            value = value + self.penalty.apply(self.model.parameters())
+        if self.clip_norm is not None:
+            clip_grad_norm(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
         return value, output
@@ -57,13 +65,16 @@ class Trainer:
         seed: int | None = 0,
         progress: bool | None = None,
         callbacks=(),
+        augment=None,
     ) -> dict:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
         x: (N, ...) features, converted once to the model's dtype; y: (N,) labels or (N, ...)
         targets. Returns the history: lists per epoch of "loss", "time" and, when measured,
         "accuracy", "val_loss", "val_accuracy". A callback `fn(epoch, history)` runs after each
-        epoch and may raise StopTraining. Raises TrainingDiverged on a NaN or infinite loss.
+        epoch and may raise StopTraining; one with an `on_train_end(history)` method has it called
+        at the end. `augment(x_batch)` transforms each training batch. Raises TrainingDiverged on
+        a NaN or infinite loss.
         """
         backend = get_backend()
         xp = backend.xp
@@ -88,6 +99,8 @@ class Trainer:
             for step in batches:
                 index = order[step * batch_size : min(n, (step + 1) * batch_size)]
                 xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
+                if augment is not None:
+                    xb = augment(xb)
                 value, output = self.step(xb, yb)
                 losses.append(value * xb.shape[0])
                 if self.metric:
@@ -109,6 +122,9 @@ class Trainer:
                     callback(epoch, history)
             except StopTraining:
                 break
+        for callback in callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(history)
         return history
 
     def prepare(self, x, y):

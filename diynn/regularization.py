@@ -1,0 +1,52 @@
+"""Regularisation applied to gradients between backward and the optimiser step:
+gradient clipping by global norm, and L1 / L2 penalties on the weights."""
+
+from __future__ import annotations
+
+from backends import get_backend
+
+
+def clip_grad_norm(parameters, max_norm: float):
+    """Scale all gradients by min(1, max_norm / ||g||), ||g|| the norm of all of them together.
+
+    Returns ||g|| before clipping as a 0-d array (left on the device: no synchronisation).
+    """
+    xp = get_backend().xp
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return xp.asarray(0.0)
+    total = xp.sqrt(sum(xp.sum(g * g) for g in grads))
+    scale = xp.minimum(xp.asarray(1.0, dtype=total.dtype), max_norm / (total + 1e-6))
+    for grad in grads:
+        grad *= scale
+    return total
+
+
+class L1L2:
+    """Penalty l1 * sum |w| + l2 / 2 * sum w^2 over the weights (parameters with two or more
+    axes; biases and normalisation scales are left alone). Distinct from an optimiser's
+    weight decay: the penalty is part of the loss, so Adam rescales its gradient like any other.
+    """
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0):
+        if l1 < 0 or l2 < 0:
+            raise ValueError(f"penalty weights must be >= 0, got l1={l1}, l2={l2}")
+        self.l1, self.l2 = l1, l2
+
+    def apply(self, parameters):
+        """Add the penalty's gradient to each weight's .grad; returns the penalty (0-d array)."""
+        xp = get_backend().xp
+        terms = []
+        for parameter in parameters:
+            w = parameter.data
+            if w.ndim < 2:
+                continue
+            grad = xp.zeros_like(w)
+            if self.l1:
+                terms.append(self.l1 * xp.sum(xp.abs(w)))
+                grad += self.l1 * xp.sign(w)  # d|w|/dw = sign(w)
+            if self.l2:
+                terms.append((self.l2 / 2) * xp.sum(w * w))
+                grad += self.l2 * w
+            parameter.accumulate(grad)
+        return sum(terms[1:], terms[0]) if terms else 0.0

@@ -1,0 +1,101 @@
+"""Early stopping, gradient clipping, L1/L2 penalties and augmentation."""
+
+import numpy as np
+import pytest
+
+import diynn
+from diynn import L1L2, EarlyStopping, Parameter, RandomHorizontalFlip, RandomShift, clip_grad_norm
+
+
+def test_clip_grad_norm_bounds_the_global_norm(backend, numpy_rng):
+    grads = [numpy_rng.normal(size=(3, 4)), numpy_rng.normal(size=5)]
+    params = [Parameter(backend.asarray(np.zeros_like(g))) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = backend.asarray(g.copy())
+    norm = float(clip_grad_norm(params, 1.0))
+    assert norm == pytest.approx(np.sqrt(sum((g**2).sum() for g in grads)))
+    clipped = np.sqrt(sum((backend.to_numpy(p.grad) ** 2).sum() for p in params))
+    assert clipped == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(backend.to_numpy(params[0].grad), grads[0] / norm, rtol=1e-5)
+    float(clip_grad_norm(params, 10.0))  # below the bound: unchanged
+    assert np.sqrt(sum((backend.to_numpy(p.grad) ** 2).sum() for p in params)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_l1_l2_penalty_value_and_gradient(backend, numpy_rng):
+    w = numpy_rng.normal(size=(3, 4))
+    weight, bias = Parameter(backend.asarray(w.copy())), Parameter(backend.asarray(np.ones(4)))
+    penalty = float(L1L2(l1=0.1, l2=0.2).apply([weight, bias]))
+    assert penalty == pytest.approx(0.1 * np.abs(w).sum() + 0.1 * (w**2).sum())
+    np.testing.assert_allclose(backend.to_numpy(weight.grad), 0.1 * np.sign(w) + 0.2 * w)
+    assert bias.grad is None  # biases are not penalised
+    with pytest.raises(ValueError, match=">= 0"):
+        L1L2(l1=-1)
+
+
+def test_trainer_with_penalty_and_clipping_still_learns(numpy_rng):
+    x = numpy_rng.normal(size=(200, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = diynn.mlp([2, 8, 2], rng=0)
+    trainer = diynn.Trainer(
+        model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.02), clip_norm=1.0, penalty=L1L2(l2=1e-3)
+    )
+    history = trainer.fit(x, y, epochs=10, batch_size=32, progress=False)
+    assert history["accuracy"][-1] > 0.9
+
+
+def test_early_stopping_restores_the_best_epoch(numpy_rng):
+    x = numpy_rng.normal(size=(64, 3)).astype(np.float32)
+    y = numpy_rng.integers(0, 2, size=64)  # noise: validation loss gets worse as the model overfits
+    model = diynn.mlp([3, 64, 2], rng=0)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.05))
+    snapshots = []
+    stopper = EarlyStopping(model, monitor="val_loss", patience=2)
+    history = trainer.fit(
+        x[:32],
+        y[:32],
+        epochs=50,
+        batch_size=8,
+        validation_data=(x[32:], y[32:]),
+        progress=False,
+        callbacks=[stopper, lambda epoch, h: snapshots.append(model.state_dict())],
+    )
+    best = int(np.argmin(history["val_loss"])) + 1
+    assert history["best_epoch"] == best and len(history["loss"]) == best + 2 < 50
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, snapshots[best - 1][name])
+
+
+def test_random_shift_keeps_shapes_and_content(backend):
+    x = np.zeros((6, 1, 8, 8), np.float32)
+    x[:, :, 3:5, 3:5] = 1.0
+    shifted = backend.to_numpy(RandomShift(2, rng=0)(backend.asarray(x)))
+    assert shifted.shape == x.shape and shifted.dtype == np.float32
+    np.testing.assert_allclose(shifted.sum(axis=(1, 2, 3)), 4.0)  # a 2x2 block moved by <= 2 stays inside
+    for image in shifted[:, 0]:
+        rows, columns = np.nonzero(image)
+        assert rows.max() - rows.min() == 1 and columns.max() - columns.min() == 1
+        assert abs(rows.min() - 3) <= 2 and abs(columns.min() - 3) <= 2
+    assert len({(np.nonzero(i)[0].min(), np.nonzero(i)[1].min()) for i in shifted[:, 0]}) > 1
+
+
+def test_horizontal_flip(backend, numpy_rng):
+    x = numpy_rng.random((40, 1, 3, 4)).astype(np.float32)
+    flipped = backend.to_numpy(RandomHorizontalFlip(0.5, rng=0)(backend.asarray(x)))
+    same = np.all(flipped == x, axis=(1, 2, 3))
+    mirrored = np.all(flipped == x[..., ::-1], axis=(1, 2, 3))
+    assert np.all(same | mirrored) and 5 < mirrored.sum() < 35
+
+
+def test_augmentation_in_fit_keeps_labels(numpy_rng):
+    x = numpy_rng.random((32, 1, 8, 8)).astype(np.float32)
+    y = numpy_rng.integers(0, 3, size=32)
+    seen = []
+
+    def augment(batch):
+        seen.append(batch.shape)
+        return RandomShift(1, rng=0)(batch)
+
+    model = diynn.Sequential(diynn.Flatten(), diynn.Linear(64, 3, rng=0))
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=0.1))
+    trainer.fit(x, y, epochs=1, batch_size=16, progress=False, augment=augment)
+    assert seen == [(16, 1, 8, 8), (16, 1, 8, 8)]
