@@ -21,9 +21,10 @@ from .layers import (
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
 
 
-def mlp(sizes, activation="relu", rng=None) -> Sequential:
-    """Linear layers of `sizes` (input, hidden..., output) with `activation` between them;
-    the output layer has none (logits). Kaiming init for ReLUs, Xavier for tanh/sigmoid."""
+def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
+    """Linear layers of `sizes` (input, hidden..., output) with `activation` (and dropout, if
+    > 0) between them; the output layer has none (logits). Kaiming init for ReLUs, Xavier for
+    tanh/sigmoid."""
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {sizes}")
     if activation not in ACTIVATIONS:
@@ -35,6 +36,8 @@ def mlp(sizes, activation="relu", rng=None) -> Sequential:
         layers.append(Linear(fan_in, fan_out, init=init, rng=rng))
         if index < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
+            if dropout:
+                layers.append(Dropout(dropout, rng=rng))
     return Sequential(*layers)
 
 
