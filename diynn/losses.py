@@ -4,7 +4,7 @@
 from backends import get_backend
 
 from .checks import check_same_shape
-from .layers.activations import log_softmax, sigmoid
+from .layers.activations import sigmoid
 
 
 class Loss:
@@ -47,10 +47,13 @@ class CrossEntropyLoss(Loss):
         xp = get_backend().xp
         if logits.ndim != 2:
             raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
-        self.target_probabilities = self._as_probabilities(target, logits, xp)
-        log_p = log_softmax(logits, axis=1)
-        self.p = xp.exp(log_p)
-        return -xp.sum(self.target_probabilities * log_p) / logits.shape[0]
+        t = self.target_probabilities = self._as_probabilities(target, logits, xp)
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
+        self.p = xp.exp(shifted)
+        total = xp.sum(self.p, axis=1, keepdims=True)
+        self.p /= total
+        # -sum t log p, with log p = shifted - log(total)
+        return (xp.sum(t * xp.log(total)) - xp.sum(t * shifted)) / logits.shape[0]
 
     def backward(self):
         # d loss / d logits = (softmax(z) - t) / N

@@ -75,7 +75,7 @@ def dense_autoencoder(latent: int, hidden=(256, 128), input_size=784, noise_std=
     return Autoencoder(encoder, decoder, noise_std=noise_std, rng=rng)
 
 
-def conv_autoencoder(latent: int, channels=(32, 64), image_size=28, noise_std=0.0, rng=None) -> Autoencoder:
+def conv_autoencoder(latent: int, channels=(16, 32), image_size=28, noise_std=0.0, rng=None) -> Autoencoder:
     """Strided 3x3 convolutions down to (channels[-1], size/4, size/4), a linear code of `latent`,
     and transposed convolutions back up, sigmoid output. x: (N, 1, 28, 28) -> same shape."""
     rng = as_generator(rng)

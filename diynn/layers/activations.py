@@ -103,9 +103,3 @@ def softmax(x, axis=-1):
     e /= xp.sum(e, axis=axis, keepdims=True)
     return e
 
-
-def log_softmax(x, axis=-1):
-    """x - logsumexp(x) along `axis`, shifted by the max for stability."""
-    xp = get_backend().xp
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))

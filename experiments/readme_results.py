@@ -1,0 +1,89 @@
+"""Copy the experiments' latest tables and one figure each into README.md (between the
+`<!-- results:start -->` and `<!-- results:end -->` markers) and docs/figures/, so that the
+README shows exactly what the scripts produced.
+
+    python experiments/readme_results.py [--results results]
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_atomic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def classification_section(results: Path, figures: Path) -> list[str]:
+    lines = ["### Classification (`experiments/fashion_mnist.py`)", "",
+             "| command | test accuracy | epochs | s / epoch | wall time (s) | peak RSS (MiB) |", "|---|---|---|---|---|---|"]
+    for folder, command in (("fashion-mnist", "python experiments/fashion_mnist.py"),
+                            ("fashion-mnist-cnn", "python experiments/fashion_mnist.py --model cnn")):
+        path = results / folder / "metrics.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            lines.append(f"| `{command}` | {m['test_accuracy']:.4f} | {len(m['history']['loss'])} | "
+                         f"{m['epoch_time_s']:.1f} | {m['wall_time_s']:.0f} | {m.get('peak_rss_mb', float('nan')):.0f} |")
+    figure = _copy(results / "fashion-mnist-cnn" / "confusion_matrix.png", figures, "cnn_confusion_matrix.png")
+    lines += ["", f"![CNN confusion matrix]({figure})" if figure else ""]
+    activations = results / "fashion-mnist-activations" / "activations.md"
+    if activations.is_file():
+        lines += ["", "MLP by activation (`--compare-activations`):", "", activations.read_text().strip()]
+    return lines
+
+
+def section(title, table: Path, figure: Path, figures: Path, name: str) -> list[str]:
+    if not table.is_file():
+        return []
+    copied = _copy(figure, figures, name)
+    return [f"### {title}", "", table.read_text().strip(), "", f"![{title}]({copied})" if copied else ""]
+
+
+def _copy(source: Path, figures: Path, name: str):
+    if not source.is_file():
+        return None
+    figures.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, figures / name)
+    return f"docs/figures/{name}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args(argv)
+    figures = args.readme.parent / "docs" / "figures"
+    r = args.results
+    lines = classification_section(r, figures)
+    lines += section("Autoencoders vs PCA (`experiments/autoencoder.py`)", r / "autoencoder" / "reconstruction.md",
+                     r / "autoencoder" / "reconstructions.png", figures, "reconstructions.png")
+    lines += section("Latent space (`experiments/latent_tsne.py`)", r / "latent_tsne" / "latent.md",
+                     r / "latent_tsne" / "tsne.png", figures, "tsne.png")
+    lines += section("Classification after reconstruction (`experiments/preprocessing.py`)",
+                     r / "preprocessing" / "preprocessing.md", Path("-"), figures, "-")
+    lines += section("Denoising (`experiments/denoising.py`)", r / "denoising" / "denoising.md",
+                     r / "denoising" / "denoising.png", figures, "denoising.png")
+    hpo = r / "hpo" / "best.json"
+    if hpo.is_file():
+        best = json.loads(hpo.read_text())
+        lines += ["### Hyperparameter search (`experiments/hpo.py --trials 20 --limit 10000`)", "",
+                  f"Best of {sum(best['trials'].values())} trials ({best['trials']}): validation accuracy "
+                  f"{best['best_val_accuracy']:.4f} against {best['default_val_accuracy']:.4f} for the default "
+                  f"configuration (trial 0); retrained on train + validation, test accuracy "
+                  f"{best['test_accuracy_retrained']:.4f}; {best['wall_time_s']:.0f} s in all. "
+                  f"Best configuration: `{best['best_params']}`.",
+                  "", f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})"]
+    text = args.readme.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    body = "\n".join(line for line in lines)
+    write_atomic(args.readme, f"{before}{START}\n{body}\n{END}{after}")
+    print(f"README results updated from {r}")
+
+
+if __name__ == "__main__":
+    main()
