@@ -19,15 +19,23 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def classification_section(results: Path, figures: Path) -> list[str]:
-    lines = ["### Classification (`experiments/fashion_mnist.py`)", "",
-             "| command | test accuracy | epochs | s / epoch | wall time (s) | peak RSS (MiB) |", "|---|---|---|---|---|---|"]
-    for folder, command in (("fashion-mnist", "python experiments/fashion_mnist.py"),
-                            ("fashion-mnist-cnn", "python experiments/fashion_mnist.py --model cnn")):
+    lines = [
+        "### Classification (`experiments/fashion_mnist.py`)",
+        "",
+        "| command | test accuracy | epochs | s / epoch | wall time (s) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for folder, command in (
+        ("fashion-mnist", "python experiments/fashion_mnist.py"),
+        ("fashion-mnist-cnn", "python experiments/fashion_mnist.py --model cnn"),
+    ):
         path = results / folder / "metrics.json"
         if path.is_file():
             m = json.loads(path.read_text())
-            lines.append(f"| `{command}` | {m['test_accuracy']:.4f} | {len(m['history']['loss'])} | "
-                         f"{m['epoch_time_s']:.1f} | {m['wall_time_s']:.0f} | {m.get('peak_rss_mb', float('nan')):.0f} |")
+            lines.append(
+                f"| `{command}` | {m['test_accuracy']:.4f} | {len(m['history']['loss'])} | "
+                f"{m['epoch_time_s']:.1f} | {m['wall_time_s']:.0f} | {m.get('peak_rss_mb', float('nan')):.0f} |"
+            )
     figure = _copy(results / "fashion-mnist-cnn" / "confusion_matrix.png", figures, "cnn_confusion_matrix.png")
     lines += ["", f"![CNN confusion matrix]({figure})" if figure else ""]
     activations = results / "fashion-mnist-activations" / "activations.md"
@@ -36,10 +44,11 @@ def classification_section(results: Path, figures: Path) -> list[str]:
     return lines
 
 
-def section(title, table: Path, figure: Path, figures: Path, name: str) -> list[str]:
+def section(title, table: Path, figures: Path, figure: Path | None = None, name: str = "") -> list[str]:
+    """A heading, the table a script wrote and, when given, its figure."""
     if not table.is_file():
         return []
-    copied = _copy(figure, figures, name)
+    copied = _copy(figure, figures, name) if figure else None
     return [f"### {title}", "", table.read_text().strip(), "", f"![{title}]({copied})" if copied else ""]
 
 
@@ -59,24 +68,36 @@ def main(argv=None):
     figures = args.readme.parent / "docs" / "figures"
     r = args.results
     lines = classification_section(r, figures)
-    lines += section("Autoencoders vs PCA (`experiments/autoencoder.py`)", r / "autoencoder" / "reconstruction.md",
-                     r / "autoencoder" / "reconstructions.png", figures, "reconstructions.png")
-    lines += section("Latent space (`experiments/latent_tsne.py`)", r / "latent_tsne" / "latent.md",
-                     r / "latent_tsne" / "tsne.png", figures, "tsne.png")
-    lines += section("Classification after reconstruction (`experiments/preprocessing.py`)",
-                     r / "preprocessing" / "preprocessing.md", Path("-"), figures, "-")
-    lines += section("Denoising (`experiments/denoising.py`)", r / "denoising" / "denoising.md",
-                     r / "denoising" / "denoising.png", figures, "denoising.png")
+    sections = [
+        (
+            "Autoencoders vs PCA (`experiments/autoencoder.py`)",
+            "autoencoder/reconstruction.md",
+            "autoencoder/reconstructions.png",
+        ),
+        ("Latent space (`experiments/latent_tsne.py`)", "latent_tsne/latent.md", "latent_tsne/tsne.png"),
+        (
+            "Classification after reconstruction (`experiments/preprocessing.py`)",
+            "preprocessing/preprocessing.md",
+            None,
+        ),
+        ("Denoising (`experiments/denoising.py`)", "denoising/denoising.md", "denoising/denoising.png"),
+    ]
+    for title, table, figure in sections:
+        lines += section(title, r / table, figures, figure and r / figure, figure and Path(figure).name)
     hpo = r / "hpo" / "best.json"
     if hpo.is_file():
         best = json.loads(hpo.read_text())
-        lines += ["### Hyperparameter search (`experiments/hpo.py --trials 20 --limit 10000`)", "",
-                  f"Best of {sum(best['trials'].values())} trials ({best['trials']}): validation accuracy "
-                  f"{best['best_val_accuracy']:.4f} against {best['default_val_accuracy']:.4f} for the default "
-                  f"configuration (trial 0); retrained on train + validation, test accuracy "
-                  f"{best['test_accuracy_retrained']:.4f}; {best['wall_time_s']:.0f} s in all. "
-                  f"Best configuration: `{best['best_params']}`.",
-                  "", f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})"]
+        lines += [
+            "### Hyperparameter search (`experiments/hpo.py --trials 20 --limit 10000`)",
+            "",
+            f"Best of {sum(best['trials'].values())} trials ({best['trials']}): validation accuracy "
+            f"{best['best_val_accuracy']:.4f} against {best['default_val_accuracy']:.4f} for the default "
+            f"configuration (trial 0); retrained on train + validation, test accuracy "
+            f"{best['test_accuracy_retrained']:.4f}; {best['wall_time_s']:.0f} s in all. "
+            f"Best configuration: `{best['best_params']}`.",
+            "",
+            f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})",
+        ]
     text = args.readme.read_text()
     before, _, rest = text.partition(START)
     _, _, after = rest.partition(END)
