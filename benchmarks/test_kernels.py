@@ -5,10 +5,15 @@ pairs `test_ours_*` with `test_reference_*`, and the report gives their ratio.
 Never part of the test suite.
 """
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import diynn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BATCH = 256
 rng = np.random.default_rng(0)
@@ -176,3 +181,23 @@ def test_reference_conv2d(benchmark):
         return y, grad_weight, grad_padded[:, :, 1:-1, 1:-1].transpose(1, 0, 2, 3)
 
     benchmark(both)
+
+
+def _mlp_step():
+    import steps
+
+    step, _ = steps.diynn_step(256, "numpy")
+    return step
+
+
+@pytest.mark.benchmark(group="MLP step (batch 256): array-api-compat namespace vs plain numpy")
+def test_ours_array_api_compat_step(benchmark):
+    benchmark(_mlp_step())
+
+
+@pytest.mark.benchmark(group="MLP step (batch 256): array-api-compat namespace vs plain numpy")
+def test_reference_plain_numpy_step(benchmark, monkeypatch):
+    """The same diynn step with the backend's namespace swapped for the numpy module itself."""
+    backend = diynn.get_backend()
+    monkeypatch.setattr(backend, "xp", np)
+    benchmark(_mlp_step())
