@@ -134,7 +134,7 @@ class Trainer:
         xp = backend.xp
         x = backend.asarray(x, dtype=self.dtype)
         y = backend.asarray(y)
-        y = xp.astype(y, xp.int64) if xp.isdtype(y.dtype, "integral") else xp.astype(y, self.dtype)
+        y = xp.astype(y, xp.int64 if xp.isdtype(y.dtype, "integral") else self.dtype, copy=False)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
         return x, y

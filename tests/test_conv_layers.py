@@ -144,3 +144,16 @@ def test_shape_errors(backend):
         BatchNorm1d(3)(backend.asarray(np.zeros((1, 3), np.float32)))
     with pytest.raises(ValueError, match="output_padding"):
         ConvTranspose2d(1, 1, 3, stride=2, output_padding=2)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: diynn.Conv1d(2, 3, 3, stride=2, padding=1, rng=0), lambda: diynn.MaxPool1d(2)],
+    ids=["conv1d", "maxpool1d"],
+)
+def test_one_dimensional_layers(backend, make, numpy_rng, tmp_path):
+    layer = make()
+    rebuilt = diynn.load_model(diynn.save_model(diynn.Sequential(layer), tmp_path / "m.npz"))
+    x = backend.asarray(numpy_rng.normal(size=(2, 2, 7)).astype(np.float32))
+    np.testing.assert_array_equal(backend.to_numpy(rebuilt(x)), backend.to_numpy(layer(x)))
+    assert gradcheck(layer, numpy_rng.normal(size=(2, 2, 7)), max_checks=60)

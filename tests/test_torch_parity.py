@@ -158,3 +158,18 @@ def test_batchnorm_running_stats_and_eval_match_torch(backend, shape, numpy_rng)
     ours.eval()
     theirs.eval()
     compare_module(ours, theirs, numpy_rng.normal(size=shape), backend, numpy_rng)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (
+            lambda: diynn.Conv1d(3, 4, 3, stride=2, padding=1, rng=0),
+            lambda: torch.nn.Conv1d(3, 4, 3, stride=2, padding=1),
+        ),
+        (lambda: diynn.MaxPool1d(3, stride=2, padding=1), lambda: torch.nn.MaxPool1d(3, stride=2, padding=1)),
+    ],
+    ids=["conv1d", "maxpool1d"],
+)
+def test_one_dimensional_layers_match_torch(backend, ours, theirs, numpy_rng):
+    compare_module(ours(), theirs(), numpy_rng.normal(size=(2, 3, 9)), backend, numpy_rng)

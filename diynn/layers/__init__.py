@@ -2,23 +2,25 @@
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .containers import Sequential
-from .conv import Conv2d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d
-from .pool import AvgPool2d, MaxPool2d
+from .pool import AvgPool2d, MaxPool1d, MaxPool2d
 from .reshape import Flatten, Unflatten
 
 __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
     "Dropout",
     "Flatten",
     "LeakyReLU",
     "Linear",
+    "MaxPool1d",
     "MaxPool2d",
     "ReLU",
     "Sequential",

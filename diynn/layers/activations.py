@@ -102,4 +102,3 @@ def softmax(x, axis=-1):
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     e /= xp.sum(e, axis=axis, keepdims=True)
     return e
-

@@ -213,3 +213,47 @@ class ConvTranspose2d(Module):
             "bias": self.bias is not None,
             "init": self.init,
         }
+
+
+class Conv1d(Conv2d):
+    """1-D convolution, the 2-D one on a height-1 image.
+
+    x: (N, C_in, L) -> y: (N, C_out, OL), OL = (L + 2 p - k) // s + 1.
+    weight: (C_out, C_in, k) as in PyTorch, bias: (C_out,).
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        bias=True,
+        init="kaiming",
+        rng=None,
+        dtype=None,
+    ):
+        super().__init__(in_channels, out_channels, (1, kernel_size), (1, stride), (0, padding), bias, init, rng, dtype)
+        self.weight.data = get_backend().xp.reshape(self.weight.data, (out_channels, in_channels, kernel_size))
+
+    def forward(self, x):
+        xp = get_backend().xp
+        check_input(x, ndim=3, name="Conv1d", sizes={1: self.in_channels}, dtype=self.weight.data.dtype)
+        y = super().forward(xp.expand_dims(x, axis=2))
+        return y[:, :, 0, :]
+
+    def backward(self, grad_output, input_grad=True):
+        grad = super().backward(get_backend().xp.expand_dims(grad_output, axis=2), input_grad)
+        return None if grad is None else grad[:, :, 0, :]
+
+    def config(self):
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size[1],
+            "stride": self.stride[1],
+            "padding": self.padding[1],
+            "bias": self.bias is not None,
+            "init": self.init,
+        }

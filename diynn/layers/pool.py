@@ -119,3 +119,20 @@ class AvgPool2d(_Pool2d):
         # dy/dx = 1 / (kh kw) for every pixel of the window
         share = grad_output / len(self.slices)
         return self.gather([share] * len(self.slices))
+
+
+class MaxPool1d(MaxPool2d):
+    """x: (N, C, L) -> y: (N, C, OL): the 2-D max-pool on a height-1 image."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__((1, kernel_size), None if stride is None else (1, stride), (0, padding))
+
+    def forward(self, x):
+        check_input(x, ndim=3, name="MaxPool1d")
+        return super().forward(get_backend().xp.expand_dims(x, axis=2))[:, :, 0, :]
+
+    def backward(self, grad_output, input_grad=True):
+        return super().backward(get_backend().xp.expand_dims(grad_output, axis=2))[:, :, 0, :]
+
+    def config(self):
+        return {"kernel_size": self.kernel_size[1], "stride": self.stride[1], "padding": self.padding[1]}
