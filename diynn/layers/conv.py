@@ -49,12 +49,15 @@ def crop(x, padding: tuple[int, int]):
     return x[..., ph : x.shape[-2] - ph, pw : x.shape[-1] - pw]
 
 
-class Conv2d(Module):
-    """2-D convolution (cross-correlation, as in PyTorch).
+class _Convolution(Module):
+    """What Conv2d and ConvTranspose2d share: hyperparameters, weight and bias, config.
 
-    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H + 2 p - kh) // s + 1.
-    weight: (C_out, C_in, kh, kw), bias: (C_out,). Kaiming initialisation by default.
+    The weight is (C_out, C_in, kh, kw) for a convolution and (C_in, C_out, kh, kw) for a
+    transposed one (PyTorch's layouts); its initialisation uses the fan-in of the convolution
+    that maps the layer's output back to its input in the transposed case.
     """
+
+    transposed = False
 
     def __init__(
         self,
@@ -76,9 +79,31 @@ class Conv2d(Module):
         self.init = init
         kh, kw = self.kernel_size
         fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
-        shape = (out_channels, in_channels, kh, kw)
+        if self.transposed:
+            shape, fan_in, fan_out = (in_channels, out_channels, kh, kw), fan_out, fan_in
+        else:
+            shape = (out_channels, in_channels, kh, kw)
         self.weight = Parameter(initial_weight(shape, fan_in, fan_out, init, as_generator(rng), dtype))
         self.bias = Parameter(xp.zeros(out_channels, dtype=dtype)) if bias else None
+
+    def config(self):
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "bias": self.bias is not None,
+            "init": self.init,
+        }
+
+
+class Conv2d(_Convolution):
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H + 2 p - kh) // s + 1.
+    weight: (C_out, C_in, kh, kw), bias: (C_out,). Kaiming initialisation by default.
+    """
 
     def forward(self, x):
         xp = get_backend().xp
@@ -117,24 +142,15 @@ class Conv2d(Module):
             )
         return oh, ow
 
-    def config(self):
-        return {
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "bias": self.bias is not None,
-            "init": self.init,
-        }
 
-
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_Convolution):
     """Transposed convolution (the adjoint of Conv2d), for upsampling in decoders.
 
     x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H - 1) s - 2 p + kh + output_padding.
     weight: (C_in, C_out, kh, kw) as in PyTorch, bias: (C_out,).
     """
+
+    transposed = True
 
     def __init__(
         self,
@@ -149,20 +165,10 @@ class ConvTranspose2d(Module):
         rng=None,
         dtype=None,
     ):
-        super().__init__()
-        xp = get_backend().xp
-        dtype = xp.float32 if dtype is None else dtype
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
-        self.output_padding, self.init = pair(output_padding), init
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, init, rng, dtype)
+        self.output_padding = pair(output_padding)
         if any(o >= s for o, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"output_padding {self.output_padding} must be smaller than stride {self.stride}")
-        kh, kw = self.kernel_size
-        # fan-in of the equivalent convolution that maps the output back to the input
-        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
-        shape = (in_channels, out_channels, kh, kw)
-        self.weight = Parameter(initial_weight(shape, fan_out, fan_in, init, as_generator(rng), dtype))
-        self.bias = Parameter(xp.zeros(out_channels, dtype=dtype)) if bias else None
 
     def forward(self, x):
         backend = get_backend()
@@ -203,16 +209,7 @@ class ConvTranspose2d(Module):
         return (self.out_channels, n, (height - 1) * sh + kh + oph, (width - 1) * sw + kw + opw)
 
     def config(self):
-        return {
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "output_padding": list(self.output_padding),
-            "bias": self.bias is not None,
-            "init": self.init,
-        }
+        return {**super().config(), "output_padding": list(self.output_padding)}
 
 
 class Conv1d(Conv2d):
