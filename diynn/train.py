@@ -105,12 +105,15 @@ class Trainer:
                 losses.append(value * xb.shape[0])
                 if self.metric:
                     correct.append(count_correct(output, yb))
-            backend.synchronize()
-            losses = backend.to_numpy(xp.stack(losses))
-            _check_finite(losses, epoch, batch_size, n)
-            history["loss"].append(float(losses.sum()) / n)
+            totals = xp.stack(losses)  # one transfer per epoch: the step losses, then the correct count
             if self.metric:
-                history.setdefault("accuracy", []).append(float(backend.to_numpy(xp.sum(xp.stack(correct)))) / n)
+                total_correct = xp.astype(xp.sum(xp.stack(correct)), totals.dtype)
+                totals = xp.concat([totals, xp.reshape(total_correct, (1,))])
+            totals = backend.to_numpy(totals)
+            _check_finite(totals[:steps], epoch, batch_size, n)
+            history["loss"].append(float(totals[:steps].sum()) / n)
+            if self.metric:
+                history.setdefault("accuracy", []).append(float(totals[steps]) / n)
             if validation_data is not None:
                 for name, value in self.evaluate(*validation_data, batch_size=max(batch_size, 1024)).items():
                     history.setdefault(f"val_{name}", []).append(value)
