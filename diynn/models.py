@@ -42,7 +42,7 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
 
 
 def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=False, classes=10, image_size=28, rng=None):
-    """Two conv blocks (3x3 conv, [batch norm], 2x2 max-pool, ReLU) and a dense head with dropout.
+    """Two conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU) and a dense head with dropout.
 
     x: (N, 1, image_size, image_size) -> logits (N, classes). Pooling comes before the ReLU:
     max-pool and ReLU commute, and the ReLU then runs on a quarter of the values.
@@ -50,10 +50,10 @@ def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=False, classes=10
     rng = as_generator(rng)
     layers, in_channels, size = [], 1, image_size
     for out_channels in channels:
-        layers.append(Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm, rng=rng))
-        if batch_norm:
+        layers += [Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm, rng=rng), MaxPool2d(2)]
+        if batch_norm:  # after the pooling, on a quarter of the values
             layers.append(BatchNorm2d(out_channels))
-        layers += [MaxPool2d(2), ReLU()]
+        layers.append(ReLU())
         in_channels, size = out_channels, size // 2
     layers += [
         Flatten(),
@@ -76,15 +76,17 @@ def dense_autoencoder(latent: int, hidden=(256, 128), input_size=784, noise_std=
 
 
 def conv_autoencoder(latent: int, channels=(16, 32), image_size=28, noise_std=0.0, rng=None) -> Autoencoder:
-    """Strided 3x3 convolutions down to (channels[-1], size/4, size/4), a linear code of `latent`,
-    and transposed convolutions back up, sigmoid output. x: (N, 1, 28, 28) -> same shape."""
+    """Two 4x4 stride-2 convolutions down to (channels[-1], size/4, size/4), a linear code of
+    `latent`, and two 4x4 stride-2 transposed convolutions back up, sigmoid output.
+    x: (N, 1, 28, 28) -> same shape. (A 4x4 kernel at stride 2 covers every output pixel equally
+    often, which avoids the checkerboard pattern of 3x3 transposed convolutions.)"""
     rng = as_generator(rng)
     c1, c2 = channels
     small = image_size // 4
     encoder = Sequential(
-        Conv2d(1, c1, 3, stride=2, padding=1, rng=rng),
+        Conv2d(1, c1, 4, stride=2, padding=1, rng=rng),
         ReLU(),
-        Conv2d(c1, c2, 3, stride=2, padding=1, rng=rng),
+        Conv2d(c1, c2, 4, stride=2, padding=1, rng=rng),
         ReLU(),
         Flatten(),
         Linear(c2 * small * small, latent, rng=rng),
@@ -93,9 +95,9 @@ def conv_autoencoder(latent: int, channels=(16, 32), image_size=28, noise_std=0.
         Linear(latent, c2 * small * small, rng=rng),
         ReLU(),
         Unflatten((c2, small, small)),
-        ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1, rng=rng),
+        ConvTranspose2d(c2, c1, 4, stride=2, padding=1, rng=rng),
         ReLU(),
-        ConvTranspose2d(c1, 1, 3, stride=2, padding=1, output_padding=1, init="xavier", rng=rng),
+        ConvTranspose2d(c1, 1, 4, stride=2, padding=1, init="xavier", rng=rng),
         Sigmoid(),
     )
     return Autoencoder(encoder, decoder, noise_std=noise_std, rng=rng)
