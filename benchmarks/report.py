@@ -194,8 +194,9 @@ def markdown(report: dict) -> str:
         memory = run["memory"]
         lines += [
             "",
-            f"Memory: {memory['growth_bytes'] / 1024:.1f} KiB still held after {memory['steps']} steps "
-            f"(tracemalloc, batch 128); peak {memory['peak_bytes_per_step'] / 2**20:.2f} MiB above steady state.",
+            f"Memory (tracemalloc, batch 128): {memory['growth_bytes'] / 1024:+.1f} KiB more held after "
+            f"{memory['steps']} further steps than after the first 100; a step's temporaries peak at "
+            f"{memory['peak_bytes_per_step'] / 2**20:.2f} MiB.",
             "",
         ]
     if report.get("kernels"):

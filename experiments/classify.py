@@ -49,8 +49,12 @@ def parse_args(dataset: str, argv=None):
     )
     parser.add_argument("--channels", type=int, nargs=2, default=[32, 64], help="channels of the CNN's conv blocks")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout before the CNN's output layer")
-    parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
-                        help="batch normalisation in the CNN's conv blocks")
+    parser.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch normalisation in the CNN's conv blocks",
+    )
     parser.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -88,8 +92,13 @@ def load_splits(dataset: str, args):
 
 def build_model(args, input_shape):
     if args.model == "cnn":
-        return diynn.cnn(channels=args.channels, hidden=args.hidden[0], dropout=args.dropout,
-                         batch_norm=args.batch_norm, rng=args.seed)
+        return diynn.cnn(
+            channels=args.channels,
+            hidden=args.hidden[0],
+            dropout=args.dropout,
+            batch_norm=args.batch_norm,
+            rng=args.seed,
+        )
     return diynn.mlp([input_shape[0], *args.hidden, 10], activation=args.activation, rng=args.seed)
 
 

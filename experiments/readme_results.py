@@ -1,6 +1,7 @@
 """Copy the experiments' latest tables and one figure each into README.md (between the
-`<!-- results:start -->` and `<!-- results:end -->` markers) and docs/figures/, so that the
-README shows exactly what the scripts produced.
+`<!-- results:start -->` and `<!-- results:end -->` markers) and docs/figures/, and the latest
+benchmark report between the performance markers, so that the README shows exactly what the
+scripts produced.
 
     python experiments/readme_results.py [--results results]
 """
@@ -15,7 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+MARKERS = {
+    "results": ("<!-- results:start -->", "<!-- results:end -->"),
+    "performance": ("<!-- performance:start -->", "<!-- performance:end -->"),
+}
 
 
 def classification_section(results: Path, figures: Path) -> list[str]:
@@ -41,7 +45,7 @@ def classification_section(results: Path, figures: Path) -> list[str]:
     activations = results / "fashion-mnist-activations" / "activations.md"
     if activations.is_file():
         lines += ["", "MLP by activation (`--compare-activations`):", "", activations.read_text().strip()]
-    return lines
+    return lines + [""]
 
 
 def section(title, table: Path, figures: Path, figure: Path | None = None, name: str = "") -> list[str]:
@@ -49,7 +53,7 @@ def section(title, table: Path, figures: Path, figure: Path | None = None, name:
     if not table.is_file():
         return []
     copied = _copy(figure, figures, name) if figure else None
-    return [f"### {title}", "", table.read_text().strip(), "", f"![{title}]({copied})" if copied else ""]
+    return [f"### {title}", "", table.read_text().strip(), "", f"![{title}]({copied})" if copied else "", ""]
 
 
 def _copy(source: Path, figures: Path, name: str):
@@ -98,11 +102,15 @@ def main(argv=None):
             "",
             f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})",
         ]
+    benchmark = max((ROOT / "benchmarks" / "results").glob("*.md"), key=lambda p: p.stat().st_mtime, default=None)
+    performance = benchmark.read_text().strip() if benchmark else ""
     text = args.readme.read_text()
-    before, _, rest = text.partition(START)
-    _, _, after = rest.partition(END)
-    body = "\n".join(line for line in lines)
-    write_atomic(args.readme, f"{before}{START}\n{body}\n{END}{after}")
+    for name, body in (("results", "\n".join(lines)), ("performance", performance)):
+        start, end = MARKERS[name]
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
+        text = f"{before}{start}\n{body}\n{end}{after}"
+    write_atomic(args.readme, text)
     print(f"README results updated from {r}")
 
 
