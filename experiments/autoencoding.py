@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import diynn
 from diynn import datasets
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import output_dir  # noqa: E402, F401  (re-exported for the scripts)
 
 LOSSES = {"mse": diynn.MSELoss, "bce": diynn.BCELoss}
 
@@ -78,11 +73,13 @@ def encode(model, kind: str, images, batch_size=1024):
     """Latent codes (N, latent) as a NumPy array."""
     backend = diynn.get_backend()
     inputs = backend.asarray(flat(images) if kind == "dense" else images)
+    was_training = model.training
     model.eval()
     codes = [
         backend.to_numpy(model.encode(inputs[i : min(len(images), i + batch_size), ...]))
         for i in range(0, len(images), batch_size)
     ]
+    model.train(was_training)
     return np.concatenate(codes)
 
 
