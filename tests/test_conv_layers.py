@@ -157,3 +157,12 @@ def test_one_dimensional_layers(backend, make, numpy_rng, tmp_path):
     x = backend.asarray(numpy_rng.normal(size=(2, 2, 7)).astype(np.float32))
     np.testing.assert_array_equal(backend.to_numpy(rebuilt(x)), backend.to_numpy(layer(x)))
     assert gradcheck(layer, numpy_rng.normal(size=(2, 2, 7)), max_checks=60)
+
+
+def test_dropout_gradients_with_a_fixed_mask(backend, numpy_rng):
+    class FixedMaskDropout(Dropout):
+        def forward(self, x):
+            self.rng = backend.rng(0)  # the same mask on every call, so finite differences apply
+            return super().forward(x)
+
+    assert gradcheck(FixedMaskDropout(0.3), numpy_rng.normal(size=(4, 6)))
