@@ -21,17 +21,21 @@ def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def pad_channel_major(x, padding: tuple[int, int], value=0.0):
-    """(N, C, H, W) -> (C, N, H + 2 ph, W + 2 pw), the border filled with `value`."""
-    xp = get_backend().xp
-    x = xp.permute_dims(x, (1, 0, 2, 3))
+def pad2d(x, padding: tuple[int, int], value=0.0):
+    """Pad the last two axes of a 4-D array: (A, B, H, W) -> (A, B, H + 2 ph, W + 2 pw), border `value`."""
     ph, pw = padding
     if not (ph or pw):
         return x
-    channels, n, height, width = x.shape
-    padded = xp.full((channels, n, height + 2 * ph, width + 2 * pw), value, dtype=x.dtype, device=x.device)
+    xp = get_backend().xp
+    a, b, height, width = x.shape
+    padded = xp.full((a, b, height + 2 * ph, width + 2 * pw), value, dtype=x.dtype, device=x.device)
     padded[:, :, ph : ph + height, pw : pw + width] = x
     return padded
+
+
+def pad_channel_major(x, padding: tuple[int, int], value=0.0):
+    """(N, C, H, W) -> (C, N, H + 2 ph, W + 2 pw), the border filled with `value`."""
+    return pad2d(get_backend().xp.permute_dims(x, (1, 0, 2, 3)), padding, value)
 
 
 def to_batch_major(x):
@@ -189,9 +193,8 @@ class ConvTranspose2d(_Convolution):
         backend = get_backend()
         xp = backend.xp
         n = grad_output.shape[0]
-        full = xp.zeros(self._full_shape(n), dtype=grad_output.dtype, device=grad_output.device)
-        (ph, pw), (oh, ow) = self.padding, grad_output.shape[2:]
-        full[:, :, ph : ph + oh, pw : pw + ow] = xp.permute_dims(grad_output, (1, 0, 2, 3))
+        # restore the cropped border: (C_out, N, FH, FW), the shape forward's col2im produced
+        full = pad_channel_major(grad_output, self.padding)
         cols = backend.im2col(full, self.kernel_size, self.stride)  # (C_out kh kw, N H W)
         self.weight.accumulate(xp.reshape(self.x @ cols.T, self.weight.shape))
         if self.bias is not None:

@@ -13,19 +13,7 @@ from backends import get_backend
 
 from ..checks import check_input
 from ..module import Module
-from .conv import crop, output_size, pair
-
-
-def pad2d(x, padding: tuple[int, int], value=0.0):
-    """(N, C, H, W) -> (N, C, H + 2 ph, W + 2 pw), the border filled with `value`."""
-    ph, pw = padding
-    if not (ph or pw):
-        return x
-    xp = get_backend().xp
-    n, channels, height, width = x.shape
-    padded = xp.full((n, channels, height + 2 * ph, width + 2 * pw), value, dtype=x.dtype, device=x.device)
-    padded[:, :, ph : ph + height, pw : pw + width] = x
-    return padded
+from .conv import crop, output_size, pad2d, pair
 
 
 class _Pool2d(Module):
