@@ -5,22 +5,37 @@ from __future__ import annotations
 from .train import StopTraining
 
 
+class Monitor:
+    """The best value so far of one history entry; lower is better, except for accuracies."""
+
+    def __init__(self, name: str, min_delta: float = 0.0):
+        self.name, self.min_delta = name, min_delta
+        self.maximise = name.endswith("accuracy")
+        self.best = None
+
+    def improved(self, history) -> bool:
+        """Whether the latest value beats the best by more than `min_delta`; if so it becomes the best."""
+        if self.name not in history:
+            raise KeyError(f"monitored {self.name!r} is not in the history: {sorted(history)}")
+        value = history[self.name][-1]
+        if self.best is None or (value - self.best if self.maximise else self.best - value) > self.min_delta:
+            self.best = value
+            return True
+        return False
+
+
 class EarlyStopping:
     """Stop when `monitor` (e.g. "val_loss", "val_accuracy") has not improved by more than
     `min_delta` for `patience` epochs; when training ends, restore the best epoch's weights."""
 
     def __init__(self, model, monitor="val_loss", patience=3, min_delta=0.0, restore_best=True):
-        self.model, self.monitor, self.patience, self.min_delta = model, monitor, patience, min_delta
+        self.model, self.monitor, self.patience = model, Monitor(monitor, min_delta), patience
         self.restore_best = restore_best
-        self.maximise = monitor.endswith("accuracy")
-        self.best, self.best_epoch, self.best_state, self.bad_epochs = None, None, None, 0
+        self.best_epoch, self.best_state, self.bad_epochs = None, None, 0
 
     def __call__(self, epoch, history):
-        if self.monitor not in history:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which the history lacks: {sorted(history)}")
-        value = history[self.monitor][-1]
-        if self.best is None or (value - self.best if self.maximise else self.best - value) > self.min_delta:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        if self.monitor.improved(history):
+            self.best_epoch, self.bad_epochs = epoch, 0
             if self.restore_best:
                 self.best_state = self.model.state_dict()
             return

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from .callbacks import Monitor
+
 
 class Schedule:
     def __init__(self, optimizer):
@@ -67,16 +69,13 @@ class ReduceLROnPlateau:
     `threshold` for `patience` epochs; never below `min_lr`."""
 
     def __init__(self, optimizer, monitor="val_loss", factor=0.1, patience=3, threshold=1e-4, min_lr=0.0):
-        self.optimizer, self.monitor, self.factor = optimizer, monitor, factor
-        self.patience, self.threshold, self.min_lr = patience, threshold, min_lr
-        self.minimise = not monitor.endswith("accuracy")
-        self.best, self.bad_epochs = None, 0
+        self.optimizer, self.monitor, self.factor = optimizer, Monitor(monitor, threshold), factor
+        self.patience, self.min_lr = patience, min_lr
+        self.bad_epochs = 0
 
     def __call__(self, epoch, history):
-        value = history[self.monitor][-1]
-        improvement = (self.best - value if self.minimise else value - self.best) if self.best is not None else math.inf
-        if improvement > self.threshold:
-            self.best, self.bad_epochs = value, 0
+        if self.monitor.improved(history):
+            self.bad_epochs = 0
             return
         self.bad_epochs += 1
         if self.bad_epochs > self.patience:
