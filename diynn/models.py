@@ -41,7 +41,7 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
     return Sequential(*layers)
 
 
-def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=False, classes=10, image_size=28, rng=None):
+def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=True, classes=10, image_size=28, rng=None):
     """Two conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU) and a dense head with dropout.
 
     x: (N, 1, image_size, image_size) -> logits (N, classes). Pooling comes before the ReLU:
