@@ -115,6 +115,49 @@ class Backend:
                 image[:, :, rows, columns] += cols[:, i, j, ...]
         return image
 
+    def relu_backward(self, y, grad_output):
+        """d loss / d x of y = max(x, 0), from its output y: grad_output where y > 0, else 0."""
+        return grad_output * self.xp.astype(y > 0, grad_output.dtype)
+
+    def tanh_backward(self, y, grad_output):
+        """d loss / d x of y = tanh(x), from its output y: grad_output (1 - y^2)."""
+        return grad_output * (1 - y * y)
+
+    def sigmoid_backward(self, y, grad_output):
+        """d loss / d x of y = sigmoid(x), from its output y: grad_output y (1 - y)."""
+        return grad_output * y * (1 - y)
+
+    def softmax_cross_entropy(self, logits, labels):
+        """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), and its gradient.
+
+        Returns (loss, grad): loss a 0-d array, mean over rows of log(sum_j exp z_j) - z_label;
+        grad (N, C) = (softmax(z) - onehot(label)) / N. A label outside [0, C) makes the loss NaN.
+        """
+        xp = self.xp
+        n, classes = logits.shape
+        one_hot = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), logits.dtype)
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
+        p = xp.exp(shifted)
+        total = xp.sum(p, axis=1, keepdims=True)
+        p /= total
+        loss = (xp.sum(xp.log(total)) - xp.sum(one_hot * shifted)) / n
+        loss = xp.where(xp.sum(one_hot) == n, loss, xp.nan)  # a row without its label: NaN
+        p -= one_hot
+        p /= n
+        return loss, p
+
+    def sgd_update(self, param, grad, buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        """One SGD step in place (torch.optim.SGD's formula), for a step after the first:
+        d = g + wd p;  buffer <- momentum buffer + d;  p <- p - lr (d + momentum buffer if
+        nesterov else buffer). Without momentum (buffer None): p <- p - lr d."""
+        d = grad + weight_decay * param if weight_decay else grad
+        if buffer is None:
+            param -= lr * d
+            return
+        buffer *= momentum
+        buffer += d
+        param -= lr * (d + momentum * buffer if nesterov else buffer)
+
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         """One Adam step, all arrays of one shape, updated in place:
         m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;

@@ -1,5 +1,6 @@
 """CuPy on the current CUDA device, through array-api-compat's standard namespace."""
 
+from . import cuda_kernels
 from .base import Backend, Generator
 
 
@@ -62,7 +63,31 @@ class CupyBackend(Backend):
 
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         c = (1 - beta2**step) ** 0.5
-        _adam_kernel()(grad, lr * c / (1 - beta1**step), beta1, beta2, eps * c, param, m, v)
+        _kernel(cuda_kernels.ADAM)(grad, lr * c / (1 - beta1**step), beta1, beta2, eps * c, param, m, v)
+
+    def sgd_update(self, param, grad, buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        if buffer is None:
+            _kernel(cuda_kernels.SGD)(grad, lr, weight_decay, param)
+        else:
+            _kernel(cuda_kernels.SGD_MOMENTUM)(grad, lr, momentum, weight_decay, int(nesterov), param, buffer)
+
+    def relu_backward(self, y, grad_output):
+        return _kernel(cuda_kernels.RELU_BACKWARD)(y, grad_output)
+
+    def tanh_backward(self, y, grad_output):
+        return _kernel(cuda_kernels.TANH_BACKWARD)(y, grad_output)
+
+    def sigmoid_backward(self, y, grad_output):
+        return _kernel(cuda_kernels.SIGMOID_BACKWARD)(y, grad_output)
+
+    def softmax_cross_entropy(self, logits, labels):
+        cupy = self._cupy
+        n, classes = logits.shape
+        logits, labels = cupy.ascontiguousarray(logits), cupy.ascontiguousarray(labels)
+        losses = cupy.empty(n, dtype=logits.dtype)
+        grad = cupy.empty_like(logits)
+        _kernel(cuda_kernels.SOFTMAX_CROSS_ENTROPY)(logits, labels, classes, 1.0 / n, losses, grad)
+        return cupy.mean(losses), grad
 
     def scatter_add(self, target, indices, values):
         import cupyx
@@ -74,19 +99,10 @@ class CupyBackend(Backend):
 _kernels = {}
 
 
-def _adam_kernel():
-    """One fused elementwise kernel for the whole Adam step (one launch instead of about ten)."""
-    if "adam" not in _kernels:
+def _kernel(source: cuda_kernels.Elementwise):
+    """The compiled cupy.ElementwiseKernel for `source` (compiled per dtype on first launch)."""
+    if source.name not in _kernels:
         import cupy
 
-        _kernels["adam"] = cupy.ElementwiseKernel(
-            "T g, T step_size, T beta1, T beta2, T eps",
-            "T p, T m, T v",
-            """
-            m += (1 - beta1) * (g - m);
-            v += (1 - beta2) * (g * g - v);
-            p -= step_size * m / (sqrt(v) + eps);
-            """,
-            "diynn_adam",
-        )
-    return _kernels["adam"]
+        _kernels[source.name] = cupy.ElementwiseKernel(*source)
+    return _kernels[source.name]

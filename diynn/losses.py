@@ -40,39 +40,41 @@ class CrossEntropyLoss(Loss):
     """Softmax cross-entropy on logits, averaged over the batch, with a fused, stable backward.
 
     logits: (N, C) float; target: (N,) integer class labels or (N, C) class probabilities
-    (one-hot or soft labels).
+    (one-hot or soft labels). The gradient is computed with the loss, in the same pass over
+    the logits. A label outside [0, C) makes the loss NaN.
     """
 
     def forward(self, logits, target):
-        xp = get_backend().xp
+        backend = get_backend()
+        xp = backend.xp
         if logits.ndim != 2:
             raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
-        t = self.target_probabilities = self._as_probabilities(target, logits, xp)
-        shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
-        self.p = xp.exp(shifted)
-        total = xp.sum(self.p, axis=1, keepdims=True)
-        self.p /= total
-        # -sum t log p, with log p = shifted - log(total)
-        return (xp.sum(t * xp.log(total)) - xp.sum(t * shifted)) / logits.shape[0]
-
-    def backward(self):
-        # d loss / d logits = (softmax(z) - t) / N
-        return (self.p - self.target_probabilities) / self.p.shape[0]
-
-    @staticmethod
-    def _as_probabilities(target, logits, xp):
-        n, classes = logits.shape
+        n = logits.shape[0]
         if target.ndim == 1 and xp.isdtype(target.dtype, "integral"):
             if target.shape[0] != n:
                 raise ValueError(f"CrossEntropyLoss: {target.shape[0]} labels for {n} logits rows")
-            return xp.astype(target[:, None] == xp.arange(classes, device=target.device), logits.dtype)
+            value, self.grad = backend.softmax_cross_entropy(logits, target)
+            return value
         if target.ndim == 2 and xp.isdtype(target.dtype, "real floating"):
             check_same_shape(logits, target, "CrossEntropyLoss")
-            return target
+            return self._soft_targets(logits, target, xp)
         raise ValueError(
             "CrossEntropyLoss expects integer labels (N,) or float probabilities (N, C), "
             f"got shape {tuple(target.shape)} of dtype {target.dtype}"
         )
+
+    def backward(self):
+        # d loss / d logits = (softmax(z) - t) / N
+        return self.grad
+
+    def _soft_targets(self, logits, t, xp):
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
+        p = xp.exp(shifted)
+        total = xp.sum(p, axis=1, keepdims=True)
+        p /= total
+        self.grad = (p - t) / logits.shape[0]
+        # -sum t log p, with log p = shifted - log(total)
+        return (xp.sum(t * xp.log(total)) - xp.sum(t * shifted)) / logits.shape[0]
 
 
 class BCELoss(Loss):

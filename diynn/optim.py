@@ -45,17 +45,21 @@ class SGD(Optimizer):
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
 
     def update(self, parameter, grad, state):
-        if self.weight_decay:
-            grad = grad + self.weight_decay * parameter.data
-        if self.momentum:
-            buffer = state.get("momentum")
-            if buffer is None:
-                buffer = state["momentum"] = get_backend().xp.asarray(grad, copy=True)
-            else:
-                buffer *= self.momentum
-                buffer += grad
-            grad = grad + self.momentum * buffer if self.nesterov else buffer
-        parameter.data -= self.lr * grad
+        backend = get_backend()
+        if self.momentum and "momentum" not in state:  # the first step: buffer = d = g + wd p
+            d = grad + self.weight_decay * parameter.data if self.weight_decay else grad
+            buffer = state["momentum"] = backend.xp.asarray(d, copy=True)
+            parameter.data -= self.lr * (d + self.momentum * buffer if self.nesterov else buffer)
+            return
+        backend.sgd_update(
+            parameter.data,
+            grad,
+            state.get("momentum"),
+            lr=self.lr,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+        )
 
 
 class Adam(Optimizer):

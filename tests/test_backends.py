@@ -105,3 +105,47 @@ def test_cupy_backend_module_imports_without_cupy():
 
     assert cupy_backend.CupyBackend.name == "cupy"
     assert callable(cupy_backend.CupyBackend.adam_update)
+
+
+@pytest.mark.parametrize("name", ["relu_backward", "tanh_backward", "sigmoid_backward"])
+def test_activation_backward_matches_the_portable_fallback(backend, numpy_rng, name):
+    y = backend.asarray(np.tanh(numpy_rng.normal(size=(9, 4))).astype(np.float32))
+    grad_output = backend.asarray(numpy_rng.normal(size=(9, 4)).astype(np.float32))
+    fused = backend.to_numpy(getattr(backend, name)(y, grad_output))
+    portable = backend.to_numpy(getattr(Backend, name)(backend, y, grad_output))
+    np.testing.assert_allclose(fused, portable, rtol=1e-6, atol=1e-7)
+
+
+def test_softmax_cross_entropy_matches_the_portable_fallback(backend, numpy_rng):
+    logits = backend.asarray((numpy_rng.normal(size=(40, 10)) * 20).astype(np.float32))
+    labels = backend.asarray(numpy_rng.integers(0, 10, 40))
+    (loss, grad), (expected_loss, expected_grad) = (
+        backend.softmax_cross_entropy(logits, labels),
+        Backend.softmax_cross_entropy(backend, logits, labels),
+    )
+    np.testing.assert_allclose(backend.to_numpy(loss), backend.to_numpy(expected_loss), rtol=1e-5)
+    np.testing.assert_allclose(backend.to_numpy(grad), backend.to_numpy(expected_grad), rtol=1e-5, atol=1e-7)
+    bad = backend.asarray(np.array([0] * 39 + [10]))
+    assert np.isnan(backend.to_numpy(backend.softmax_cross_entropy(logits, bad)[0]))
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_update_matches_the_portable_fallback(backend, numpy_rng, momentum, nesterov):
+    arrays = [numpy_rng.normal(size=(7, 5)).astype(np.float32) for _ in range(3)]
+    results = []
+    for update in (backend.sgd_update, Backend.sgd_update.__get__(backend)):
+        param, grad, buffer = (backend.asarray(array.copy()) for array in arrays)
+        for _ in range(3):
+            update(
+                param,
+                grad,
+                buffer if momentum else None,
+                lr=0.1,
+                momentum=momentum,
+                nesterov=nesterov,
+                weight_decay=0.01,
+            )
+        results.append((backend.to_numpy(param), backend.to_numpy(buffer)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(results[0][0], arrays[0])

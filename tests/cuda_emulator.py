@@ -1,0 +1,112 @@
+"""Runs the bodies of the CuPy backend's elementwise kernels on the CPU.
+
+CuPy turns an ElementwiseKernel into a CUDA loop over the index `i`: each plain parameter is
+one element (or a broadcast scalar), a `raw` one the whole array, and outputs are references.
+This builds the same loop as C++ for g++, so every kernel body can be checked against the
+portable NumPy code on a machine without a GPU.
+"""
+
+import ctypes
+import hashlib
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+C_TYPES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long", "bool": "bool"}
+HEADER = "#include <cmath>\n#include <algorithm>\nusing namespace std;\n"
+
+
+def _parameters(text):
+    """'T x, raw T y, int32 k' -> [(False, 'T', 'x'), (True, 'T', 'y'), (False, 'int32', 'k')]."""
+    result = []
+    for item in text.split(","):
+        words = item.split()
+        raw = words[0] == "raw"
+        result.append((raw, *words[raw:]))
+    return result
+
+
+class Emulator:
+    """Compiles kernels with g++ into `folder` (cached by source) and runs them on NumPy arrays."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def run(self, kernel, *arguments):
+        """Call `kernel` like a cupy.ElementwiseKernel with every output given; outputs are
+        updated in place. Type placeholders (T, L, ...) take the dtype of their first array."""
+        parameters = _parameters(kernel.in_params) + _parameters(kernel.out_params)
+        if len(arguments) != len(parameters):
+            raise TypeError(f"{kernel.name} takes {len(parameters)} arguments, got {len(arguments)}")
+        types = {}
+        for (_, type_name, _), value in zip(parameters, arguments):
+            if type_name not in C_TYPES and isinstance(value, np.ndarray):
+                types.setdefault(type_name, str(value.dtype))
+        size = max(
+            value.size for (raw, *_), value in zip(parameters, arguments) if not raw and isinstance(value, np.ndarray)
+        )
+        function = self._compile(kernel, parameters, types)
+        call = [ctypes.c_longlong(size)]
+        keep = []
+        for (raw, type_name, name), value in zip(parameters, arguments):
+            dtype = np.dtype(types.get(type_name, type_name))
+            array = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=dtype)
+            if array.dtype != dtype or not array.flags.c_contiguous:
+                raise TypeError(f"{kernel.name}: argument {name} must be a contiguous {dtype} array")
+            keep.append(array)
+            call.append(ctypes.c_void_p(array.ctypes.data))
+            if not raw:
+                if array.size not in (1, size):
+                    raise ValueError(f"{kernel.name}: argument {name} has {array.size} elements, not 1 or {size}")
+                call.append(ctypes.c_longlong(int(array.size == size)))
+        function(*call)
+
+    def _compile(self, kernel, parameters, types):
+        source = self.source(kernel, parameters, types)
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        library = self.folder / f"{kernel.name}_{digest}.so"
+        if not library.exists():
+            source_file = library.with_suffix(".cpp")
+            source_file.write_text(source)
+            _build(["g++", "-O1", "-shared", "-fPIC", "-o", str(library), str(source_file)], kernel, source)
+        return ctypes.CDLL(str(library)).run
+
+    def compile_for_gpu(self, kernel, types):
+        """Compile the kernel as CUDA C++ to PTX with nvcc (no GPU needed): the device-side check."""
+        source = self.source(kernel, _parameters(kernel.in_params) + _parameters(kernel.out_params), types, cuda=True)
+        source_file = self.folder / f"{kernel.name}_{hashlib.sha256(source.encode()).hexdigest()[:16]}.cu"
+        source_file.write_text(source)
+        _build(["nvcc", "--ptx", "-o", str(source_file.with_suffix(".ptx")), str(source_file)], kernel, source)
+
+    @staticmethod
+    def source(kernel, parameters, types, cuda=False):
+        n_inputs = len(_parameters(kernel.in_params))
+        signature, declarations = ["long long n"], []
+        for index, (raw, type_name, name) in enumerate(parameters):
+            c_type = C_TYPES[types.get(type_name, type_name)]
+            constant = "const " if index < n_inputs else ""
+            if raw:
+                signature.append(f"{constant}{c_type}* {name}")
+            else:
+                signature += [f"{constant}{c_type}* {name}_data", f"long long {name}_step"]
+                reference = f"{c_type} {name}" if constant else f"{c_type}& {name}"
+                declarations.append(f"{constant}{reference} = {name}_data[i * {name}_step];")
+        typedefs = "".join(f"typedef {C_TYPES[dtype]} {placeholder};\n" for placeholder, dtype in types.items())
+        body = "\n".join(declarations) + "\n" + kernel.operation + ";"
+        if cuda:  # one thread per index, as on the GPU; CUDA has the math overloads built in
+            return (
+                f'{typedefs}extern "C" __global__ void run({", ".join(signature)}) {{\n'
+                f"const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n"
+                f"if (i >= n) return;\n{body}\n}}\n"
+            )
+        return (
+            f'{HEADER}{typedefs}extern "C" void run({", ".join(signature)}) {{\n'
+            f"for (long long i = 0; i < n; ++i) {{\n{body}\n}}\n}}\n"
+        )
+
+
+def _build(command, kernel, source):
+    compiled = subprocess.run(command, capture_output=True, text=True)
+    if compiled.returncode:
+        raise AssertionError(f"{kernel.name} does not compile ({command[0]}):\n{compiled.stderr}\n{source}")
