@@ -9,15 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .base import Backend, Generator
+from .base import Backend, BackendError, Generator
 
 __all__ = ["Backend", "BackendError", "Generator", "NAMES", "get_backend", "set_backend", "use"]
 
 NAMES = ("numpy", "cupy", "array_api_strict")
-
-
-class BackendError(RuntimeError):
-    """An unknown backend name, or a known one that cannot run on this machine."""
 
 
 _active: Backend | None = None

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class BackendError(RuntimeError):
+    """An unknown backend name, or a known one that cannot run on this machine."""
+
+
 class Generator:
     """Seeded random numbers, drawn on the host with NumPy and moved to the backend.
 
@@ -172,6 +176,10 @@ class Backend:
         denominator = xp.sqrt(v)
         denominator += eps * c
         param -= (lr * c / (1 - beta1**step)) * (m / denominator)
+
+    def graph(self):
+        """A recorder that captures device work once and replays it (CUDA graphs, CuPy only)."""
+        raise BackendError(f"CUDA graph capture needs the cupy backend; the active backend is {self.name!r}")
 
     def __repr__(self) -> str:
         return f"<backend {self.name} on {self.device}>"

@@ -1,5 +1,7 @@
 """CuPy on the current CUDA device, through array-api-compat's standard namespace."""
 
+import contextlib
+
 from . import cuda_kernels
 from .base import Backend, Generator
 
@@ -89,11 +91,60 @@ class CupyBackend(Backend):
         _kernel(cuda_kernels.SOFTMAX_CROSS_ENTROPY)(logits, labels, classes, 1.0 / n, losses, grad)
         return cupy.mean(losses), grad
 
+    def graph(self):
+        return CudaGraph(self._cupy)
+
     def scatter_add(self, target, indices, values):
         import cupyx
 
         cupyx.scatter_add(target, indices, values)
         return target
+
+
+class CudaGraph:
+    """Device work recorded once from Python and replayed with a single launch.
+
+    `run(fn)` runs fn eagerly on the graph's own stream (the warm-up: kernels get compiled and
+    state allocated on that stream); `capture(fn)` records fn without running it, allocating
+    from a private memory pool, so the addresses the recording uses are never handed to other
+    arrays; `replay()` launches the recording. Each call is ordered after the work queued on
+    the current stream and before the work queued on it afterwards.
+    """
+
+    def __init__(self, cupy):
+        self._cupy = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.pool = cupy.cuda.MemoryPool()
+        self._graph = None
+
+    @contextlib.contextmanager
+    def _on_own_stream(self):
+        current = self._cupy.cuda.get_current_stream()
+        self.stream.wait_event(current.record())
+        with self.stream:
+            yield
+        current.wait_event(self.stream.record())
+
+    def run(self, function):
+        with self._on_own_stream():
+            return function()
+
+    def capture(self, function):
+        with self._on_own_stream(), self._cupy.cuda.using_allocator(self.pool.malloc):
+            self.stream.begin_capture()
+            try:
+                result = function()
+            except BaseException:
+                self.stream.end_capture()
+                raise
+            self._graph = self.stream.end_capture()
+        return result
+
+    def replay(self):
+        if self._graph is None:
+            raise RuntimeError("replay() before capture(): nothing has been recorded")
+        with self._on_own_stream():
+            self._graph.launch(stream=self.stream)
 
 
 _kernels = {}

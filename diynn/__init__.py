@@ -7,6 +7,7 @@ from .augment import Compose, RandomHorizontalFlip, RandomShift
 from .autoencoder import Autoencoder, add_noise
 from .callbacks import EarlyStopping
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
+from .graphs import CapturedStep
 from .io import ModelFileError, load_model, load_weights, save_model
 from .layers import (
     AvgPool2d,
@@ -42,6 +43,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Autoencoder",
+    "CapturedStep",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",

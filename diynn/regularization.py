@@ -16,7 +16,7 @@ def clip_grad_norm(parameters, max_norm: float):
     if not grads:
         return xp.asarray(0.0)
     total = xp.sqrt(sum(xp.sum(g * g) for g in grads))
-    scale = xp.minimum(xp.asarray(1.0, dtype=total.dtype), max_norm / (total + 1e-6))
+    scale = xp.clip(max_norm / (total + 1e-6), max=1.0)  # no host value: CUDA-graph safe
     for grad in grads:
         grad *= scale
     return total

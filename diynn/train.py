@@ -10,6 +10,7 @@ import time
 
 from backends import get_backend
 
+from .graphs import CapturedStep
 from .regularization import clip_grad_norm
 
 try:
@@ -66,6 +67,7 @@ class Trainer:
         progress: bool | None = None,
         callbacks=(),
         augment=None,
+        cuda_graph: bool = False,
     ) -> dict:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
@@ -74,7 +76,8 @@ class Trainer:
         "accuracy", "val_loss", "val_accuracy". A callback `fn(epoch, history)` runs after each
         epoch and may raise StopTraining; one with an `on_train_end(history)` method has it called
         at the end. `augment(x_batch)` transforms each training batch. Raises TrainingDiverged on
-        a NaN or infinite loss.
+        a NaN or infinite loss. `cuda_graph=True` (CuPy backend) replays the full-size batches'
+        steps from a CUDA graph (see CapturedStep); a smaller last batch runs normally.
         """
         backend = get_backend()
         xp = backend.xp
@@ -86,6 +89,7 @@ class Trainer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         rng = backend.rng(seed)
         steps = math.ceil(n / batch_size)
+        captured = CapturedStep(self) if cuda_graph else None
         history: dict[str, list] = {"loss": [], "time": []}
         show = sys.stderr.isatty() if progress is None else progress
         for epoch in range(1, epochs + 1):
@@ -101,7 +105,10 @@ class Trainer:
                 xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
                 if augment is not None:
                     xb = augment(xb)
-                value, output = self.step(xb, yb)
+                if captured is not None and xb.shape[0] == batch_size:
+                    value, output = captured(xb, yb)
+                else:
+                    value, output = self.step(xb, yb)
                 losses.append(value * xb.shape[0])
                 if self.metric:
                     correct.append(count_correct(output, yb))

@@ -1,0 +1,122 @@
+"""CUDA-graph training steps. Without a GPU: clear errors, and the optimisers' device-scalar
+mode (what a recorded step relies on) checked on every backend. With a GPU (CuPy): recorded
+steps against ordinary ones."""
+
+import numpy as np
+import pytest
+
+import diynn
+from backends import BackendError
+from diynn.graphs import scalars_on_device
+
+OPTIMISERS = {
+    "sgd-nesterov": lambda parameters: diynn.SGD(parameters, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda parameters: diynn.Adam(parameters, lr=0.01),
+    "adamw": lambda parameters: diynn.AdamW(parameters, lr=0.01),
+}
+
+
+def _trainer(optimiser="adam", dropout=0.0):
+    model = diynn.mlp([12, 16, 3], dropout=dropout, rng=0)
+    return diynn.Trainer(model, diynn.CrossEntropyLoss(), OPTIMISERS[optimiser](model.parameters()))
+
+
+def _batches(trainer, count, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return [trainer.prepare(rng.normal(size=(size, 12)), rng.integers(0, 3, size)) for _ in range(count)]
+
+
+def _weights(model, backend):
+    return [backend.to_numpy(parameter.data) for parameter in model.parameters()]
+
+
+def test_capture_needs_the_cupy_backend(backend):
+    if backend.name == "cupy":
+        pytest.skip("CuPy can capture")
+    trainer = _trainer()
+    with pytest.raises(BackendError, match="CUDA graph capture needs the cupy backend"):
+        diynn.CapturedStep(trainer)
+    with pytest.raises(BackendError, match="cupy"):
+        trainer.fit(np.zeros((4, 12)), np.zeros(4, dtype=np.int64), epochs=1, cuda_graph=True, progress=False)
+
+
+@pytest.mark.parametrize("optimiser", OPTIMISERS)
+def test_optimisers_step_the_same_with_their_scalars_on_the_device(backend, optimiser):
+    """What a recorded step does: learning rate and step counts read from 0-d device arrays,
+    the learning rate changed by a schedule half-way."""
+    results = []
+    for on_device in (False, True):
+        trainer = _trainer(optimiser)
+        batches = _batches(trainer, 6)
+        trainer.step(*batches[0])
+        learning_rate = scalars_on_device(trainer.optimizer, trainer.dtype) if on_device else None
+        for index, batch in enumerate(batches[1:]):
+            if index == 2:
+                trainer.optimizer.lr /= 4
+            if on_device:
+                learning_rate.refresh()
+                with learning_rate.installed():
+                    trainer.step(*batch)
+                assert trainer.optimizer.lr == learning_rate.value  # the host number is back
+            else:
+                trainer.step(*batch)
+        results.append(_weights(trainer.model, backend))
+    for eager, device in zip(*results):
+        np.testing.assert_allclose(device, eager, rtol=2e-5, atol=1e-6)
+
+
+def _gpu():
+    from conftest import AVAILABLE
+
+    if "cupy" not in AVAILABLE:
+        pytest.skip("needs CuPy and a CUDA GPU")
+    return diynn.use("cupy")
+
+
+@pytest.mark.parametrize("optimiser", OPTIMISERS)
+def test_replayed_steps_equal_ordinary_steps(optimiser):
+    with _gpu() as backend:
+        eager, graphed = _trainer(optimiser), _trainer(optimiser)
+        captured = diynn.CapturedStep(graphed, warmup=2)
+        losses = []
+        for index, batch in enumerate(_batches(eager, 8)):
+            if index == 5:  # a schedule changes the learning rate between replays
+                eager.optimizer.lr /= 4
+                graphed.optimizer.lr /= 4
+            losses.append((float(eager.step(*batch)[0]), float(captured(*batch)[0])))
+        np.testing.assert_allclose(*zip(*losses), rtol=1e-5)
+        for a, b in zip(_weights(eager.model, backend), _weights(graphed.model, backend)):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_with_a_cuda_graph_matches_fit_without():
+    with _gpu():
+        rng = np.random.default_rng(1)
+        x, y = rng.normal(size=(100, 12)), rng.integers(0, 3, 100)  # 100 = 12 batches of 8 and one of 4
+        histories = [
+            _trainer().fit(x, y, epochs=3, batch_size=8, cuda_graph=graph, progress=False) for graph in (False, True)
+        ]
+        np.testing.assert_allclose(histories[1]["loss"], histories[0]["loss"], rtol=1e-5)
+
+
+def test_a_replay_needs_the_recorded_shape():
+    with _gpu():
+        trainer = _trainer()
+        captured = diynn.CapturedStep(trainer, warmup=1)
+        for batch in _batches(trainer, 3):
+            captured(*batch)
+        with pytest.raises(ValueError, match=r"recorded for x of shape \(8, 12\)"):
+            captured(*_batches(trainer, 1, size=5)[0])
+
+
+def test_dropout_masks_change_between_replays():
+    with _gpu() as backend:
+        trainer = _trainer(dropout=0.5)
+        (dropout,) = [module for module in trainer.model.modules() if isinstance(module, diynn.Dropout)]
+        captured = diynn.CapturedStep(trainer, warmup=1)
+        batch = _batches(trainer, 1)[0]
+        masks = []
+        for _ in range(4):
+            captured(*batch)
+            masks.append(backend.to_numpy(dropout.scale))  # the recording's mask buffer, rewritten per replay
+        assert not np.array_equal(masks[2], masks[3])
