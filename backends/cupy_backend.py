@@ -65,9 +65,11 @@ class CupyBackend(Backend):
 
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         c = (1 - beta2**step) ** 0.5
-        _kernel(cuda_kernels.ADAM)(grad, lr * c / (1 - beta1**step), beta1, beta2, eps * c, param, m, v)
+        step_size, eps = _scalar(lr * c / (1 - beta1**step), param.dtype), _scalar(eps * c, param.dtype)
+        _kernel(cuda_kernels.ADAM)(grad, step_size, beta1, beta2, eps, param, m, v)
 
     def sgd_update(self, param, grad, buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        lr = _scalar(lr, param.dtype)
         if buffer is None:
             _kernel(cuda_kernels.SGD)(grad, lr, weight_decay, param)
         else:
@@ -148,6 +150,12 @@ class CudaGraph:
 
 
 _kernels = {}
+
+
+def _scalar(value, dtype):
+    """A kernel's scalar argument: a Python number as is; a 0-d device array (what a recorded
+    CUDA graph reads) cast to the kernel's element type, as ElementwiseKernel requires."""
+    return value.astype(dtype, copy=False) if hasattr(value, "astype") else value
 
 
 def _kernel(source: cuda_kernels.Elementwise):

@@ -62,7 +62,7 @@ def measure(args, environment_note: str) -> dict:
     gpu = numpy_side.call("info")["gpu"]
     if gpu and not args.no_gpu:
         gpu_side = Worker("cupy")
-        workers["diynn-cupy"] = gpu_side
+        workers["diynn-cupy"] = workers["diynn-cupy-graph"] = gpu_side
         if torch_side:
             workers["torch-cuda"] = torch_side
     try:
@@ -73,9 +73,10 @@ def measure(args, environment_note: str) -> dict:
             peak = numpy_side.call("peak")
             names = [n for n in ("diynn-numpy", "ceiling", "torch-cpu") if n in workers]
             result = interleaved(workers, names, batch, args.rounds, args.seconds, args.gap)
-            for name in ("diynn-cupy", "torch-cuda"):
-                if name in workers:
-                    result["median_s"][name] = workers[name].call("time", name, batch, args.seconds)
+            gpu_names = [n for n in ("diynn-cupy", "diynn-cupy-graph", "torch-cuda") if n in workers]
+            if gpu_names:  # the GPU lines take turns among themselves: the host no longer matters
+                result["gpu"] = interleaved(workers, gpu_names, batch, args.rounds, args.seconds, args.gap)
+                result["median_s"].update(result["gpu"]["median_s"])
             result["roofline_fraction"] = step_flops(batch) / peak / result["median_s"]["diynn-numpy"]
             result["peak_sgemm_gflops"] = peak / 1e9
             result["step_gflop"] = step_flops(batch) / 1e9
@@ -114,6 +115,7 @@ def kernel_benchmarks(args) -> dict:
             "-m",
             "pytest",
             str(HERE / "test_kernels.py"),
+            str(HERE / "test_gpu_kernels.py"),
             "-q",
             "-p",
             "no:cacheprovider",
@@ -125,7 +127,7 @@ def kernel_benchmarks(args) -> dict:
         data = json.loads(output.read_text())
     groups = {}
     for bench in data["benchmarks"]:
-        role = "ours" if bench["name"].startswith("test_ours") else "reference"
+        role = "ours" if bench["name"].startswith("test_ours") or "[ours]" in bench["name"] else "reference"
         groups.setdefault(bench["group"], {})[role] = bench["stats"]["median"]
     return {
         group: {**times, "ratio": times["ours"] / times["reference"]}
@@ -178,6 +180,7 @@ def markdown(report: dict) -> str:
                 f"| {ratio['ceiling']:.2f} | {torch_ratio} | {result['peak_sgemm_gflops']:.0f} "
                 f"| {result['roofline_fraction']:.2f} |"
             )
+        lines += _gpu_table(run)
         lines += [
             "",
             "Conv2d forward + backward at batch 128 (the CNN experiment's shapes):",
@@ -205,7 +208,10 @@ def markdown(report: dict) -> str:
         ]
     if report.get("kernels"):
         lines += [
-            "### Kernels (pytest-benchmark, same process, diynn vs hand-written NumPy)",
+            "### Kernels (pytest-benchmark, same process)",
+            "",
+            "CPU: diynn vs hand-written NumPy. GPU (`gpu:` rows, 20 launches then one synchronisation per "
+            "timed call): the CuPy backend's fused kernel vs the generic code it replaces, run on CuPy.",
             "",
             "| kernel | diynn us | reference us | ratio |",
             "|---|---|---|---|",
@@ -215,6 +221,28 @@ def markdown(report: dict) -> str:
                 f"| {group} | {result['ours'] * 1e6:.1f} | {result['reference'] * 1e6:.1f} | {result['ratio']:.2f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _gpu_table(run: dict) -> list[str]:
+    """The GPU lines of a run, if it had any: eager CuPy, the CUDA-graph replay, PyTorch CUDA."""
+    gpu_steps = {batch: result["gpu"] for batch, result in run["steps"].items() if "gpu" in result}
+    if not gpu_steps:
+        return []
+    lines = [
+        "",
+        f"On the GPU ({run['machine']['gpu']}), median ms per step; ratios are medians of per-round ratios:",
+        "",
+        "| batch | diynn CuPy eager | diynn CUDA graph | PyTorch CUDA eager | eager / graph | diynn eager / PyTorch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch, result in gpu_steps.items():
+        times, ratio = result["median_s"], result["ratio"]
+        cells = [
+            f"{times[n] * 1e3:.3f}" if n in times else "-" for n in ("diynn-cupy", "diynn-cupy-graph", "torch-cuda")
+        ]
+        cells += [f"{ratio[n]:.2f}" if n in ratio else "-" for n in ("diynn-cupy-graph", "torch-cuda")]
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(report: dict, path: Path) -> None:

@@ -36,6 +36,22 @@ def diynn_step(batch: int, backend_name: str = "numpy"):
     return step, backend.synchronize
 
 
+def diynn_graph_step(batch: int):
+    """The diynn step on CuPy, recorded once as a CUDA graph and replayed (CapturedStep)."""
+    import diynn
+
+    backend = diynn.set_backend("cupy")
+    model = diynn.mlp(list(SIZES), rng=0)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=LEARNING_RATE))
+    x, y = trainer.prepare(*batch_data(batch))
+    captured = diynn.CapturedStep(trainer)
+
+    def step():
+        captured(x, y)
+
+    return step, backend.synchronize
+
+
 def ceiling_step(batch: int):
     """The fewest NumPy operations for the same step, written inline with no framework."""
     rng = np.random.default_rng(0)

@@ -20,6 +20,8 @@ CONV_SHAPES = {  # the CNN experiment's two convolutions at batch 128: (C_in, C_
 
 def make_step(name: str, batch: int):
     """(step, synchronize) for an implementation name such as "diynn-numpy" or "torch-cpu"."""
+    if name == "diynn-cupy-graph":
+        return step_library.diynn_graph_step(batch)
     if name.startswith("diynn-"):
         return step_library.diynn_step(batch, name.removeprefix("diynn-"))
     if name == "ceiling":

@@ -39,6 +39,14 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert saved["runs"][0]["conv"]["conv1"]["im2col_buffer_mb"] > 0
     assert "| 8 |" in next(tmp_path.glob("*.md")).read_text()
+    assert "On the GPU" not in next(tmp_path.glob("*.md")).read_text()
+
+    # the GPU table, from the same run with the lines a GPU machine adds
+    run["machine"]["gpu"] = "Some GPU"
+    times = {"diynn-cupy": 2e-4, "diynn-cupy-graph": 5e-5, "torch-cuda": 1e-4}
+    run["steps"][8]["gpu"] = {"median_s": times, "ratio": {"diynn-cupy-graph": 4.0, "torch-cuda": 2.0}}
+    text = report.markdown(result)
+    assert "On the GPU (Some GPU)" in text and "| 8 | 0.200 | 0.050 | 0.100 | 4.00 | 2.00 |" in text
 
 
 def test_step_flops_counts_eight_gemms():
