@@ -24,6 +24,8 @@ class CapturedStep:
     """
 
     def __init__(self, trainer, warmup: int = 2):
+        if warmup < 1:  # a first step creates optimiser state: recorded, every replay would redo it
+            raise ValueError(f"CapturedStep needs warmup >= 1 ordinary steps before recording, got {warmup}")
         self.trainer, self.warmup = trainer, warmup
         self.graph = get_backend().graph()
         self.calls = 0

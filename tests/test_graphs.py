@@ -40,6 +40,11 @@ def test_capture_needs_the_cupy_backend(backend):
         trainer.fit(np.zeros((4, 12)), np.zeros(4, dtype=np.int64), epochs=1, cuda_graph=True, progress=False)
 
 
+def test_recording_needs_a_warm_up_step():
+    with pytest.raises(ValueError, match="warmup >= 1"):
+        diynn.CapturedStep(_trainer(), warmup=0)
+
+
 @pytest.mark.parametrize("optimiser", OPTIMISERS)
 def test_optimisers_step_the_same_with_their_scalars_on_the_device(backend, optimiser):
     """What a recorded step does: learning rate and step counts read from 0-d device arrays,
