@@ -123,9 +123,11 @@ class CudaGraph:
     def _on_own_stream(self):
         current = self._cupy.cuda.get_current_stream()
         self.stream.wait_event(current.record())
-        with self.stream:
-            yield
-        current.wait_event(self.stream.record())
+        try:
+            with self.stream:
+                yield
+        finally:
+            current.wait_event(self.stream.record())
 
     def run(self, function):
         with self._on_own_stream():

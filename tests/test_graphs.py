@@ -125,3 +125,108 @@ def test_dropout_masks_change_between_replays():
             captured(*batch)
             masks.append(backend.to_numpy(dropout.scale))  # the recording's mask buffer, rewritten per replay
         assert not np.array_equal(masks[2], masks[3])
+
+
+class _FakeCuda:
+    """The slice of cupy.cuda that CudaGraph uses, logging each call (CPU-only check of the
+    order of operations; the GPU tests above run the real thing)."""
+
+    def __init__(self):
+        self.log = []
+        self.current = _FakeStream(self.log, "current")
+
+    def Stream(self, non_blocking):  # noqa: N802 (CuPy's name)
+        return _FakeStream(self.log, "own")
+
+    def MemoryPool(self):  # noqa: N802
+        return type("Pool", (), {"malloc": lambda self, size: None})()
+
+    def get_current_stream(self):
+        return self.current
+
+    def using_allocator(self, allocator):
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            self.log.append("private pool on")
+            try:
+                yield
+            finally:
+                self.log.append("private pool off")
+
+        return scope()
+
+
+class _FakeStream:
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def record(self):
+        return f"event on {self.name}"
+
+    def wait_event(self, event):
+        self.log.append(f"{self.name} waits for {event}")
+
+    def __enter__(self):
+        self.log.append(f"enter {self.name}")
+
+    def __exit__(self, *error):
+        self.log.append(f"leave {self.name}")
+
+    def begin_capture(self):
+        self.log.append("begin capture")
+
+    def end_capture(self):
+        self.log.append("end capture")
+        return type("Graph", (), {"launch": lambda graph, stream: self.log.append(f"launch on {stream.name}")})()
+
+
+def _recorder():
+    from types import SimpleNamespace
+
+    from backends.cupy_backend import CudaGraph
+
+    cuda = _FakeCuda()
+    return CudaGraph(SimpleNamespace(cuda=cuda)), cuda.log
+
+
+def test_cuda_graph_records_on_its_own_stream_with_a_private_pool():
+    graph, log = _recorder()
+    with pytest.raises(RuntimeError, match="before capture"):
+        graph.replay()
+    log.clear()
+    assert graph.capture(lambda: log.append("step") or "outputs") == "outputs"
+    assert log == [
+        "own waits for event on current",
+        "enter own",
+        "private pool on",
+        "begin capture",
+        "step",
+        "end capture",
+        "private pool off",
+        "leave own",
+        "current waits for event on own",
+    ]
+    log.clear()
+    graph.replay()
+    assert log == [
+        "own waits for event on current",
+        "enter own",
+        "launch on own",
+        "leave own",
+        "current waits for event on own",
+    ]
+
+
+def test_a_failed_recording_still_ends_the_capture():
+    graph, log = _recorder()
+
+    def failing_step():
+        raise FloatingPointError("boom")
+
+    with pytest.raises(FloatingPointError, match="boom"):
+        graph.capture(failing_step)
+    assert log[-4:] == ["end capture", "private pool off", "leave own", "current waits for event on own"]
+    with pytest.raises(RuntimeError, match="before capture"):
+        graph.replay()
