@@ -3,6 +3,8 @@ body runs on the CPU through tests/cuda_emulator.py (compiled with g++), in floa
 On a GPU machine test_backends.py also runs the real kernels against the same fallbacks."""
 
 import shutil
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -124,3 +126,79 @@ KERNELS = [value for value in vars(cuda_kernels).values() if isinstance(value, c
 def test_kernel_compiles_as_cuda(emulator, kernel, dtype):
     """The device side: CUDA's own math overloads (exp, max, ...) and types, checked by nvcc."""
     emulator.compile_for_gpu(kernel, {"T": dtype, "L": "int64"})
+
+
+@pytest.fixture
+def cupy_backend_on_the_cpu(monkeypatch, emulator):
+    """CupyBackend's methods with a stand-in `cupy` whose ElementwiseKernel runs on the emulator:
+    checks the host-side glue (argument order, scalars, output allocation) without a GPU."""
+    import array_api_compat.numpy
+
+    import backends.cupy_backend as cupy_backend
+
+    class Kernel:
+        def __init__(self, in_params, out_params, operation, name):
+            self.source = cuda_kernels.Elementwise(in_params, out_params, operation, name)
+            self.inputs, self.outputs = len(in_params.split(",")), len(out_params.split(","))
+
+        def __call__(self, *arguments):
+            if len(arguments) > self.inputs:
+                return emulator.run(self.source, *arguments)
+            like = next(value for value in arguments if isinstance(value, np.ndarray))
+            outputs = [np.empty_like(like) for _ in range(self.outputs)]
+            emulator.run(self.source, *arguments, *outputs)
+            return outputs[0] if self.outputs == 1 else tuple(outputs)
+
+    fake = SimpleNamespace(
+        ElementwiseKernel=Kernel,
+        ascontiguousarray=np.ascontiguousarray,
+        empty=np.empty,
+        empty_like=np.empty_like,
+        mean=np.mean,
+    )
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cupy_backend, "_kernels", {})
+    backend = object.__new__(cupy_backend.CupyBackend)
+    backend._cupy, backend.xp = fake, array_api_compat.numpy
+    return backend
+
+
+@pytest.mark.parametrize("name", ["relu_backward", "tanh_backward", "sigmoid_backward"])
+def test_cupy_backend_activation_backward(cupy_backend_on_the_cpu, portable, numpy_rng, name):
+    y, grad_output = (np.tanh(numpy_rng.normal(size=(5, 6))).astype(np.float32) for _ in range(2))
+    result = getattr(cupy_backend_on_the_cpu, name)(y, grad_output)
+    np.testing.assert_allclose(result, portable(name)(y, grad_output), rtol=1e-6)
+
+
+def test_cupy_backend_softmax_cross_entropy(cupy_backend_on_the_cpu, portable, numpy_rng):
+    logits, labels = numpy_rng.normal(size=(12, 5)).astype(np.float32), numpy_rng.integers(0, 5, 12)
+    loss, grad = cupy_backend_on_the_cpu.softmax_cross_entropy(logits, labels)
+    expected_loss, expected_grad = portable("softmax_cross_entropy")(logits, labels)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("scalars_on_device", [False, True], ids=["host-scalars", "device-scalars"])
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_cupy_backend_sgd_update(cupy_backend_on_the_cpu, portable, numpy_rng, scalars_on_device, momentum, nesterov):
+    lr = np.asarray(0.05, np.float32) if scalars_on_device else 0.05  # a recorded graph's 0-d learning rate
+    param, grad, buffer = (numpy_rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
+    expected_param, expected_buffer = param.copy(), buffer.copy()
+    options = {"momentum": momentum, "nesterov": nesterov, "weight_decay": 0.01}
+    cupy_backend_on_the_cpu.sgd_update(param, grad, buffer if momentum else None, lr=lr, **options)
+    portable("sgd_update")(expected_param, grad, expected_buffer if momentum else None, lr=0.05, **options)
+    np.testing.assert_allclose(param, expected_param, rtol=1e-6)
+    np.testing.assert_allclose(buffer, expected_buffer, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scalars_on_device", [False, True], ids=["host-scalars", "device-scalars"])
+def test_cupy_backend_adam_update(cupy_backend_on_the_cpu, portable, numpy_rng, scalars_on_device):
+    lr, step = (np.asarray(0.01, np.float32), np.asarray(3, np.float32)) if scalars_on_device else (0.01, 3)
+    param, grad, m = (numpy_rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
+    v = numpy_rng.uniform(size=(4, 3)).astype(np.float32)
+    expected = [array.copy() for array in (param, m, v)]
+    options = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-6}
+    cupy_backend_on_the_cpu.adam_update(param, grad, m, v, lr=lr, step=step, **options)
+    portable("adam_update")(expected[0], grad, expected[1], expected[2], lr=0.01, step=3, **options)
+    for result, wanted in zip((param, m, v), expected):
+        np.testing.assert_allclose(result, wanted, rtol=1e-5)
