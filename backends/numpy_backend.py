@@ -42,36 +42,6 @@ class NumpyBackend(Backend):
         # (C, N, OH, OW, kh, kw) view -> (C, kh, kw, N, OH, OW): the one copy is the im2col buffer
         return windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * kh * kw, n * oh * ow)
 
-    def softmax_cross_entropy(self, logits, labels):
-        n, classes = logits.shape
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(shifted)
-        total = p.sum(axis=1, keepdims=True)
-        p /= total
-        if n and (labels.min() < 0 or labels.max() >= classes):  # fancy indexing would wrap -1 around
-            return np.asarray(np.nan, dtype=logits.dtype), p * np.nan
-        rows = np.arange(n)
-        loss = np.mean(np.log(total[:, 0]) - shifted[rows, labels])
-        p[rows, labels] -= 1  # one subtraction per row instead of a one-hot matrix
-        p /= n
-        return loss, p
-
-    def sgd_update(self, param, grad, buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        work = self.scratch(param.shape, param.dtype)
-        d = grad
-        if weight_decay:  # d = g + wd p
-            np.multiply(param, weight_decay, out=work)
-            d = np.add(work, grad, out=work)
-        if buffer is not None:
-            buffer *= momentum
-            buffer += d
-            if nesterov:  # d + momentum buffer
-                d = np.add(d, momentum * buffer, out=work)
-            else:
-                d = buffer
-        np.multiply(d, lr, out=work)
-        param -= work
-
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         work = self.scratch(param.shape, param.dtype)
         np.subtract(grad, m, out=work)  # m += (1 - b1)(g - m)
