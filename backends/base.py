@@ -135,7 +135,8 @@ class Backend:
         """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), and its gradient.
 
         Returns (loss, grad): loss a 0-d array, mean over rows of log(sum_j exp z_j) - z_label;
-        grad (N, C) = (softmax(z) - onehot(label)) / N. A label outside [0, C) makes the loss NaN.
+        grad (N, C) = (softmax(z) - onehot(label)) / N. A label outside [0, C) raises ValueError
+        here (the check reads one number on the host); fused device kernels return NaN instead.
         """
         xp = self.xp
         n, classes = logits.shape
@@ -144,8 +145,10 @@ class Backend:
         p = xp.exp(shifted)
         total = xp.sum(p, axis=1, keepdims=True)
         p /= total
+        if float(xp.sum(one_hot)) != n:  # a row without its label
+            bad = labels[(labels < 0) | (labels >= classes)]
+            raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
         loss = (xp.sum(xp.log(total)) - xp.sum(one_hot * shifted)) / n
-        loss = xp.where(xp.sum(one_hot) == n, loss, xp.nan)  # a row without its label: NaN
         p -= one_hot
         p /= n
         return loss, p

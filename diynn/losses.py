@@ -41,7 +41,8 @@ class CrossEntropyLoss(Loss):
 
     logits: (N, C) float; target: (N,) integer class labels or (N, C) class probabilities
     (one-hot or soft labels). The gradient is computed with the loss, in the same pass over
-    the logits. A label outside [0, C) makes the loss NaN.
+    the logits. A label outside [0, C) raises ValueError (on the GPU, where checking would cost a
+    synchronisation per step, the loss becomes NaN instead, and Trainer.fit stops on it).
     """
 
     def forward(self, logits, target):

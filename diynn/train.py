@@ -220,7 +220,8 @@ def _check_finite(losses, epoch, batch_size, n):
         raise TrainingDiverged(
             f"loss became {float(losses[first])} at epoch {epoch}, step {first + 1} of {len(losses)} "
             f"(samples {first * batch_size}..{min(n, (first + 1) * batch_size) - 1} of the shuffled "
-            "epoch); try a smaller learning rate"
+            "epoch); try a smaller learning rate (on the GPU, a class label outside the model's outputs "
+            "also gives a NaN loss)"
         )
 
 

@@ -126,7 +126,11 @@ def test_softmax_cross_entropy_matches_the_portable_fallback(backend, numpy_rng)
     np.testing.assert_allclose(backend.to_numpy(loss), backend.to_numpy(expected_loss), rtol=1e-5)
     np.testing.assert_allclose(backend.to_numpy(grad), backend.to_numpy(expected_grad), rtol=1e-5, atol=1e-7)
     bad = backend.asarray(np.array([0] * 39 + [10]))
-    assert np.isnan(backend.to_numpy(backend.softmax_cross_entropy(logits, bad)[0]))
+    if backend.name == "cupy":  # the fused kernel cannot raise without a synchronisation: NaN
+        assert np.isnan(backend.to_numpy(backend.softmax_cross_entropy(logits, bad)[0]))
+    else:
+        with pytest.raises(ValueError, match="labels must be in"):
+            backend.softmax_cross_entropy(logits, bad)
 
 
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
