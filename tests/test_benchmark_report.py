@@ -69,3 +69,17 @@ def test_ceiling_and_diynn_steps_agree():
     ceiling()
     for ours, theirs in zip(model.parameters()[::2], ceiling.weights):
         np.testing.assert_allclose(diynn.get_backend().to_numpy(ours.data), theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
+    """Where OPENBLAS_CORETYPE is set, the report also measures with OpenBLAS choosing its own kernel."""
+    import os
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    tiny = ["--rounds", "1", "--seconds", "0.01", "--gap", "0", "--batches", "8", "--conv-shapes"]
+    result = report.main(tiny + ["--memory-steps", "3", "--no-kernels", "--no-torch", "--out", str(tmp_path)])
+    runs = result["runs"]
+    assert [run["environment"] for run in runs] == ["default environment", "OPENBLAS_CORETYPE unset"]
+    assert [run["machine"]["OPENBLAS_CORETYPE"] for run in runs] == ["Haswell", None]  # as the workers saw it
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
+    assert "### OPENBLAS_CORETYPE unset" in next(tmp_path.glob("*.md")).read_text()
