@@ -72,6 +72,9 @@ def parse_args(dataset: str, argv=None):
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
     parser.add_argument("--compare-activations", action="store_true", help="train once per activation, one table")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="replay each training step from a CUDA graph (cupy backend)"
+    )
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 20 if args.model == "mlp" else 12
@@ -121,6 +124,7 @@ def train(args, splits, activation=None):
         seed=args.seed,
         progress=args.progress,
         callbacks=callbacks,
+        cuda_graph=args.cuda_graph,
     )
     seconds = time.perf_counter() - start
     backend = diynn.get_backend()

@@ -70,3 +70,16 @@ def test_compare_activations_table(generated, tmp_path, monkeypatch):
     table = (out / "activations.md").read_text()
     assert all(f"| {name} |" in table for name in results)
     assert (out / "activations.png").stat().st_size > 0
+
+
+def test_cuda_graph_flag(generated, tmp_path, monkeypatch):
+    """--cuda-graph trains on the GPU with recorded steps; elsewhere it is the backend's clear error."""
+    import diynn
+
+    monkeypatch.setattr(loaders, "FASHION_MNIST", spec_for(generated, n_train=N_TRAIN, n_test=N_TEST))
+    arguments = ["--data-dir", str(generated), "--epochs", "2", "--out", str(tmp_path / "out"), "--cuda-graph"]
+    if diynn.get_backend().name != "cupy":
+        with pytest.raises(diynn.BackendError, match="CUDA graph capture needs the cupy backend"):
+            classify.main("fashion-mnist", arguments + ["--no-progress"])
+    else:
+        assert classify.main("fashion-mnist", arguments + ["--no-progress"])["test_accuracy"] > 0.5
