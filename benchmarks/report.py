@@ -107,7 +107,17 @@ def measure(args, environment_note: str) -> dict:
 
 
 def kernel_benchmarks(args) -> dict:
-    """Run benchmarks/test_kernels.py under pytest-benchmark; ratio of ours to the reference per group."""
+    """Run benchmarks/test_kernels.py (and the GPU kernels, where there is a GPU) under
+    pytest-benchmark `args.kernel_rounds` times; per group, the median over the runs of ours,
+    the reference and their ratio (each run times a pair back to back; the host drifts between runs)."""
+    runs = [_kernel_run(args) for _ in range(args.kernel_rounds)]
+    return {
+        group: {key: statistics.median(run[group][key] for run in runs) for key in ("ours", "reference", "ratio")}
+        for group in runs[0]
+    }
+
+
+def _kernel_run(args) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "kernels.json"
         command = [
@@ -208,7 +218,7 @@ def markdown(report: dict) -> str:
         ]
     if report.get("kernels"):
         lines += [
-            "### Kernels (pytest-benchmark, same process)",
+            "### Kernels (pytest-benchmark, same process; medians of the suite's runs)",
             "",
             "CPU: diynn vs hand-written NumPy. GPU (`gpu:` rows, 20 launches then one synchronisation per "
             "timed call): the CuPy backend's fused kernel vs the generic code it replaces, run on CuPy.",
@@ -289,6 +299,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-gpu", action="store_true")
     parser.add_argument("--no-kernels", action="store_true", help="skip the pytest-benchmark kernel suite")
+    parser.add_argument("--kernel-rounds", type=int, default=3, help="runs of the kernel suite (median taken)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
 

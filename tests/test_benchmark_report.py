@@ -83,3 +83,12 @@ def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
     assert [run["machine"]["OPENBLAS_CORETYPE"] for run in runs] == ["Haswell", None]  # as the workers saw it
     assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
     assert "### OPENBLAS_CORETYPE unset" in next(tmp_path.glob("*.md")).read_text()
+
+
+def test_kernel_suite_pairs_ours_with_a_reference():
+    """The pytest-benchmark kernel suite, in two very short runs: every group gets both roles."""
+    import argparse
+
+    kernels = report.kernel_benchmarks(argparse.Namespace(seconds=0.005, kernel_rounds=2))
+    assert any(group.startswith("cross-entropy") for group in kernels)
+    assert all(result["ours"] > 0 and result["reference"] > 0 and result["ratio"] > 0 for result in kernels.values())
