@@ -154,9 +154,10 @@ class Backend:
         return loss, p
 
     def sgd_update(self, param, grad, buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        """One SGD step in place (torch.optim.SGD's formula), for a step after the first:
-        d = g + wd p;  buffer <- momentum buffer + d;  p <- p - lr (d + momentum buffer if
-        nesterov else buffer). Without momentum (buffer None): p <- p - lr d."""
+        """One SGD step in place (torch.optim.SGD's formula): d = g + wd p;
+        buffer <- momentum buffer + d;  p <- p - lr (d + momentum buffer if nesterov else buffer).
+        A buffer of zeros gives torch's first step (buffer = d). Without momentum (buffer None):
+        p <- p - lr d."""
         d = grad + weight_decay * param if weight_decay else grad
         if buffer is None:
             param -= lr * d

@@ -46,11 +46,8 @@ class SGD(Optimizer):
 
     def update(self, parameter, grad, state):
         backend = get_backend()
-        if self.momentum and "momentum" not in state:  # the first step: buffer = d = g + wd p
-            d = grad + self.weight_decay * parameter.data if self.weight_decay else grad
-            buffer = state["momentum"] = backend.xp.asarray(d, copy=True)
-            parameter.data -= self.lr * (d + self.momentum * buffer if self.nesterov else buffer)
-            return
+        if self.momentum and "momentum" not in state:  # from zeros, the first step gives buffer = d
+            state["momentum"] = backend.xp.zeros_like(parameter.data)
         backend.sgd_update(
             parameter.data,
             grad,
