@@ -134,22 +134,32 @@ class Backend:
     def softmax_cross_entropy(self, logits, labels):
         """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), and its gradient.
 
-        Returns (loss, grad): loss a 0-d array, mean over rows of log(sum_j exp z_j) - z_label;
-        grad (N, C) = (softmax(z) - onehot(label)) / N. A label outside [0, C) raises ValueError
-        here (the check reads one number on the host); fused device kernels return NaN instead.
+        Returns (loss, grad) as `soft_cross_entropy` does for one-hot targets. A label outside
+        [0, C) raises ValueError here (the check reads one number on the host); fused device
+        kernels return NaN instead.
         """
         xp = self.xp
         n, classes = logits.shape
         one_hot = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), logits.dtype)
+        if float(xp.sum(one_hot)) != n:  # a row without its label
+            bad = labels[(labels < 0) | (labels >= classes)]
+            raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
+        return self.soft_cross_entropy(logits, one_hot)
+
+    def soft_cross_entropy(self, logits, target):
+        """Mean softmax cross-entropy of logits (N, C) against class probabilities target (N, C).
+
+        Returns (loss, grad): loss a 0-d array, mean over rows of -sum_j t_j log softmax(z)_j;
+        grad (N, C) = (softmax(z) - t) / N.
+        """
+        xp = self.xp
+        n = logits.shape[0]
         shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
         p = xp.exp(shifted)
         total = xp.sum(p, axis=1, keepdims=True)
         p /= total
-        if float(xp.sum(one_hot)) != n:  # a row without its label
-            bad = labels[(labels < 0) | (labels >= classes)]
-            raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
-        loss = (xp.sum(xp.log(total)) - xp.sum(one_hot * shifted)) / n
-        p -= one_hot
+        loss = xp.sum(target * (xp.log(total) - shifted)) / n  # -log softmax(z) = log(total) - shifted
+        p -= target
         p /= n
         return loss, p
 
