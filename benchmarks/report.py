@@ -28,6 +28,8 @@ sys.path.insert(0, str(HERE))
 from steps import step_flops  # noqa: E402
 from workers import CONV_SHAPES, Worker  # noqa: E402
 
+from diynn.files import atomic_write  # noqa: E402
+
 BATCHES = (64, 128, 256, 1024)
 
 
@@ -273,18 +275,16 @@ def plot(report: dict, path: Path) -> None:
     axis.set_title("MLP 784-256-128-10 training step")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
-    figure.savefig(temporary, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_write(path) as file:
+            figure.savefig(file, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent)
-    with os.fdopen(handle, "w") as file:
+    with atomic_write(path, "w") as file:
         file.write(text)
-    os.replace(temporary, path)
 
 
 def main(argv=None) -> dict:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import backends  # noqa: E402
+from diynn.files import atomic_write  # noqa: E402
 
 
 def run(main) -> None:
@@ -33,14 +32,8 @@ def output_dir(path) -> Path:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename: never a half-written file."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path, "w") as file:
+        file.write(text)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -49,14 +42,9 @@ def write_json(path: Path, data: dict) -> None:
 
 def save_figure(figure, path: Path) -> None:
     """Save a matplotlib figure atomically as PNG and close it."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=120, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+        with atomic_write(path) as file:
+            figure.savefig(file, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(figure)
 

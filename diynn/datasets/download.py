@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..files import atomic_write
 from .errors import DatasetError
 
 try:
@@ -33,45 +32,32 @@ def download(url: str, destination: Path, md5: str, size: int | None = None, pro
         raise DatasetError(f"download of {url} failed: HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError) as error:
         raise Unreachable(f"cannot reach {url}: {error}") from error
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     try:
-        with response, os.fdopen(handle, "wb") as file:
+        with response, atomic_write(destination) as file:
             total = response.length if response.length is not None else size
-            written = _copy(response, file, total, destination.name, progress)
-        if total is not None and written != total:
-            raise DatasetError(f"download of {url} stopped after {written} of {total} bytes")
-        if size is not None and written != size:
-            raise DatasetError(f"download of {url}: {written} bytes, the published file has {size}")
-        got = _md5(temporary)
-        if got != md5:
-            raise DatasetError(f"checksum mismatch for {url}: MD5 {got}, expected {md5}")
-        os.replace(temporary, destination)
+            written, got = _copy(response, file, total, destination.name, progress)
+            if total is not None and written != total:
+                raise DatasetError(f"download of {url} stopped after {written} of {total} bytes")
+            if size is not None and written != size:
+                raise DatasetError(f"download of {url}: {written} bytes, the published file has {size}")
+            if got != md5:
+                raise DatasetError(f"checksum mismatch for {url}: MD5 {got}, expected {md5}")
     except (http.client.HTTPException, OSError) as error:
-        os.unlink(temporary)
         raise DatasetError(f"download of {url} failed: {error!r}") from error
-    except BaseException:
-        os.unlink(temporary)
-        raise
     return destination
 
 
-def _copy(response, file, total, label, progress) -> int:
+def _copy(response, file, total, label, progress) -> tuple[int, str]:
+    """Copy the response into `file`; returns the bytes written and their MD5."""
     show = (sys.stderr.isatty() if progress is None else progress) and tqdm is not None
     bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) if show else None
-    written = 0
+    written, digest = 0, hashlib.md5()
     while chunk := response.read(1 << 16):
         file.write(chunk)
+        digest.update(chunk)
         written += len(chunk)
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    return written
-
-
-def _md5(path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return written, digest.hexdigest()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..files import atomic_write
 from .errors import DatasetError
 from .specs import FileSpec
 
@@ -54,10 +54,7 @@ def _read_verified() -> dict:
 def _write_verified(verified: dict) -> None:
     path = _verified_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".verified.", dir=path.parent)
-        with os.fdopen(handle, "w") as file:
+        with atomic_write(path, "w") as file:
             json.dump(verified, file)
-        os.replace(temporary, path)
     except OSError:
         pass  # an unwritable cache only costs a re-hash next time
