@@ -1,7 +1,9 @@
 """Which array library diynn computes with: NumPy (CPU), CuPy (CUDA GPU) or array-api-strict.
 
-The active backend comes from the environment variable DIYNN_BACKEND (default "numpy"), read
-on first use, and can be switched with `set_backend(name)` or, for a block, `with use(name):`.
+A computation takes its backend from its arrays: `backend_of(x)`. The *active* backend only
+says where new arrays (parameters, data sets) are created; it comes from the environment
+variable DIYNN_BACKEND (default "numpy"), read on first use, and can be switched with
+`set_backend(name)` or, for a block, `with use(name):`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,20 @@ import contextlib
 import os
 
 from .base import Backend, BackendError, Generator
+from .elementwise import Elementwise
 
-__all__ = ["Backend", "BackendError", "Generator", "NAMES", "get_backend", "set_backend", "use"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Elementwise",
+    "Generator",
+    "NAMES",
+    "backend_of",
+    "get",
+    "get_backend",
+    "set_backend",
+    "use",
+]
 
 NAMES = ("numpy", "cupy", "array_api_strict")
 
@@ -57,24 +71,48 @@ def _create_cupy() -> Backend:
     return CupyBackend()
 
 
-def _get(name: str) -> Backend:
+def get(name: str) -> Backend:
+    """The backend called `name` (created on first use); raises BackendError if it cannot run."""
+    if isinstance(name, Backend):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"a backend is named by a string (one of {', '.join(NAMES)}), got {name!r}")
     if name not in _instances:
         _instances[name] = _create(name)
     return _instances[name]
+
+
+_by_type: dict[type, Backend] = {}
+_MODULES = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array_api_strict"}
+
+
+def backend_of(array) -> Backend:
+    """The backend that `array` belongs to, from its type (NumPy, CuPy or array-api-strict)."""
+    kind = type(array)
+    backend = _by_type.get(kind)
+    if backend is None:
+        name = _MODULES.get(kind.__module__.partition(".")[0])
+        if name is None:
+            raise TypeError(
+                f"expected an array (NumPy, CuPy or array-api-strict), got {kind.__name__}; "
+                "convert it with diynn.get_backend().asarray(...)"
+            )
+        backend = _by_type[kind] = get(name)
+    return backend
 
 
 def get_backend() -> Backend:
     """The active backend, created from DIYNN_BACKEND (default "numpy") on first call."""
     global _active
     if _active is None:
-        _active = _get(os.environ.get("DIYNN_BACKEND", "numpy").strip().lower() or "numpy")
+        _active = get(os.environ.get("DIYNN_BACKEND", "numpy").strip().lower() or "numpy")
     return _active
 
 
 def set_backend(name: str) -> Backend:
     """Make `name` the active backend and return it; raises BackendError if it cannot run."""
     global _active
-    _active = _get(name)
+    _active = get(name)
     return _active
 
 

@@ -2,7 +2,6 @@
 
 import contextlib
 
-from . import cuda_kernels
 from .base import Backend, Generator
 
 
@@ -23,6 +22,9 @@ class CupyGenerator(Generator):
         dtype = self._backend.xp.float32 if dtype is None else dtype
         return (low + (high - low) * self._cupy.random(shape, dtype=dtype)).astype(dtype, copy=False)
 
+    def to(self, backend):
+        return backend.rng(int(self._cupy.integers(0, 2**62)))
+
     def permutation(self, n):
         return self._cupy.permutation(n)
 
@@ -40,6 +42,7 @@ class CupyBackend(Backend):
         self._cupy = cupy
         self.xp = xp
         self.device = cupy.cuda.Device()
+        self._kernels = {}
 
     @property
     def device_name(self) -> str:
@@ -63,44 +66,13 @@ class CupyBackend(Backend):
     def synchronize(self):
         self._cupy.cuda.get_current_stream().synchronize()
 
-    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
-        c = (1 - beta2**step) ** 0.5
-        step_size, eps = _scalar(lr * c / (1 - beta1**step), param.dtype), _scalar(eps * c, param.dtype)
-        _kernel(cuda_kernels.ADAM)(grad, step_size, beta1, beta2, eps, param, m, v)
-
-    def sgd_update(self, param, grad, buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        lr = _scalar(lr, param.dtype)
-        if buffer is None:
-            _kernel(cuda_kernels.SGD)(grad, lr, weight_decay, param)
-        else:
-            _kernel(cuda_kernels.SGD_MOMENTUM)(grad, lr, momentum, weight_decay, int(nesterov), param, buffer)
-
-    def relu_backward(self, y, grad_output):
-        return _kernel(cuda_kernels.RELU_BACKWARD)(y, grad_output)
-
-    def tanh_backward(self, y, grad_output):
-        return _kernel(cuda_kernels.TANH_BACKWARD)(y, grad_output)
-
-    def sigmoid_backward(self, y, grad_output):
-        return _kernel(cuda_kernels.SIGMOID_BACKWARD)(y, grad_output)
-
-    def softmax_cross_entropy(self, logits, labels):
-        cupy = self._cupy
-        n, classes = logits.shape
-        logits, labels = cupy.ascontiguousarray(logits), cupy.ascontiguousarray(labels)
-        losses = cupy.empty(n, dtype=logits.dtype)
-        grad = cupy.empty_like(logits)
-        _kernel(cuda_kernels.SOFTMAX_CROSS_ENTROPY)(logits, labels, classes, 1.0 / n, losses, grad)
-        return cupy.mean(losses), grad
+    def elementwise(self, source):
+        if source.name not in self._kernels:
+            self._kernels[source.name] = CompiledKernel(self._cupy, source)
+        return self._kernels[source.name]
 
     def graph(self):
         return CudaGraph(self._cupy)
-
-    def scatter_add(self, target, indices, values):
-        import cupyx
-
-        cupyx.scatter_add(target, indices, values)
-        return target
 
 
 class CudaGraph:
@@ -151,19 +123,27 @@ class CudaGraph:
             self._graph.launch(stream=self.stream)
 
 
-_kernels = {}
+class CompiledKernel:
+    """A `cupy.ElementwiseKernel` (compiled per dtype on first launch), called as
+    kernel(*inputs, *outputs). Inputs are made contiguous (raw arrays are indexed by hand);
+    0-d arrays among the scalars are cast to the dtype of the first array argument, as
+    ElementwiseKernel wants one type per type name."""
 
+    def __init__(self, cupy, source):
+        self._cupy = cupy
+        self._kernel = cupy.ElementwiseKernel(*source)
+        self._inputs = len(source.in_params.split(","))
 
-def _scalar(value, dtype):
-    """A kernel's scalar argument: a Python number as is; a 0-d device array (what a recorded
-    CUDA graph reads) cast to the kernel's element type, as ElementwiseKernel requires."""
-    return value.astype(dtype, copy=False) if hasattr(value, "astype") else value
-
-
-def _kernel(source: cuda_kernels.Elementwise):
-    """The compiled cupy.ElementwiseKernel for `source` (compiled per dtype on first launch)."""
-    if source.name not in _kernels:
-        import cupy
-
-        _kernels[source.name] = cupy.ElementwiseKernel(*source)
-    return _kernels[source.name]
+    def __call__(self, *arguments):
+        cupy = self._cupy
+        arrays = [value for value in arguments if isinstance(value, cupy.ndarray) and value.ndim > 0]
+        dtype = arrays[0].dtype if arrays else None
+        prepared = []
+        for position, value in enumerate(arguments):
+            if isinstance(value, cupy.ndarray):
+                if value.ndim == 0 and dtype is not None:
+                    value = value.astype(dtype, copy=False)
+                elif position < self._inputs:
+                    value = cupy.ascontiguousarray(value)
+            prepared.append(value)
+        return self._kernel(*prepared)

@@ -6,8 +6,8 @@ from backends import BackendError, get_backend, set_backend, use
 from .augment import Compose, RandomHorizontalFlip, RandomShift
 from .autoencoder import Autoencoder, add_noise
 from .callbacks import EarlyStopping
+from .cuda_graphs import CapturedStep
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
-from .graphs import CapturedStep
 from .io import ModelFileError, load_model, load_weights, save_model
 from .layers import (
     AvgPool2d,
@@ -33,7 +33,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .models import cnn, conv_autoencoder, dense_autoencoder, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
-from .regularization import L1L2, clip_grad_norm
+from .regularisation import L1L2, clip_grad_norm
 from .schedules import CosineLR, ExponentialLR, ReduceLROnPlateau, Schedule, StepLR
 from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
 

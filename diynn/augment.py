@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backends import get_backend
+from backends import backend_of
 
-from .init import as_generator
+from .init import as_generator, following
 
 
 class RandomShift:
@@ -19,7 +19,8 @@ class RandomShift:
         self.rng = as_generator(rng)
 
     def __call__(self, x):
-        xp = get_backend().xp
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
         n, _, height, width = x.shape
         dy = self.rng.integers(-self.max_shift, self.max_shift + 1, (n,))
         dx = self.rng.integers(-self.max_shift, self.max_shift + 1, (n,))
@@ -36,12 +37,15 @@ class RandomHorizontalFlip:
         self.rng = as_generator(rng)
 
     def __call__(self, x):
-        xp = get_backend().xp
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
         flip = self.rng.uniform(0.0, 1.0, (x.shape[0],), dtype=x.dtype) < self.p
         return xp.where(flip[:, None, None, None], xp.flip(x, axis=3), x)
 
 
 class Compose:
+    """Augmentations applied one after another: Compose(RandomShift(2), RandomHorizontalFlip())."""
+
     def __init__(self, *augmentations):
         self.augmentations = augmentations
 
@@ -53,7 +57,7 @@ class Compose:
 
 def _shift_matrices(shifts, size, dtype):
     """S[n, 0, i, j] = 1 where j = i - shifts[n]: (S x)[i] = x[i - shift], zero outside."""
-    xp = get_backend().xp
+    xp = backend_of(shifts).xp
     positions = xp.arange(size, device=shifts.device)
     source = positions[None, :, None] - shifts[:, None, None]
     return xp.astype(source == positions[None, None, :], dtype)[:, None, :, :]

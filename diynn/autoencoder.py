@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backends import get_backend
+from backends import backend_of
 
-from .init import as_generator
+from .init import as_generator, following
 from .module import Module
 
 
@@ -25,6 +25,7 @@ class Autoencoder(Module):
 
     def forward(self, x):
         if self.training and self.noise_std > 0:
+            self.rng = following(self.rng, x)
             x = x + self.rng.normal(tuple(x.shape), std=self.noise_std, dtype=x.dtype)
         return self.decoder.forward(self.encoder.forward(x))
 
@@ -44,6 +45,6 @@ class Autoencoder(Module):
 
 def add_noise(x, std: float, rng=None, clip: bool = True):
     """x + N(0, std^2), clipped to [0, 1] when `clip` (images)."""
-    xp = get_backend().xp
-    noisy = x + as_generator(rng).normal(tuple(x.shape), std=std, dtype=x.dtype)
+    xp = backend_of(x).xp
+    noisy = x + following(as_generator(rng), x).normal(tuple(x.shape), std=std, dtype=x.dtype)
     return xp.clip(noisy, 0.0, 1.0) if clip else noisy

@@ -1,19 +1,36 @@
 """Input checks shared by layers and losses: each error names what was expected and given."""
 
+from backends import backend_of
 
-def check_input(x, *, ndim: int, name: str, dtype=None, sizes: dict | None = None) -> None:
-    """Raise ValueError unless `x` has `ndim` axes and `sizes` = {axis: length},
-    TypeError unless its dtype is `dtype` (when given)."""
+
+def check_input(x, *, ndim: int, name: str, like=None, sizes: dict | None = None) -> None:
+    """Raise ValueError unless `x` has `ndim` axes and `sizes` = {axis: length}; TypeError unless
+    it is an array of the same backend and dtype as `like` (a parameter of the layer, when given)."""
+    if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} expects an array, got {type(x).__name__}; convert it with backend.asarray(...)")
     if x.ndim != ndim:
         raise ValueError(f"{name} expects an input with {ndim} axes, got shape {tuple(x.shape)}")
     for axis, length in (sizes or {}).items():
         if x.shape[axis] != length:
             raise ValueError(f"{name} expects size {length} on axis {axis}, got shape {tuple(x.shape)}")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"{name} expects dtype {dtype} (that of its parameters), got {x.dtype}; "
-            "convert the input once, e.g. with backend.asarray(x, dtype=...)"
-        )
+    if like is not None:
+        check_same_backend(x, like, name)
+        if x.dtype != like.dtype:
+            raise TypeError(
+                f"{name} expects dtype {like.dtype} (that of its parameters), got {x.dtype}; "
+                "convert the input once, e.g. with backend.asarray(x, dtype=...)"
+            )
+
+
+def check_same_backend(x, parameter, name: str) -> None:
+    """Raise TypeError unless input `x` lives on the backend of the layer's `parameter`."""
+    if type(x) is not type(parameter):
+        given, expected = backend_of(x).name, backend_of(parameter).name
+        if given != expected:
+            raise TypeError(
+                f"{name} got an input on backend {given!r} but its parameters are on {expected!r}; "
+                f"move the model with model.to({given!r}) or the input with backends.get({expected!r}).asarray(...)"
+            )
 
 
 def check_same_shape(prediction, target, name: str) -> None:

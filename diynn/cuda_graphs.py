@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
-from backends import get_backend
+from backends import backend_of
 
 
 class CapturedStep:
@@ -27,7 +27,7 @@ class CapturedStep:
         if warmup < 1:  # a first step creates optimiser state: recorded, every replay would redo it
             raise ValueError(f"CapturedStep needs warmup >= 1 ordinary steps before recording, got {warmup}")
         self.trainer, self.warmup = trainer, warmup
-        self.graph = get_backend().graph()
+        self.graph = backend_of(trainer.model.parameters()[0].data).graph()
         self.calls = 0
         self.inputs = self.outputs = self.learning_rate = None
 
@@ -45,7 +45,7 @@ class CapturedStep:
         return self.outputs
 
     def _copy_inputs(self, x, y):
-        xp = get_backend().xp
+        xp = backend_of(x).xp
         if self.inputs is None:
             self.inputs = (xp.empty_like(x), xp.empty_like(y))
         for static, given, name in zip(self.inputs, (x, y), "xy"):
@@ -83,7 +83,7 @@ def scalars_on_device(optimizer, dtype) -> DeviceLearningRate:
     """Move the numbers an optimiser step reads from the host to 0-d device arrays of `dtype`:
     the step counts in its state (updated in place on the device from then on), and a device
     copy of the learning rate, returned, for `installed()` while a graph records the step."""
-    backend = get_backend()
+    backend = backend_of(optimizer.parameters[0].data)
     for state in optimizer.state.values():
         for key, value in state.items():
             if isinstance(value, int | float) and not isinstance(value, bool):

@@ -22,10 +22,11 @@ def gradcheck(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed
     At most `max_checks` entries of each array are checked, chosen at random.
     Returns True or raises GradcheckError naming the array, the entry and both values.
     """
-    xp = get_backend().xp
+    backend = module.backend or get_backend()
+    xp = backend.xp
     module.astype(xp.float64)
-    x = xp.astype(get_backend().asarray(x), xp.float64)
-    weights = get_backend().rng(seed).normal(tuple(module.forward(x).shape), dtype=xp.float64)
+    x = xp.astype(backend.asarray(x), xp.float64)
+    weights = backend.rng(seed).normal(tuple(module.forward(x).shape), dtype=xp.float64)
 
     def objective():
         return float(xp.sum(module.forward(x) * weights))
@@ -42,8 +43,9 @@ def gradcheck(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed
 
 def gradcheck_loss(loss, prediction, target, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed=0) -> bool:
     """Check `loss.backward()` (d loss / d prediction) at (prediction, target), in float64."""
-    xp = get_backend().xp
-    prediction = xp.astype(get_backend().asarray(prediction), xp.float64)
+    backend = get_backend()
+    xp = backend.xp
+    prediction = xp.astype(backend.asarray(prediction), xp.float64)
     if xp.isdtype(target.dtype, "real floating"):
         target = xp.astype(target, xp.float64)
     loss.forward(prediction, target)

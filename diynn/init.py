@@ -2,7 +2,7 @@
 
 import math
 
-from backends import Generator, get_backend
+from backends import Generator, backend_of, get_backend
 
 INITS = ("kaiming", "xavier")
 
@@ -12,6 +12,12 @@ def as_generator(rng) -> Generator:
     if isinstance(rng, Generator):
         return rng
     return get_backend().rng(rng)
+
+
+def following(rng: Generator, x) -> Generator:
+    """`rng`, or (when array `x` lives on another backend) its continuation drawing onto x's."""
+    backend = backend_of(x)
+    return rng if rng.backend is backend else rng.to(backend)
 
 
 def initial_weight(shape, fan_in: int, fan_out: int, init: str, rng: Generator, dtype):

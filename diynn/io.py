@@ -3,16 +3,17 @@ read back with allow_pickle=False. Files are written atomically: a temporary fil
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from backends import get_backend
+import backends
+from backends import backend_of
 
+from .files import atomic_write
 from .module import Module
 
 FORMAT = "diynn-model-1"
@@ -40,28 +41,20 @@ def build(description: dict) -> Module:
 def save_model(model: Module, path) -> Path:
     """Write `model`'s architecture, parameters and buffers to `path` (.npz); returns the path."""
     path = Path(path)
-    backend = get_backend()
-    arrays = {name: backend.to_numpy(value) for name, value in model.state_dict().items()}
+    arrays = {name: backend_of(value).to_numpy(value) for name, value in model.state_dict().items()}
     header = json.dumps({"format": FORMAT, "architecture": architecture(model)})
     arrays[_ARCHITECTURE_KEY] = np.array(header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path) as file:
+        np.savez(file, **arrays)
     return path
 
 
-def load_model(path) -> Module:
-    """The model saved at `path`, rebuilt and with its saved parameters, on the active backend."""
+def load_model(path, backend=None) -> Module:
+    """The model saved at `path`, rebuilt and with its saved parameters, on `backend` (a name such
+    as "cupy"; default: the active backend)."""
     header, arrays = _read(path)
-    model = build(header["architecture"])
+    with backends.use(backend) if backend is not None else contextlib.nullcontext():
+        model = build(header["architecture"])
     _load_into(model, arrays, path)
     return model
 

@@ -1,7 +1,7 @@
 """Losses: `loss(prediction, target)` returns a 0-d array (kept on the device) and caches what
 `backward()` needs to return d loss / d prediction. All are means over the batch."""
 
-from backends import get_backend
+from backends import Elementwise, backend_of
 
 from .checks import check_same_shape
 from .layers.activations import sigmoid
@@ -29,7 +29,7 @@ class MSELoss(Loss):
     def forward(self, prediction, target):
         check_same_shape(prediction, target, "MSELoss")
         self.difference = prediction - target
-        return get_backend().xp.mean(self.difference * self.difference)
+        return backend_of(prediction).xp.mean(self.difference * self.difference)
 
     def backward(self):
         # d/dp mean((p - t)^2) = 2 (p - t) / size
@@ -46,19 +46,18 @@ class CrossEntropyLoss(Loss):
     """
 
     def forward(self, logits, target):
-        backend = get_backend()
-        xp = backend.xp
+        xp = backend_of(logits).xp
         if logits.ndim != 2:
             raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
         n = logits.shape[0]
         if target.ndim == 1 and xp.isdtype(target.dtype, "integral"):
             if target.shape[0] != n:
                 raise ValueError(f"CrossEntropyLoss: {target.shape[0]} labels for {n} logits rows")
-            value, self.grad = backend.softmax_cross_entropy(logits, target)
+            value, self.grad = softmax_cross_entropy(logits, target)
             return value
         if target.ndim == 2 and xp.isdtype(target.dtype, "real floating"):
             check_same_shape(logits, target, "CrossEntropyLoss")
-            value, self.grad = backend.soft_cross_entropy(logits, target)
+            value, self.grad = soft_cross_entropy(logits, target)
             return value
         raise ValueError(
             "CrossEntropyLoss expects integer labels (N,) or float probabilities (N, C), "
@@ -68,6 +67,72 @@ class CrossEntropyLoss(Loss):
     def backward(self):
         # d loss / d logits = (softmax(z) - t) / N
         return self.grad
+
+
+def soft_cross_entropy(logits, target):
+    """Mean softmax cross-entropy of logits (N, C) against class probabilities target (N, C).
+
+    Returns (loss, grad): loss a 0-d array, mean over rows of -sum_j t_j log softmax(z)_j;
+    grad (N, C) = (softmax(z) - t) / N.
+    """
+    xp = backend_of(logits).xp
+    n = logits.shape[0]
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
+    p = xp.exp(shifted)
+    total = xp.sum(p, axis=1, keepdims=True)
+    p /= total
+    loss = xp.sum(target * (xp.log(total) - shifted)) / n  # -log softmax(z) = log(total) - shifted
+    p -= target
+    p /= n
+    return loss, p
+
+
+# One thread per row of logits (N, C) with integer labels (N,): the row's loss
+# log(sum exp z) - z[label] and its gradient (softmax(z) - onehot(label)) * scale, with one pass
+# for the max, one for the sum and one for the gradient. A label outside [0, C) gives NaN.
+SOFTMAX_CROSS_ENTROPY = Elementwise(
+    "raw T logits, raw L labels, int64 classes, T scale",
+    "T loss, raw T grad",
+    """
+    const long long row = i * classes;
+    const long long label = labels[i];
+    T top = logits[row];
+    for (long long j = 1; j < classes; ++j) top = max(top, (T)logits[row + j]);
+    T total = 0;
+    for (long long j = 0; j < classes; ++j) total += exp(logits[row + j] - top);
+    const bool valid = label >= 0 && label < classes;
+    const T nan = T(0) / T(0);
+    loss = valid ? log(total) + top - logits[row + label] : nan;
+    for (long long j = 0; j < classes; ++j) {
+        const T p = exp(logits[row + j] - top) / total;
+        grad[row + j] = valid ? (p - (j == label ? T(1) : T(0))) * scale : nan;
+    }
+    """,
+    "diynn_softmax_cross_entropy",
+)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), and its gradient.
+
+    Returns (loss, grad) as `soft_cross_entropy` does for one-hot targets. Portable code: a label
+    outside [0, C) raises ValueError (the check reads one number on the host). The fused kernel
+    (CuPy) does it in one pass and returns NaN for such a label instead.
+    """
+    backend = backend_of(logits)
+    xp = backend.xp
+    n, classes = logits.shape
+    fused = backend.elementwise(SOFTMAX_CROSS_ENTROPY)
+    if fused is not None:
+        losses = xp.empty((n,), dtype=logits.dtype, device=logits.device)
+        grad = xp.empty_like(logits)
+        fused(logits, labels, classes, 1.0 / n, losses, grad)
+        return xp.mean(losses), grad
+    one_hot = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), logits.dtype)
+    if float(xp.sum(one_hot)) != n:  # a row without its label
+        bad = labels[(labels < 0) | (labels >= classes)]
+        raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
+    return soft_cross_entropy(logits, one_hot)
 
 
 class BCELoss(Loss):
@@ -81,7 +146,7 @@ class BCELoss(Loss):
 
     def forward(self, p, target):
         check_same_shape(p, target, "BCELoss")
-        xp = get_backend().xp
+        xp = backend_of(p).xp
         self.p, self.target = xp.clip(p, self.eps, 1 - self.eps), target
         return -xp.mean(target * xp.log(self.p) + (1 - target) * xp.log(1 - self.p))
 
@@ -99,7 +164,7 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, z, target):
         check_same_shape(z, target, "BCEWithLogitsLoss")
-        xp = get_backend().xp
+        xp = backend_of(z).xp
         self.z, self.target = z, target
         return xp.mean(xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z))))
 

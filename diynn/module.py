@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from backends import get_backend
+import backends
+from backends import backend_of
 
 
 class Parameter:
@@ -122,8 +123,7 @@ class Module:
 
     def state_dict(self) -> dict:
         """A snapshot (copies) of every parameter and buffer, by dotted name."""
-        xp = get_backend().xp
-        return {name: xp.asarray(value, copy=True) for name, value in self._named_state()}
+        return {name: backend_of(value).xp.asarray(value, copy=True) for name, value in self._named_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Copy arrays from `state` (backend or NumPy arrays) into the parameters and buffers.
@@ -141,9 +141,9 @@ class Module:
                     f"state_dict entry {name!r} has shape {tuple(value.shape)}, "
                     f"the model expects {tuple(current[name].shape)}"
                 )
-        backend = get_backend()
         for name, value in state.items():
             owner, attribute = self._owner_of(name)
+            backend = backend_of(current[name])
             array = backend.xp.asarray(backend.asarray(value, dtype=current[name].dtype), copy=True)
             if attribute in owner._parameters:
                 owner._parameters[attribute].data = array
@@ -159,16 +159,35 @@ class Module:
 
     def astype(self, dtype) -> Module:
         """Convert every parameter and floating buffer to `dtype` (e.g. float64 for gradcheck)."""
-        xp = get_backend().xp
         for module in self.modules():
             for parameter in module._parameters.values():
-                parameter.data = xp.astype(parameter.data, dtype)
+                parameter.data = backend_of(parameter.data).xp.astype(parameter.data, dtype)
                 parameter.grad = None
             for name in module._buffers:
                 value = getattr(module, name)
+                xp = backend_of(value).xp
                 if xp.isdtype(value.dtype, "real floating"):
                     object.__setattr__(module, name, xp.astype(value, dtype))
         return self
+
+    def to(self, backend) -> Module:
+        """Move every parameter and buffer to `backend` (a name such as "cupy", or a Backend), in
+        place, and return the module. Gradients are dropped; build the optimiser after moving
+        (its state lives where the parameters were)."""
+        target = backends.get(backend)
+        for module in self.modules():
+            for parameter in module._parameters.values():
+                parameter.data = _moved(parameter.data, target)
+                parameter.grad = None
+            for name in module._buffers:
+                object.__setattr__(module, name, _moved(getattr(module, name), target))
+        return self
+
+    @property
+    def backend(self):
+        """The backend this module's parameters live on (None for a module without any)."""
+        parameters = self.parameters()
+        return backend_of(parameters[0].data) if parameters else None
 
     # -- architecture, for saving ------------------------------------------------------
     def config(self) -> dict:
@@ -188,3 +207,12 @@ class Module:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"  ({name}): {module!r}".replace("\n", "\n  ") for name, module in self._modules.items()]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _moved(array, target):
+    """`array` copied onto backend `target` with its dtype (itself if it is there already)."""
+    source = backend_of(array)
+    if source is target:
+        return array
+    host = source.to_numpy(array)
+    return target.asarray(host, dtype=getattr(target.xp, host.dtype.name))

@@ -3,7 +3,7 @@ gradient clipping by global norm, and L1 / L2 penalties on the weights."""
 
 from __future__ import annotations
 
-from backends import get_backend
+from backends import backend_of
 
 
 def clip_grad_norm(parameters, max_norm: float):
@@ -11,10 +11,10 @@ def clip_grad_norm(parameters, max_norm: float):
 
     Returns ||g|| before clipping as a 0-d array (left on the device: no synchronisation).
     """
-    xp = get_backend().xp
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return xp.asarray(0.0)
+        return 0.0
+    xp = backend_of(grads[0]).xp
     total = xp.sqrt(sum(xp.sum(g * g) for g in grads))
     scale = xp.clip(max_norm / (total + 1e-6), max=1.0)  # no host value: CUDA-graph safe
     for grad in grads:
@@ -35,10 +35,10 @@ class L1L2:
 
     def apply(self, parameters):
         """Add the penalty's gradient to each weight's .grad; returns the penalty (0-d array)."""
-        xp = get_backend().xp
         terms = []
         for parameter in parameters:
             w = parameter.data
+            xp = backend_of(w).xp
             if w.ndim < 2:
                 continue
             grad = xp.zeros_like(w)

@@ -8,10 +8,10 @@ import math
 import sys
 import time
 
-from backends import get_backend
+from backends import backend_of, get_backend
 
-from .graphs import CapturedStep
-from .regularization import clip_grad_norm
+from .cuda_graphs import CapturedStep
+from .regularisation import clip_grad_norm
 
 try:
     from tqdm.auto import tqdm
@@ -41,6 +41,11 @@ class Trainer:
     @property
     def dtype(self):
         return self.model.parameters()[0].data.dtype
+
+    @property
+    def backend(self):
+        """Where the model's parameters live: data given to fit / evaluate go there."""
+        return self.model.backend or get_backend()
 
     def step(self, x, y):
         """One optimisation step on a batch; returns the batch loss and its outputs (on device)."""
@@ -79,7 +84,7 @@ class Trainer:
         a NaN or infinite loss. `cuda_graph=True` (CuPy backend) replays the full-size batches'
         steps from a CUDA graph (see CapturedStep); a smaller last batch runs normally.
         """
-        backend = get_backend()
+        backend = self.backend
         xp = backend.xp
         x, y = self.prepare(x, y)
         if validation_data is not None:
@@ -139,11 +144,11 @@ class Trainer:
 
     def prepare(self, x, y):
         """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
-        targets in the model's dtype. Each conversion happens once, here."""
-        backend = get_backend()
+        targets in the model's dtype, on the model's backend. Each conversion happens once, here."""
+        backend = self.backend
         xp = backend.xp
-        x = backend.asarray(x, dtype=self.dtype)
-        y = backend.asarray(y)
+        x = _on(backend, x, self.dtype)
+        y = _on(backend, y)
         y = xp.astype(y, xp.int64 if xp.isdtype(y.dtype, "integral") else self.dtype, copy=False)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
@@ -151,7 +156,7 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size: int = 1024) -> dict:
         """Mean loss (and accuracy) over (x, y) in eval mode, one transfer to the host."""
-        backend = get_backend()
+        backend = self.backend
         xp = backend.xp
         x, y = self.prepare(x, y)
         losses, correct = [], []
@@ -178,16 +183,16 @@ class Trainer:
 
 def count_correct(output, target):
     """Number of rows where argmax(output) equals the label (or argmax of a one-hot target)."""
-    xp = get_backend().xp
+    xp = backend_of(output).xp
     labels = target if target.ndim == 1 else xp.argmax(target, axis=1)
     return xp.sum(xp.astype(xp.argmax(output, axis=1) == labels, xp.int64))
 
 
 def predict(model, x, batch_size: int = 1024):
-    """model(x) in eval mode, in batches; x: (N, ...) converted to the model's dtype."""
-    backend = get_backend()
+    """model(x) in eval mode, in batches; x: (N, ...) converted to the model's dtype and backend."""
+    backend = model.backend or get_backend()
     xp = backend.xp
-    x = backend.asarray(x, dtype=model.parameters()[0].data.dtype)
+    x = _on(backend, x, model.parameters()[0].data.dtype)
     with evaluating(model):
         n = x.shape[0]
         outputs = [model.forward(x[start : min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
@@ -207,9 +212,17 @@ def evaluating(model):
 
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
     """Fraction of samples whose predicted class (argmax of the outputs) equals label y."""
-    backend = get_backend()
-    labels = backend.asarray(y)
+    backend = model.backend or get_backend()
+    labels = _on(backend, y)
     return float(backend.to_numpy(count_correct(predict(model, x, batch_size), labels))) / labels.shape[0]
+
+
+def _on(backend, values, dtype=None):
+    """`values` (an array of any backend, or nested lists) as an array of `backend`."""
+    source = backend_of(values) if hasattr(values, "__array_namespace__") or hasattr(values, "ndim") else None
+    if source is not None and source is not backend:
+        values = source.to_numpy(values)
+    return backend.asarray(values, dtype=dtype)
 
 
 def _check_finite(losses, epoch, batch_size, n):

@@ -1,6 +1,12 @@
-"""The CuPy backend's fused kernels against the portable code, with no GPU needed: each kernel
-body runs on the CPU through tests/cuda_emulator.py (compiled with g++), in float32 and float64.
-On a GPU machine test_backends.py also runs the real kernels against the same fallbacks."""
+"""The fused CUDA kernels of the ops, with no GPU needed.
+
+Each kernel source lives beside the op it speeds up (activations, losses, optimisers). Here every
+body runs on the CPU through tests/cuda_emulator.py (compiled with g++) against the op's portable
+code, in float32 and float64; then the ops themselves run with a NumPy backend whose
+`elementwise()` hands out CuPy's kernel wrapper around the emulator, which checks the glue
+(argument order, scalars, output allocation) end to end. On a GPU, test_backends.py runs the real
+kernels against the same portable code.
+"""
 
 import shutil
 import sys
@@ -10,12 +16,21 @@ import numpy as np
 import pytest
 from cuda_emulator import Emulator
 
-from backends import cuda_kernels, use
-from backends.base import Backend
+import diynn
+from backends import Elementwise, use
+from backends.cupy_backend import CompiledKernel
+from diynn import losses, optim
+from diynn.layers import activations
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the kernel bodies")
 
 DTYPES = [np.float32, np.float64]
+KERNELS = [
+    value
+    for module in (activations, losses, optim)
+    for value in vars(module).values()
+    if isinstance(value, Elementwise)
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,102 +38,103 @@ def emulator(tmp_path_factory):
     return Emulator(tmp_path_factory.mktemp("kernels"))
 
 
-@pytest.fixture
-def portable():
-    """The base class's portable fallbacks, run on NumPy."""
-    with use("numpy") as backend:
-        yield lambda name: getattr(Backend, name).__get__(backend)
-
-
 def _tolerance(dtype):
     return {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
 
 
+def test_every_fused_kernel_is_checked():
+    names = {kernel.name for kernel in KERNELS}
+    assert names == {
+        "diynn_relu_backward",
+        "diynn_tanh_backward",
+        "diynn_sigmoid_backward",
+        "diynn_softmax_cross_entropy",
+        "diynn_sgd",
+        "diynn_sgd_momentum",
+        "diynn_adam",
+    }
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    ("kernel", "fallback", "forward"),
+    ("kernel", "portable", "forward"),
     [
-        (cuda_kernels.RELU_BACKWARD, "relu_backward", lambda x: np.maximum(x, 0)),
-        (cuda_kernels.TANH_BACKWARD, "tanh_backward", np.tanh),
-        (cuda_kernels.SIGMOID_BACKWARD, "sigmoid_backward", lambda x: 1 / (1 + np.exp(-x))),
+        (activations.RELU_BACKWARD, activations.relu_backward, lambda x: np.maximum(x, 0)),
+        (activations.TANH_BACKWARD, activations.tanh_backward, np.tanh),
+        (activations.SIGMOID_BACKWARD, activations.sigmoid_backward, lambda x: 1 / (1 + np.exp(-x))),
     ],
 )
-def test_activation_backward(emulator, portable, numpy_rng, dtype, kernel, fallback, forward):
+def test_activation_backward(emulator, numpy_rng, dtype, kernel, portable, forward):
     y = forward(numpy_rng.normal(size=(33, 7))).astype(dtype)
     grad_output = numpy_rng.normal(size=(33, 7)).astype(dtype)
     result = np.full_like(y, np.nan)
     emulator.run(kernel, y, grad_output, result)
-    np.testing.assert_allclose(result, portable(fallback)(y, grad_output), **_tolerance(dtype))
+    np.testing.assert_allclose(result, portable(y, grad_output), **_tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("label_dtype", [np.int64, np.int32])
-def test_softmax_cross_entropy(emulator, portable, numpy_rng, dtype, label_dtype):
+def test_softmax_cross_entropy(emulator, numpy_rng, dtype, label_dtype):
     logits = (numpy_rng.normal(size=(50, 10)) * 30).astype(dtype)  # large logits: needs the max shift
     labels = numpy_rng.integers(0, 10, 50).astype(label_dtype)
-    losses, grad = np.full(50, np.nan, dtype), np.full_like(logits, np.nan)
-    emulator.run(cuda_kernels.SOFTMAX_CROSS_ENTROPY, logits, labels, 10, 1 / 50, losses, grad)
-    expected_loss, expected_grad = portable("softmax_cross_entropy")(logits, labels)
-    np.testing.assert_allclose(losses.mean(), expected_loss, **_tolerance(dtype))
+    result, grad = np.full(50, np.nan, dtype), np.full_like(logits, np.nan)
+    emulator.run(losses.SOFTMAX_CROSS_ENTROPY, logits, labels, 10, 1 / 50, result, grad)
+    expected_loss, expected_grad = losses.softmax_cross_entropy(logits, labels)
+    np.testing.assert_allclose(result.mean(), expected_loss, **_tolerance(dtype))
     np.testing.assert_allclose(grad, expected_grad, **_tolerance(dtype))
 
 
-def test_softmax_cross_entropy_marks_a_bad_label(emulator, portable):
+def test_softmax_cross_entropy_marks_a_bad_label(emulator):
     logits = np.zeros((3, 4), np.float32)
     labels = np.array([1, 4, -1])
-    losses, grad = np.zeros(3, np.float32), np.zeros_like(logits)
-    emulator.run(cuda_kernels.SOFTMAX_CROSS_ENTROPY, logits, labels, 4, 1 / 3, losses, grad)
-    np.testing.assert_allclose(losses[0], np.log(4), rtol=1e-6)
-    assert np.isnan(losses[1:]).all() and np.isnan(grad[1:]).all() and np.isfinite(grad[0]).all()
+    result, grad = np.zeros(3, np.float32), np.zeros_like(logits)
+    emulator.run(losses.SOFTMAX_CROSS_ENTROPY, logits, labels, 4, 1 / 3, result, grad)
+    np.testing.assert_allclose(result[0], np.log(4), rtol=1e-6)
+    assert np.isnan(result[1:]).all() and np.isnan(grad[1:]).all() and np.isfinite(grad[0]).all()
     with pytest.raises(ValueError, match=r"labels must be in \[0, 4\) for 4 logits, got 4"):
-        portable("softmax_cross_entropy")(logits, labels)
+        losses.softmax_cross_entropy(logits, labels)
+
+
+def _sgd_portable(param, grad, buffer, lr, momentum, nesterov):
+    """SGD.update_one's portable code on copies."""
+    param, buffer = param.copy(), buffer.copy()
+    with use("numpy"):
+        optimizer = optim.SGD([diynn.Parameter(param)], lr=lr, momentum=momentum, nesterov=nesterov)
+        optimizer.update_one(param, grad, {"momentum": buffer} if momentum else {})
+    return param, buffer
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    ("momentum", "nesterov", "weight_decay"),
-    [(0.0, False, 0.0), (0.0, False, 0.1), (0.9, False, 0.0), (0.9, True, 0.01)],
-)
-def test_sgd(emulator, portable, numpy_rng, dtype, momentum, nesterov, weight_decay):
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd(emulator, numpy_rng, dtype, momentum, nesterov):
     param, grad, buffer = (numpy_rng.normal(size=(6, 5)).astype(dtype) for _ in range(3))
-    expected_param, expected_buffer = param.copy(), buffer.copy()
-    portable("sgd_update")(
-        expected_param,
-        grad,
-        expected_buffer if momentum else None,
-        lr=0.05,
-        momentum=momentum,
-        nesterov=nesterov,
-        weight_decay=weight_decay,
-    )
+    expected_param, expected_buffer = _sgd_portable(param, grad, buffer, 0.05, momentum, nesterov)
     if momentum:
-        emulator.run(cuda_kernels.SGD_MOMENTUM, grad, 0.05, momentum, weight_decay, int(nesterov), param, buffer)
+        emulator.run(optim.SGD_MOMENTUM_STEP, grad, 0.05, momentum, int(nesterov), param, buffer)
         np.testing.assert_allclose(buffer, expected_buffer, **_tolerance(dtype))
     else:
-        emulator.run(cuda_kernels.SGD, grad, 0.05, weight_decay, param)
+        emulator.run(optim.SGD_STEP, grad, 0.05, param)
     np.testing.assert_allclose(param, expected_param, **_tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam(emulator, portable, numpy_rng, dtype):
+def test_adam(emulator, numpy_rng, dtype):
     param, grad, m = (numpy_rng.normal(size=(6, 5)).astype(dtype) for _ in range(3))
     v = numpy_rng.uniform(size=(6, 5)).astype(dtype)
-    expected = [array.copy() for array in (param, m, v)]
     lr, beta1, beta2, eps, step = 0.01, 0.9, 0.99, 1e-6, 3
-    portable("adam_update")(*expected[:1], grad, *expected[1:], lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step)
+    expected = [array.copy() for array in (param, m, v)]
+    optimizer = optim.Adam([diynn.Parameter(expected[0])], lr=lr, betas=(beta1, beta2), eps=eps)
+    optimizer.update_one(expected[0], grad, {"step": step - 1, "m": expected[1], "v": expected[2]})
     c = (1 - beta2**step) ** 0.5
-    emulator.run(cuda_kernels.ADAM, grad, lr * c / (1 - beta1**step), beta1, beta2, eps * c, param, m, v)
+    emulator.run(optim.ADAM_STEP, grad, lr * c / (1 - beta1**step), beta1, beta2, eps * c, param, m, v)
     for name, result, wanted in zip(("param", "m", "v"), (param, m, v), expected):
         np.testing.assert_allclose(result, wanted, **_tolerance(dtype), err_msg=name)
 
 
 def test_a_broken_body_fails_to_compile(emulator):
-    broken = cuda_kernels.Elementwise("T x", "T y", "y = undefined_function(x)", "broken")
+    broken = Elementwise("T x", "T y", "y = undefined_function(x)", "broken")
     with pytest.raises(AssertionError, match="does not compile"):
         emulator.run(broken, np.zeros(3, np.float32), np.zeros(3, np.float32))
-
-
-KERNELS = [value for value in vars(cuda_kernels).values() if isinstance(value, cuda_kernels.Elementwise)]
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the CUDA compiler; no GPU needed)")
@@ -130,16 +146,13 @@ def test_kernel_compiles_as_cuda(emulator, kernel, dtype):
 
 
 @pytest.fixture
-def cupy_backend_on_the_cpu(monkeypatch, emulator):
-    """CupyBackend's methods with a stand-in `cupy` whose ElementwiseKernel runs on the emulator:
-    checks the host-side glue (argument order, scalars, output allocation) without a GPU."""
-    import array_api_compat.numpy
-
-    import backends.cupy_backend as cupy_backend
+def fused_on_the_cpu(monkeypatch, emulator):
+    """The NumPy backend, with `elementwise()` returning the CuPy backend's kernel wrapper around a
+    stand-in ElementwiseKernel that runs on the emulator: the ops take their fused path."""
 
     class Kernel:
         def __init__(self, in_params, out_params, operation, name):
-            self.source = cuda_kernels.Elementwise(in_params, out_params, operation, name)
+            self.source = Elementwise(in_params, out_params, operation, name)
             self.inputs, self.outputs = len(in_params.split(",")), len(out_params.split(","))
 
         def __call__(self, *arguments):
@@ -150,56 +163,72 @@ def cupy_backend_on_the_cpu(monkeypatch, emulator):
             emulator.run(self.source, *arguments, *outputs)
             return outputs[0] if self.outputs == 1 else tuple(outputs)
 
-    fake = SimpleNamespace(
-        ElementwiseKernel=Kernel,
-        ascontiguousarray=np.ascontiguousarray,
-        empty=np.empty,
-        empty_like=np.empty_like,
-        mean=np.mean,
-    )
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(cupy_backend, "_kernels", {})
-    backend = object.__new__(cupy_backend.CupyBackend)
-    backend._cupy, backend.xp = fake, array_api_compat.numpy
-    return backend
+    fake_cupy = SimpleNamespace(ElementwiseKernel=Kernel, ndarray=np.ndarray, ascontiguousarray=np.ascontiguousarray)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    with use("numpy") as backend:
+        launched = []
+
+        def elementwise(source):
+            launched.append(source.name)
+            return CompiledKernel(fake_cupy, source)
+
+        monkeypatch.setattr(backend, "elementwise", elementwise)
+        yield launched
 
 
-@pytest.mark.parametrize("name", ["relu_backward", "tanh_backward", "sigmoid_backward"])
-def test_cupy_backend_activation_backward(cupy_backend_on_the_cpu, portable, numpy_rng, name):
+def _portable(function):
+    """function() with the fused kernels switched off: the ops' portable array code."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(diynn.get_backend(), "elementwise", lambda source: None)
+        return function()
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
+def test_fused_activation_backward(fused_on_the_cpu, numpy_rng, name):
     y, grad_output = (np.tanh(numpy_rng.normal(size=(5, 6))).astype(np.float32) for _ in range(2))
-    result = getattr(cupy_backend_on_the_cpu, name)(y, grad_output)
-    np.testing.assert_allclose(result, portable(name)(y, grad_output), rtol=1e-6)
+    function = getattr(activations, f"{name}_backward")
+    result = function(y, grad_output)
+    assert fused_on_the_cpu == [f"diynn_{name}_backward"]
+    np.testing.assert_allclose(result, _portable(lambda: function(y, grad_output)), rtol=1e-6)
 
 
-def test_cupy_backend_softmax_cross_entropy(cupy_backend_on_the_cpu, portable, numpy_rng):
+def test_fused_cross_entropy_loss(fused_on_the_cpu, numpy_rng):
     logits, labels = numpy_rng.normal(size=(12, 5)).astype(np.float32), numpy_rng.integers(0, 5, 12)
-    loss, grad = cupy_backend_on_the_cpu.softmax_cross_entropy(logits, labels)
-    expected_loss, expected_grad = portable("softmax_cross_entropy")(logits, labels)
-    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    loss = diynn.CrossEntropyLoss()
+    value, grad = loss(logits, labels), loss.backward()
+    assert fused_on_the_cpu == ["diynn_softmax_cross_entropy"]
+    expected_value, expected_grad = _portable(lambda: (loss(logits, labels), loss.backward()))
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("scalars_on_device", [False, True], ids=["host-scalars", "device-scalars"])
-@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
-def test_cupy_backend_sgd_update(cupy_backend_on_the_cpu, portable, numpy_rng, scalars_on_device, momentum, nesterov):
-    lr = np.asarray(0.05, np.float32) if scalars_on_device else 0.05  # a recorded graph's 0-d learning rate
-    param, grad, buffer = (numpy_rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
-    expected_param, expected_buffer = param.copy(), buffer.copy()
-    options = {"momentum": momentum, "nesterov": nesterov, "weight_decay": 0.01}
-    cupy_backend_on_the_cpu.sgd_update(param, grad, buffer if momentum else None, lr=lr, **options)
-    portable("sgd_update")(expected_param, grad, expected_buffer if momentum else None, lr=0.05, **options)
-    np.testing.assert_allclose(param, expected_param, rtol=1e-6)
-    np.testing.assert_allclose(buffer, expected_buffer, rtol=1e-6)
+def _train_three_steps(make_optimizer, lr):
+    rng = np.random.default_rng(5)
+    parameter = diynn.Parameter(rng.normal(size=(4, 3)).astype(np.float32))
+    optimizer = make_optimizer([parameter])
+    optimizer.lr = lr
+    for _ in range(3):
+        parameter.grad = rng.normal(size=(4, 3)).astype(np.float32)
+        optimizer.step()
+    return parameter.data
+
+
+OPTIMISERS = {
+    "sgd": (lambda ps: diynn.SGD(ps, lr=0.05, weight_decay=0.01), "diynn_sgd"),
+    "momentum": (lambda ps: diynn.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01), "diynn_sgd_momentum"),
+    "nesterov": (lambda ps: diynn.SGD(ps, lr=0.05, momentum=0.9, nesterov=True), "diynn_sgd_momentum"),
+    "adam": (lambda ps: diynn.Adam(ps, lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.01), "diynn_adam"),
+    "adamw": (lambda ps: diynn.AdamW(ps, lr=0.01), "diynn_adam"),
+}
 
 
 @pytest.mark.parametrize("scalars_on_device", [False, True], ids=["host-scalars", "device-scalars"])
-def test_cupy_backend_adam_update(cupy_backend_on_the_cpu, portable, numpy_rng, scalars_on_device):
-    lr, step = (np.asarray(0.01, np.float32), np.asarray(3, np.float32)) if scalars_on_device else (0.01, 3)
-    param, grad, m = (numpy_rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
-    v = numpy_rng.uniform(size=(4, 3)).astype(np.float32)
-    expected = [array.copy() for array in (param, m, v)]
-    options = {"beta1": 0.9, "beta2": 0.99, "eps": 1e-6}
-    cupy_backend_on_the_cpu.adam_update(param, grad, m, v, lr=lr, step=step, **options)
-    portable("adam_update")(expected[0], grad, expected[1], expected[2], lr=0.01, step=3, **options)
-    for result, wanted in zip((param, m, v), expected):
-        np.testing.assert_allclose(result, wanted, rtol=1e-5)
+@pytest.mark.parametrize("name", list(OPTIMISERS))
+def test_fused_optimiser_step(fused_on_the_cpu, name, scalars_on_device):
+    make, kernel = OPTIMISERS[name]
+    lr = 0.05 if name in ("sgd", "momentum", "nesterov") else 0.01
+    device_lr = np.asarray(lr, np.float32) if scalars_on_device else lr  # a recorded graph's 0-d rate
+    result = _train_three_steps(make, device_lr)
+    assert set(fused_on_the_cpu) == {kernel}
+    expected = _portable(lambda: _train_three_steps(make, lr))
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)

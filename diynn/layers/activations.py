@@ -1,6 +1,10 @@
-"""Elementwise activations and Softmax; each caches the value its derivative is written in."""
+"""Elementwise activations and Softmax; each caches the value its derivative is written in.
 
-from backends import get_backend
+The backward of ReLU, Tanh and Sigmoid is one elementwise formula of the cached output y and the
+incoming gradient; on CuPy each runs as one fused kernel (the source beside the portable code).
+"""
+
+from backends import Elementwise, backend_of
 
 from ..module import Module
 
@@ -9,12 +13,23 @@ class ReLU(Module):
     """y = max(x, 0), any shape."""
 
     def forward(self, x):
-        self.y = get_backend().xp.maximum(x, 0)
+        self.y = backend_of(x).xp.maximum(x, 0)
         return self.y
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = 1 where x > 0, else 0
-        return get_backend().relu_backward(self.y, grad_output)
+        return relu_backward(self.y, grad_output)
+
+
+RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diynn_relu_backward")
+
+
+def relu_backward(y, grad_output):
+    """dL/dx = grad_output where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
+    backend = backend_of(y)
+    fused = backend.elementwise(RELU_BACKWARD)
+    if fused is not None:
+        return fused(y, grad_output)
+    return grad_output * backend.xp.astype(y > 0, grad_output.dtype)
 
 
 class LeakyReLU(Module):
@@ -25,7 +40,7 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
 
     def forward(self, x):
-        xp = get_backend().xp
+        xp = backend_of(x).xp
         # slope where x <= 0, 1 where x > 0: y = x * dy/dx
         self.derivative = self.negative_slope + (1 - self.negative_slope) * xp.astype(x > 0, x.dtype)
         return x * self.derivative
@@ -41,12 +56,22 @@ class Tanh(Module):
     """y = tanh(x), any shape."""
 
     def forward(self, x):
-        self.y = get_backend().xp.tanh(x)
+        self.y = backend_of(x).xp.tanh(x)
         return self.y
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = 1 - y^2
-        return get_backend().tanh_backward(self.y, grad_output)
+        return tanh_backward(self.y, grad_output)
+
+
+TANH_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * (1 - y * y)", "diynn_tanh_backward")
+
+
+def tanh_backward(y, grad_output):
+    """dL/dx = grad_output (1 - y^2) (dy/dx = 1 - tanh(x)^2)."""
+    fused = backend_of(y).elementwise(TANH_BACKWARD)
+    if fused is not None:
+        return fused(y, grad_output)
+    return grad_output * (1 - y * y)
 
 
 class Sigmoid(Module):
@@ -57,8 +82,26 @@ class Sigmoid(Module):
         return self.y
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = y (1 - y)
-        return get_backend().sigmoid_backward(self.y, grad_output)
+        return sigmoid_backward(self.y, grad_output)
+
+
+SIGMOID_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * y * (1 - y)", "diynn_sigmoid_backward")
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) written as (1 + tanh(x / 2)) / 2, which never overflows."""
+    y = backend_of(x).xp.tanh(x / 2)
+    y += 1
+    y /= 2
+    return y
+
+
+def sigmoid_backward(y, grad_output):
+    """dL/dx = grad_output y (1 - y) (dy/dx = sigmoid(x) (1 - sigmoid(x)))."""
+    fused = backend_of(y).elementwise(SIGMOID_BACKWARD)
+    if fused is not None:
+        return fused(y, grad_output)
+    return grad_output * y * (1 - y)
 
 
 class Softmax(Module):
@@ -78,7 +121,7 @@ class Softmax(Module):
 
     def backward(self, grad_output, input_grad=True):
         # dL/dx_i = y_i (g_i - sum_j g_j y_j)
-        xp = get_backend().xp
+        xp = backend_of(grad_output).xp
         inner = xp.sum(grad_output * self.y, axis=self.axis, keepdims=True)
         return self.y * (grad_output - inner)
 
@@ -86,18 +129,9 @@ class Softmax(Module):
         return {"axis": self.axis}
 
 
-def sigmoid(x):
-    """1 / (1 + exp(-x)) written as (1 + tanh(x / 2)) / 2, which never overflows."""
-    xp = get_backend().xp
-    y = xp.tanh(x / 2)
-    y += 1
-    y /= 2
-    return y
-
-
 def softmax(x, axis=-1):
     """exp(x - max x) normalised along `axis`."""
-    xp = get_backend().xp
+    xp = backend_of(x).xp
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     e /= xp.sum(e, axis=axis, keepdims=True)
     return e

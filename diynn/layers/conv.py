@@ -6,51 +6,12 @@ im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gi
 
 from __future__ import annotations
 
-from backends import get_backend
+from backends import backend_of, get_backend
 
 from ..checks import check_input
 from ..init import as_generator, initial_weight
 from ..module import Module, Parameter
-
-
-def pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def pad2d(x, padding: tuple[int, int], value=0.0):
-    """Pad the last two axes of a 4-D array: (A, B, H, W) -> (A, B, H + 2 ph, W + 2 pw), border `value`."""
-    ph, pw = padding
-    if not (ph or pw):
-        return x
-    xp = get_backend().xp
-    a, b, height, width = x.shape
-    padded = xp.full((a, b, height + 2 * ph, width + 2 * pw), value, dtype=x.dtype, device=x.device)
-    padded[:, :, ph : ph + height, pw : pw + width] = x
-    return padded
-
-
-def pad_channel_major(x, padding: tuple[int, int], value=0.0):
-    """(N, C, H, W) -> (C, N, H + 2 ph, W + 2 pw), the border filled with `value`."""
-    return pad2d(get_backend().xp.permute_dims(x, (1, 0, 2, 3)), padding, value)
-
-
-def to_batch_major(x):
-    """(C, N, H, W) -> (N, C, H, W) in contiguous memory: one transposing copy, so that the
-    following elementwise layers and the next backward run on contiguous arrays."""
-    xp = get_backend().xp
-    channels, n, height, width = x.shape
-    flat = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (n, channels * height * width))
-    return xp.reshape(flat, (n, channels, height, width))
-
-
-def crop(x, padding: tuple[int, int]):
-    """Remove a border of `padding` from the last two axes."""
-    ph, pw = padding
-    return x[..., ph : x.shape[-2] - ph, pw : x.shape[-1] - pw]
+from .geometry import crop, output_size, pad_channel_major, pair, to_batch_major
 
 
 class _Convolution(Module):
@@ -110,13 +71,13 @@ class Conv2d(_Convolution):
     """
 
     def forward(self, x):
-        xp = get_backend().xp
-        check_input(x, ndim=4, name="Conv2d", sizes={1: self.in_channels}, dtype=self.weight.data.dtype)
+        xp = backend_of(x).xp
+        check_input(x, ndim=4, name="Conv2d", sizes={1: self.in_channels}, like=self.weight.data)
         n, _, height, width = x.shape
         oh, ow = self._output_shape(height, width)
         padded = pad_channel_major(x, self.padding)
         self.padded_shape = padded.shape
-        self.cols = get_backend().im2col(padded, self.kernel_size, self.stride)  # (C kh kw, N OH OW)
+        self.cols = backend_of(x).im2col(padded, self.kernel_size, self.stride)  # (C kh kw, N OH OW)
         y = xp.reshape(self.weight.data, (self.out_channels, -1)) @ self.cols  # (O, N OH OW)
         if self.bias is not None:
             y += self.bias.data[:, None]
@@ -124,7 +85,7 @@ class Conv2d(_Convolution):
 
     def backward(self, grad_output, input_grad=True):
         # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
-        backend = get_backend()
+        backend = backend_of(grad_output)
         xp = backend.xp
         grad = xp.reshape(xp.permute_dims(grad_output, (1, 0, 2, 3)), (self.out_channels, -1))  # (O, N OH OW)
         weight = xp.reshape(self.weight.data, (self.out_channels, -1))
@@ -175,9 +136,9 @@ class ConvTranspose2d(_Convolution):
             raise ValueError(f"output_padding {self.output_padding} must be smaller than stride {self.stride}")
 
     def forward(self, x):
-        backend = get_backend()
+        backend = backend_of(x)
         xp = backend.xp
-        check_input(x, ndim=4, name="ConvTranspose2d", sizes={1: self.in_channels}, dtype=self.weight.data.dtype)
+        check_input(x, ndim=4, name="ConvTranspose2d", sizes={1: self.in_channels}, like=self.weight.data)
         n, _, height, width = x.shape
         self.input_shape = (height, width)
         self.x = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (self.in_channels, -1))  # (C_in, N H W)
@@ -190,7 +151,7 @@ class ConvTranspose2d(_Convolution):
     def backward(self, grad_output, input_grad=True):
         # forward is X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) = dCols, then
         # dL/dW = X dCols^T and dL/dX = W dCols
-        backend = get_backend()
+        backend = backend_of(grad_output)
         xp = backend.xp
         n = grad_output.shape[0]
         # restore the cropped border: (C_out, N, FH, FW), the shape forward's col2im produced
@@ -235,16 +196,18 @@ class Conv1d(Conv2d):
         dtype=None,
     ):
         super().__init__(in_channels, out_channels, (1, kernel_size), (1, stride), (0, padding), bias, init, rng, dtype)
-        self.weight.data = get_backend().xp.reshape(self.weight.data, (out_channels, in_channels, kernel_size))
+        self.weight.data = backend_of(self.weight.data).xp.reshape(
+            self.weight.data, (out_channels, in_channels, kernel_size)
+        )
 
     def forward(self, x):
-        xp = get_backend().xp
-        check_input(x, ndim=3, name="Conv1d", sizes={1: self.in_channels}, dtype=self.weight.data.dtype)
+        xp = backend_of(x).xp
+        check_input(x, ndim=3, name="Conv1d", sizes={1: self.in_channels}, like=self.weight.data)
         y = super().forward(xp.expand_dims(x, axis=2))
         return y[:, :, 0, :]
 
     def backward(self, grad_output, input_grad=True):
-        grad = super().backward(get_backend().xp.expand_dims(grad_output, axis=2), input_grad)
+        grad = super().backward(backend_of(grad_output).xp.expand_dims(grad_output, axis=2), input_grad)
         return None if grad is None else grad[:, :, 0, :]
 
     def config(self):

@@ -1,8 +1,8 @@
 """Inverted dropout."""
 
-from backends import get_backend
+from backends import backend_of
 
-from ..init import as_generator
+from ..init import as_generator, following
 from ..module import Module
 
 
@@ -23,7 +23,8 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self.scale = None
             return x
-        xp = get_backend().xp
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
         keep = self.rng.uniform(0.0, 1.0, tuple(x.shape), dtype=x.dtype) >= self.p
         self.scale = xp.astype(keep, x.dtype) / (1 - self.p)
         return x * self.scale

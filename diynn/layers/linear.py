@@ -1,6 +1,6 @@
 """Fully connected layer."""
 
-from backends import get_backend
+from backends import backend_of, get_backend
 
 from ..checks import check_input
 from ..init import as_generator, initial_weight
@@ -26,7 +26,7 @@ class Linear(Module):
         self.bias = Parameter(xp.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x):
-        check_input(x, ndim=2, name="Linear", sizes={1: self.in_features}, dtype=self.weight.data.dtype)
+        check_input(x, ndim=2, name="Linear", sizes={1: self.in_features}, like=self.weight.data)
         self.x = x
         y = x @ self.weight.data.T
         if self.bias is not None:
@@ -37,7 +37,7 @@ class Linear(Module):
         # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
         self.weight.accumulate(grad_output.T @ self.x)
         if self.bias is not None:
-            self.bias.accumulate(get_backend().xp.sum(grad_output, axis=0))
+            self.bias.accumulate(backend_of(grad_output).xp.sum(grad_output, axis=0))
         return grad_output @ self.weight.data if input_grad else None
 
     def config(self):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends import get_backend
+from backends import backend_of, get_backend
 
 from ..checks import check_input
 from ..module import Module, Parameter
@@ -29,13 +29,13 @@ class _BatchNorm(Module):
         self.register_buffer("running_var", xp.ones(num_features, dtype=dtype))
 
     def forward(self, x):
-        xp = get_backend().xp
+        xp = backend_of(x).xp
         name = type(self).__name__
         if x.ndim not in self.ndims:
             raise ValueError(
                 f"{name} expects an input with {' or '.join(map(str, self.ndims))} axes, got shape {tuple(x.shape)}"
             )
-        check_input(x, ndim=x.ndim, name=name, sizes={1: self.num_features}, dtype=self.weight.data.dtype)
+        check_input(x, ndim=x.ndim, name=name, sizes={1: self.num_features}, like=self.weight.data)
         axes = self.reduce_axes[x.ndim]
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training:
@@ -56,7 +56,7 @@ class _BatchNorm(Module):
         return self.x_hat * xp.reshape(self.weight.data, shape) + xp.reshape(self.bias.data, shape)
 
     def backward(self, grad_output, input_grad=True):
-        xp = get_backend().xp
+        xp = backend_of(grad_output).xp
         axes = self.reduce_axes[grad_output.ndim]
         self.weight.accumulate(xp.sum(grad_output * self.x_hat, axis=axes))
         self.bias.accumulate(xp.sum(grad_output, axis=axes))

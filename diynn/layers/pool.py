@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 
-from backends import get_backend
+from backends import backend_of
 
 from ..checks import check_input
 from ..module import Module
-from .conv import crop, output_size, pad2d, pair
+from .geometry import crop, output_size, pad2d, pair
 
 
 class _Pool2d(Module):
@@ -47,7 +47,7 @@ class _Pool2d(Module):
 
     def gather(self, parts):
         """Sum window-offset gradients (one array per offset, the output's shape) onto the input."""
-        xp = get_backend().xp
+        xp = backend_of(parts[0]).xp
         grad = xp.zeros(self.padded_shape, dtype=self.dtype, device=parts[0].device)
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel_size))
         for (rows, columns), part in zip(self.slices, parts):
@@ -70,7 +70,7 @@ class MaxPool2d(_Pool2d):
     pad_value = -math.inf
 
     def forward(self, x):
-        xp = get_backend().xp
+        xp = backend_of(x).xp
         self.padded, self.slices = self.window_slices(x)
         windows = [self.padded[:, :, rows, columns] for rows, columns in self.slices]
         self.y = windows[0]
@@ -80,7 +80,7 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, grad_output, input_grad=True):
         # dy/dx = 1 at the window's first maximum, 0 elsewhere
-        xp = get_backend().xp
+        xp = backend_of(grad_output).xp
         taken = xp.zeros(self.y.shape, dtype=xp.bool, device=self.y.device)
         parts = []
         for rows, columns in self.slices:
@@ -117,10 +117,10 @@ class MaxPool1d(MaxPool2d):
 
     def forward(self, x):
         check_input(x, ndim=3, name="MaxPool1d")
-        return super().forward(get_backend().xp.expand_dims(x, axis=2))[:, :, 0, :]
+        return super().forward(backend_of(x).xp.expand_dims(x, axis=2))[:, :, 0, :]
 
     def backward(self, grad_output, input_grad=True):
-        return super().backward(get_backend().xp.expand_dims(grad_output, axis=2))[:, :, 0, :]
+        return super().backward(backend_of(grad_output).xp.expand_dims(grad_output, axis=2))[:, :, 0, :]
 
     def config(self):
         return {"kernel_size": self.kernel_size[1], "stride": self.stride[1], "padding": self.padding[1]}

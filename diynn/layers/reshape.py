@@ -1,6 +1,6 @@
 """Shape changes between convolutional and dense parts of a network."""
 
-from backends import get_backend
+from backends import backend_of
 
 from ..module import Module
 
@@ -10,10 +10,10 @@ class Flatten(Module):
 
     def forward(self, x):
         self.input_shape = x.shape
-        return get_backend().xp.reshape(x, (x.shape[0], -1))
+        return backend_of(x).xp.reshape(x, (x.shape[0], -1))
 
     def backward(self, grad_output, input_grad=True):
-        return get_backend().xp.reshape(grad_output, self.input_shape)
+        return backend_of(grad_output).xp.reshape(grad_output, self.input_shape)
 
 
 class Unflatten(Module):
@@ -24,10 +24,10 @@ class Unflatten(Module):
         self.shape = tuple(shape)
 
     def forward(self, x):
-        return get_backend().xp.reshape(x, (x.shape[0], *self.shape))
+        return backend_of(x).xp.reshape(x, (x.shape[0], *self.shape))
 
     def backward(self, grad_output, input_grad=True):
-        return get_backend().xp.reshape(grad_output, (grad_output.shape[0], -1))
+        return backend_of(grad_output).xp.reshape(grad_output, (grad_output.shape[0], -1))
 
     def config(self):
         return {"shape": list(self.shape)}
