@@ -18,8 +18,8 @@ from sklearn.decomposition import PCA
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autoencoding import add_arguments, flat, load_images, mse_per_pixel, reconstruct, train_autoencoder  # noqa: E402
-from common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.autoencoders import add_arguments, flat, load_images, mse_per_pixel, reconstruct, train_autoencoder  # noqa: E402
+from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
 
 KINDS = ("dense", "conv")
 

@@ -15,8 +15,8 @@ import numpy as np
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autoencoding import add_arguments, load_images, reconstruct, train_autoencoder  # noqa: E402
-from common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.autoencoders import add_arguments, load_images, reconstruct, train_autoencoder  # noqa: E402
+from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
 
 
 def psnr(a, b) -> float:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classify import main  # noqa: E402
-from common import run  # noqa: E402
+from helpers.classification import main  # noqa: E402
+from helpers.common import run  # noqa: E402
 
 if __name__ == "__main__":
     run(lambda: main("fashion-mnist"))

@@ -29,8 +29,8 @@ import numpy as np
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classify import load_splits  # noqa: E402
-from common import backend_info, output_dir, run, save_figure, write_json  # noqa: E402
+from helpers.classification import load_splits  # noqa: E402
+from helpers.common import backend_info, output_dir, run, save_figure, write_json  # noqa: E402
 
 DEFAULTS = {
     "mlp": {

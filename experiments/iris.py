@@ -14,7 +14,7 @@ import diynn
 from diynn.datasets import load_iris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import backend_info, output_dir, plot_curves, run, write_json  # noqa: E402
+from helpers.common import backend_info, output_dir, plot_curves, run, write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -20,8 +20,8 @@ from sklearn.neighbors import KNeighborsClassifier
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autoencoding import add_arguments, encode, flat, load_images, train_autoencoder  # noqa: E402
-from common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.autoencoders import add_arguments, encode, flat, load_images, train_autoencoder  # noqa: E402
+from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -12,8 +12,8 @@ from pathlib import Path
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autoencoding import add_arguments, encode, flat, load_images, reconstruct, train_autoencoder  # noqa: E402
-from common import backend_info, output_dir, run, write_atomic, write_json  # noqa: E402
+from helpers.autoencoders import add_arguments, encode, flat, load_images, reconstruct, train_autoencoder  # noqa: E402
+from helpers.common import backend_info, output_dir, run, write_atomic, write_json  # noqa: E402
 
 
 def classify(x_train, y_train, x_test, y_test, hidden, args) -> float:

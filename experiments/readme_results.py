@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_atomic  # noqa: E402
+from helpers.common import write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = {

@@ -16,7 +16,7 @@ from sklearn.datasets import make_moons, make_regression
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import backend_info, output_dir, run, save_figure, write_json  # noqa: E402
+from helpers.common import backend_info, output_dir, run, save_figure, write_json  # noqa: E402
 
 
 def regression(args, out):

@@ -10,7 +10,7 @@ from datasets_fixtures import FileServer, make_files, spec_for
 from diynn.datasets import loaders
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import classify  # noqa: E402
+from helpers import classification as classify  # noqa: E402
 
 N_TRAIN, N_TEST = 300, 60
 EXPECTED_FILES = {"metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png", "model.npz"}

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -21,8 +19,7 @@ from sklearn.model_selection import train_test_split
 import diynn
 from diynn import datasets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from .common import (  # noqa: E402
     backend_info,
     output_dir,
     plot_confusion_matrix,
