@@ -12,6 +12,9 @@ from .callbacks import Monitor
 
 
 class Schedule:
+    """Base of the epoch-indexed schedules: subclasses give `rate(epoch)`; the schedule sets the
+    optimiser's lr to rate(0) when created and to rate(e) after epoch e."""
+
     def __init__(self, optimizer):
         self.optimizer = optimizer
         self.base_lr = optimizer.lr

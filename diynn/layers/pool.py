@@ -17,6 +17,9 @@ from .geometry import crop, output_size, pad2d, pair
 
 
 class _Pool2d(Module):
+    """What max and average pooling share: kernel, stride (default: the kernel) and padding,
+    the window slices of a padded input, and summing per-offset gradients back onto the input."""
+
     pad_value = 0.0
 
     def __init__(self, kernel_size, stride=None, padding=0):
