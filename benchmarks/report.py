@@ -31,6 +31,7 @@ from workers import CONV_SHAPES, Worker  # noqa: E402
 from diynn.files import atomic_write  # noqa: E402
 
 BATCHES = (64, 128, 256, 1024)
+CNN_BATCHES = (64, 128, 256)
 
 
 def torch_available() -> bool:
@@ -84,6 +85,15 @@ def measure(args, environment_note: str) -> dict:
             result["step_gflop"] = step_flops(batch) / 1e9
             steps[batch] = result
             print(f"batch {batch}: " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in result["median_s"].items()))
+        cnn = {}
+        for batch in args.cnn_batches:
+            cnn_workers = {"diynn-cnn": numpy_side}
+            if torch_side:
+                cnn_workers["torch-cnn"] = torch_side
+            cnn[batch] = interleaved(cnn_workers, list(cnn_workers), batch, args.rounds, args.seconds, args.gap)
+            print(
+                f"cnn batch {batch}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in cnn[batch]["median_s"].items())
+            )
         conv = {}
         for shape in args.conv_shapes:
             conv_workers = {f"conv-diynn:{shape}": numpy_side}
@@ -92,8 +102,10 @@ def measure(args, environment_note: str) -> dict:
             conv[shape] = interleaved(
                 conv_workers, list(conv_workers), args.conv_batch, args.rounds, args.seconds, args.gap
             )
-            c_in, c_out, size = CONV_SHAPES[shape]
-            conv[shape]["im2col_buffer_mb"] = c_in * 9 * args.conv_batch * size * size * 4 / 2**20
+            c_in, c_out, size, kernel, stride, padding, transposed = CONV_SHAPES[shape]
+            columns = (c_out if transposed else c_in) * kernel * kernel
+            positions = size * size if transposed else ((size + 2 * padding - kernel) // stride + 1) ** 2
+            conv[shape]["im2col_buffer_mb"] = columns * args.conv_batch * positions * 4 / 2**20
         memory = numpy_side.call("memory", "diynn-numpy", 128, args.memory_steps)
     finally:
         for worker in {id(w): w for w in workers.values()}.values():
@@ -103,6 +115,7 @@ def measure(args, environment_note: str) -> dict:
         "machine": info,
         "peak_sgemm_gflops": max((result["peak_sgemm_gflops"] for result in steps.values()), default=None),
         "steps": steps,
+        "cnn": cnn,
         "conv": conv,
         "memory": memory,
     }
@@ -193,9 +206,23 @@ def markdown(report: dict) -> str:
                 f"| {result['roofline_fraction']:.2f} |"
             )
         lines += _gpu_table(run)
+        if run.get("cnn"):
+            lines += [
+                "",
+                "CNN training step (`diynn.cnn()`: two conv-pool-batch-norm-ReLU blocks, dense head; Adam), median ms:",
+                "",
+                "| batch | diynn | PyTorch | diynn / PyTorch |",
+                "|---|---|---|---|",
+            ]
+            for batch, result in run["cnn"].items():
+                times, ratio = result["median_s"], result["ratio"]
+                torch_ms = f"{times['torch-cnn'] * 1e3:.2f}" if "torch-cnn" in times else "-"
+                torch_ratio = f"{ratio['torch-cnn']:.2f}" if "torch-cnn" in ratio else "-"
+                lines.append(f"| {batch} | {times['diynn-cnn'] * 1e3:.2f} | {torch_ms} | {torch_ratio} |")
         lines += [
             "",
-            "Conv2d forward + backward at batch 128 (the CNN experiment's shapes):",
+            "Convolutions, forward + backward at batch 128: the CNN's (conv1, conv2) and the conv "
+            "autoencoder's (enc: 4x4 stride 2; dec: 4x4 stride-2 transposed):",
             "",
             "| layer | diynn ms | PyTorch ms | diynn / PyTorch | im2col buffer |",
             "|---|---|---|---|---|",
@@ -203,12 +230,13 @@ def markdown(report: dict) -> str:
         for shape, result in run["conv"].items():
             times = list(result["median_s"].values())
             ratio = next(iter(result["ratio"].values()), None)
-            c_in, c_out, size = CONV_SHAPES[shape]
+            c_in, c_out, size, kernel, stride, _, transposed = CONV_SHAPES[shape]
+            kind = "transposed " if transposed else ""
             torch_ms = f"{times[1] * 1e3:.2f}" if len(times) > 1 else "-"
             ratio_text = f"{ratio:.2f}" if ratio is not None else "-"
             lines.append(
-                f"| {shape} ({c_in}->{c_out}, {size}x{size}) | {times[0] * 1e3:.2f} | {torch_ms} | "
-                f"{ratio_text} | {result['im2col_buffer_mb']:.1f} MiB |"
+                f"| {shape} ({kind}{c_in}->{c_out}, {kernel}x{kernel} stride {stride}, {size}x{size}) | "
+                f"{times[0] * 1e3:.2f} | {torch_ms} | {ratio_text} | {result['im2col_buffer_mb']:.1f} MiB |"
             )
         memory = run["memory"]
         lines += [
@@ -293,6 +321,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seconds", type=float, default=0.4, help="timing per turn")
     parser.add_argument("--gap", type=float, default=0.2, help="idle seconds before each turn")
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--cnn-batches", type=int, nargs="*", default=list(CNN_BATCHES))
     parser.add_argument("--conv-shapes", nargs="*", default=list(CONV_SHAPES))
     parser.add_argument("--conv-batch", type=int, default=128)
     parser.add_argument("--memory-steps", type=int, default=1000)

@@ -1,5 +1,6 @@
 """One training step of the MLP 784-256-128-10 (ReLU, softmax cross-entropy, plain SGD), three ways:
-diynn on a backend, a minimal hand-written NumPy step (the ceiling), and PyTorch eager."""
+diynn on a backend, a minimal hand-written NumPy step (the ceiling), and PyTorch eager; and one
+step of the project's CNN (diynn.cnn(), Adam) in diynn and in PyTorch."""
 
 from __future__ import annotations
 
@@ -111,6 +112,54 @@ def torch_step(batch: int, device: str = "cpu"):
         loss(model(x), y).backward()
         optimizer.step()
 
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return step, synchronize
+
+
+def cnn_batch(batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, size=batch)
+
+
+def diynn_cnn_step(batch: int, backend_name: str = "numpy"):
+    """diynn.cnn() (two conv blocks with batch norm, dense head with dropout) trained with Adam."""
+    import diynn
+
+    backend = diynn.set_backend(backend_name)
+    model = diynn.cnn(rng=0)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters()))
+    x, y = trainer.prepare(*cnn_batch(batch))
+
+    def step():
+        trainer.step(x, y)
+
+    return step, backend.synchronize
+
+
+def torch_cnn_step(batch: int, device: str = "cpu"):
+    """The same CNN in PyTorch: conv 3x3 (no bias) - max-pool 2 - batch norm - ReLU, twice, then
+    Linear 3136-128, ReLU, dropout 0.5, Linear 128-10; Adam."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    blocks = []
+    for c_in, c_out in ((1, 32), (32, 64)):
+        blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU()]
+    model = nn.Sequential(
+        *blocks, nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters())
+    loss = nn.CrossEntropyLoss()
+    x, y = cnn_batch(batch)
+    x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss(model(x), y).backward()
+        optimizer.step()
+
+    step.model = model  # for the test that checks it is diynn.cnn()'s architecture
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return step, synchronize
 

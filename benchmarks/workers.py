@@ -12,9 +12,15 @@ import time
 
 import steps as step_library
 
-CONV_SHAPES = {  # the CNN experiment's two convolutions at batch 128: (C_in, C_out, H = W)
-    "conv1": (1, 32, 28),
-    "conv2": (32, 64, 14),
+# The convolutions of the CNN (conv1, conv2) and of the conv autoencoder (enc1, enc2: 4x4 stride 2;
+# dec1, dec2: 4x4 stride-2 transposed): (C_in, C_out, H = W of the input, kernel, stride, padding, transposed)
+CONV_SHAPES = {
+    "conv1": (1, 32, 28, 3, 1, 1, False),
+    "conv2": (32, 64, 14, 3, 1, 1, False),
+    "enc1": (1, 16, 28, 4, 2, 1, False),
+    "enc2": (16, 32, 14, 4, 2, 1, False),
+    "dec1": (32, 16, 7, 4, 2, 1, True),
+    "dec2": (16, 1, 14, 4, 2, 1, True),
 }
 
 
@@ -22,6 +28,8 @@ def make_step(name: str, batch: int):
     """(step, synchronize) for an implementation name such as "diynn-numpy" or "torch-cpu"."""
     if name == "diynn-cupy-graph":
         return step_library.diynn_graph_step(batch)
+    if name in ("diynn-cnn", "torch-cnn"):
+        return step_library.diynn_cnn_step(batch) if name == "diynn-cnn" else step_library.torch_cnn_step(batch)
     if name.startswith("diynn-"):
         return step_library.diynn_step(batch, name.removeprefix("diynn-"))
     if name == "ceiling":
@@ -38,13 +46,15 @@ def conv_step(name: str, batch: int):
     import numpy as np
 
     library, shape = name.split(":")
-    c_in, c_out, size = CONV_SHAPES[shape]
+    c_in, c_out, size, kernel, stride, padding, transposed = CONV_SHAPES[shape]
     x = np.random.default_rng(0).random((batch, c_in, size, size), dtype=np.float32)
+    input_grad = c_in > 1  # a first layer needs no input gradient
     if library == "torch":
         import torch
 
-        layer = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
-        x_t = torch.from_numpy(x).requires_grad_(c_in > 1)
+        kind = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
+        layer = kind(c_in, c_out, kernel, stride=stride, padding=padding)
+        x_t = torch.from_numpy(x).requires_grad_(input_grad)
 
         def step():
             layer.zero_grad(set_to_none=True)
@@ -55,14 +65,15 @@ def conv_step(name: str, batch: int):
     import diynn
 
     backend = diynn.set_backend(library.removeprefix("diynn") or "numpy")
-    layer = diynn.Conv2d(c_in, c_out, 3, padding=1, rng=0)
+    kind = diynn.ConvTranspose2d if transposed else diynn.Conv2d
+    layer = kind(c_in, c_out, kernel, stride=stride, padding=padding, rng=0)
     x_b = backend.asarray(x)
-    ones = backend.xp.ones((batch, c_out, size, size), dtype=backend.xp.float32)
+    ones = backend.xp.ones_like(layer(x_b))
 
     def step():
         layer.zero_grad()
         layer(x_b)
-        layer.backward(ones, input_grad=c_in > 1)
+        layer.backward(ones, input_grad=input_grad)
 
     return step, backend.synchronize
 

@@ -20,8 +20,11 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
             "0",
             "--batches",
             "8",
+            "--cnn-batches",
+            "4",
             "--conv-shapes",
             "conv1",
+            "dec2",
             "--conv-batch",
             "2",
             "--memory-steps",
@@ -38,6 +41,10 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     assert names == {".json", ".md", ".png"}
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert saved["runs"][0]["conv"]["conv1"]["im2col_buffer_mb"] > 0
+    assert saved["runs"][0]["cnn"]["4"]["median_s"]["diynn-cnn"] > 0
+    if report.torch_available():
+        assert saved["runs"][0]["cnn"]["4"]["ratio"]["torch-cnn"] > 0
+    assert "| dec2 (transposed 16->1, 4x4 stride 2, 14x14) |" in next(tmp_path.glob("*.md")).read_text()
     assert "| 8 |" in next(tmp_path.glob("*.md")).read_text()
     assert "On the GPU" not in next(tmp_path.glob("*.md")).read_text()
 
@@ -76,7 +83,7 @@ def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
     import os
 
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    tiny = ["--rounds", "1", "--seconds", "0.01", "--gap", "0", "--batches", "8", "--conv-shapes"]
+    tiny = ["--rounds", "1", "--seconds", "0.01", "--gap", "0", "--batches", "8", "--cnn-batches", "--conv-shapes"]
     result = report.main(tiny + ["--memory-steps", "3", "--no-kernels", "--no-torch", "--out", str(tmp_path)])
     runs = result["runs"]
     assert [run["environment"] for run in runs] == ["default environment", "OPENBLAS_CORETYPE unset"]
@@ -92,3 +99,16 @@ def test_kernel_suite_pairs_ours_with_a_reference():
     kernels = report.kernel_benchmarks(argparse.Namespace(seconds=0.005, kernel_rounds=2))
     assert any(group.startswith("cross-entropy") for group in kernels)
     assert all(result["ours"] > 0 and result["reference"] > 0 and result["ratio"] > 0 for result in kernels.values())
+
+
+def test_the_torch_cnn_is_the_same_network():
+    """The CNN step is compared with PyTorch on the same architecture: same parameter shapes."""
+    import pytest
+
+    pytest.importorskip("torch")
+    import diynn
+
+    step, _ = steps.torch_cnn_step(2)
+    theirs = [tuple(p.shape) for p in step.model.parameters()]
+    ours = [tuple(p.shape) for p in diynn.cnn(rng=0).parameters()]
+    assert sorted(ours) == sorted(theirs)

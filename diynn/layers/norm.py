@@ -13,10 +13,11 @@ class _BatchNorm(Module):
 
     Training: batch statistics (biased variance), and running_mean / running_var updated as
     (1 - momentum) running + momentum batch (unbiased variance, as in PyTorch). Eval: running ones.
+    Internally x is viewed as (N, C, L) (L = 1 for (N, C) inputs, H W for images), so that the
+    per-channel sums are reductions over axes 0 and 2 and sums of products are `vecdot`s.
     """
 
     ndims: tuple[int, ...]
-    reduce_axes: dict[int, tuple[int, ...]]
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=None):
         super().__init__()
@@ -31,42 +32,48 @@ class _BatchNorm(Module):
     def forward(self, x):
         xp = backend_of(x).xp
         name = type(self).__name__
-        if x.ndim not in self.ndims:
-            raise ValueError(
-                f"{name} expects an input with {' or '.join(map(str, self.ndims))} axes, got shape {tuple(x.shape)}"
-            )
+        if getattr(x, "ndim", None) not in self.ndims:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ValueError(f"{name} expects an input with {' or '.join(map(str, self.ndims))} axes, got {shape}")
         check_input(x, ndim=x.ndim, name=name, sizes={1: self.num_features}, like=self.weight.data)
-        axes = self.reduce_axes[x.ndim]
-        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        n, channels = x.shape[0], self.num_features
+        x3 = xp.reshape(x, (n, channels, -1))  # (N, C, L)
+        self.count = n * x3.shape[2]  # values per channel
         if self.training:
-            count = x.size // self.num_features
-            if count < 2:
+            if self.count < 2:
                 raise ValueError(f"{name} in training mode needs more than one value per channel, got {tuple(x.shape)}")
-            mean = xp.mean(x, axis=axes)
-            var = xp.var(x, axis=axes)
+            mean = xp.sum(xp.sum(x3, axis=-1), axis=0) / self.count
+            self.centred = x3 - mean[:, None]
+            var = xp.sum(xp.vecdot(self.centred, self.centred, axis=-1), axis=0) / self.count
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
-            self.running_var += (self.momentum * count / (count - 1)) * var
+            self.running_var += (self.momentum * self.count / (self.count - 1)) * var
         else:
-            mean, var = self.running_mean, self.running_var
-        self.inv_std = xp.reshape(1 / xp.sqrt(var + self.eps), shape)
-        self.x_hat = (x - xp.reshape(mean, shape)) * self.inv_std
-        self.shape = shape
-        return self.x_hat * xp.reshape(self.weight.data, shape) + xp.reshape(self.bias.data, shape)
+            self.centred, var = x3 - self.running_mean[:, None], self.running_var
+        self.inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
+        y = self.centred * (self.weight.data * self.inv_std)[:, None]
+        y += self.bias.data[:, None]
+        return xp.reshape(y, x.shape)
 
     def backward(self, grad_output, input_grad=True):
+        # x_hat = (x - mean) inv_std, y = gamma x_hat + beta; with g = dL/dy per channel:
+        # dL/dgamma = sum g x_hat, dL/dbeta = sum g, and in training (the statistics depend on x)
+        # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); in eval dL/dx = gamma inv_std g
         xp = backend_of(grad_output).xp
-        axes = self.reduce_axes[grad_output.ndim]
-        self.weight.accumulate(xp.sum(grad_output * self.x_hat, axis=axes))
-        self.bias.accumulate(xp.sum(grad_output, axis=axes))
-        grad_x_hat = grad_output * xp.reshape(self.weight.data, self.shape)
-        if not self.training:
-            return grad_x_hat * self.inv_std  # the statistics are constants
-        # batch statistics depend on x: dL/dx = inv_std (g - mean(g) - x_hat mean(g x_hat)), g = dL/dx_hat
-        mean_grad = xp.mean(grad_x_hat, axis=axes, keepdims=True)
-        mean_grad_x_hat = xp.mean(grad_x_hat * self.x_hat, axis=axes, keepdims=True)
-        return self.inv_std * (grad_x_hat - mean_grad - self.x_hat * mean_grad_x_hat)
+        g = xp.reshape(grad_output, self.centred.shape)
+        sum_g = xp.sum(xp.sum(g, axis=-1), axis=0)
+        sum_g_centred = xp.sum(xp.vecdot(g, self.centred, axis=-1), axis=0)
+        self.weight.accumulate(sum_g_centred * self.inv_std)
+        self.bias.accumulate(sum_g)
+        if not input_grad:
+            return None
+        scale = self.weight.data * self.inv_std  # gamma inv_std, (C,)
+        grad = g * scale[:, None]
+        if self.training:  # the two mean terms, written on the centred x: x_hat = centred inv_std
+            grad += self.centred * (-scale * self.inv_std**2 * sum_g_centred / self.count)[:, None]
+            grad += (-scale * sum_g / self.count)[:, None]
+        return xp.reshape(grad, grad_output.shape)
 
     def config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
@@ -76,11 +83,9 @@ class BatchNorm1d(_BatchNorm):
     """x: (N, C) or (N, C, L) -> y of the same shape; statistics per channel C."""
 
     ndims = (2, 3)
-    reduce_axes = {2: (0,), 3: (0, 2)}
 
 
 class BatchNorm2d(_BatchNorm):
     """x: (N, C, H, W) -> y of the same shape; statistics per channel C."""
 
     ndims = (4,)
-    reduce_axes = {4: (0, 2, 3)}
