@@ -188,7 +188,7 @@ def markdown(report: dict) -> str:
             f"### {run['environment']}",
             "",
             f"CPU: {machine['cpu']} ({machine['cpu_count']} cores); BLAS: {blas}; GPU: {machine['gpu'] or 'none'}; "
-            f"best sgemm rate {run['peak_sgemm_gflops']:.0f} GFLOP/s (2048x2048, measured before each batch)",
+            f"best sgemm rate {run['peak_sgemm_gflops'] or 0:.0f} GFLOP/s (2048x2048, measured before each batch)",
             "",
             "MLP 784-256-128-10 training step (SGD), median ms; ratios are medians of per-round ratios:",
             "",
@@ -291,18 +291,25 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for run, style in zip(report["runs"], ("-", "--")):
-        batches = [int(b) for b in run["steps"]]
-        for name in next(iter(run["steps"].values()))["median_s"]:
-            rates = [int(b) / run["steps"][b]["median_s"][name] for b in run["steps"]]
-            axis.plot(batches, rates, style, marker="o", label=f"{name} ({run['environment']})")
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("batch size")
-    axis.set_ylabel("samples / s")
-    axis.set_title("MLP 784-256-128-10 training step")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = (
+        ("steps", axes[0], "MLP 784-256-128-10 training step (SGD)"),
+        ("cnn", axes[1], "CNN training step (Adam)"),
+    )
+    for key, axis, title in panels:
+        for run, style in zip(report["runs"], ("-", "--")):
+            results = run.get(key) or {}
+            names = next(iter(results.values()))["median_s"] if results else []
+            for name in names:
+                rates = [int(b) / results[b]["median_s"][name] for b in results]
+                axis.plot([int(b) for b in results], rates, style, marker="o", label=f"{name} ({run['environment']})")
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("batch size")
+        axis.set_ylabel("samples / s")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
     try:
         with atomic_write(path) as file:
             figure.savefig(file, format="png", dpi=120, bbox_inches="tight")
@@ -320,7 +327,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.4, help="timing per turn")
     parser.add_argument("--gap", type=float, default=0.2, help="idle seconds before each turn")
-    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--batches", type=int, nargs="*", default=list(BATCHES))
     parser.add_argument("--cnn-batches", type=int, nargs="*", default=list(CNN_BATCHES))
     parser.add_argument("--conv-shapes", nargs="*", default=list(CONV_SHAPES))
     parser.add_argument("--conv-batch", type=int, default=128)
