@@ -61,7 +61,13 @@ def parse_args(dataset: str, argv=None):
         default="cosine",
         help="learning rate: cosine decay to 0 over the epochs, or constant",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 12 for the CNN")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 15 for the CNN")
+    parser.add_argument(
+        "--shift",
+        type=int,
+        default=None,
+        help="augmentation: shift each training image by up to this many pixels (default: 2 for the CNN, 0 for the MLP)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder with the data files (default: search, then download)")
@@ -74,7 +80,11 @@ def parse_args(dataset: str, argv=None):
     )
     args = parser.parse_args(argv)
     if args.epochs is None:
-        args.epochs = 20 if args.model == "mlp" else 12
+        args.epochs = 20 if args.model == "mlp" else 15
+    if args.shift is None:
+        args.shift = 0 if args.model == "mlp" else 2
+    if args.shift and args.model != "cnn":
+        parser.error("--shift (image augmentation) needs --model cnn")
     if args.hidden is None:
         args.hidden = [256, 128] if args.model == "mlp" else [128]
     return args
@@ -111,6 +121,7 @@ def train(args, splits, activation=None):
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
     callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
+    augment = diynn.RandomShift(args.shift, rng=args.seed + 1) if args.shift else None
     start = time.perf_counter()
     history = trainer.fit(
         x_train,
@@ -121,6 +132,7 @@ def train(args, splits, activation=None):
         seed=args.seed,
         progress=args.progress,
         callbacks=callbacks,
+        augment=augment,
         cuda_graph=args.cuda_graph,
     )
     seconds = time.perf_counter() - start
