@@ -1,6 +1,6 @@
 """Train a classifier on fashion-mnist; see experiments/classify.py and `--help` for the options.
 
-python experiments/fashion_mnist.py [--model mlp] [--epochs 20] [--limit N] [--out results/fashion-mnist]
+python experiments/fashion_mnist.py [--model mlp] [--epochs 20] [--limit N] [--out results/fashion-mnist-<model>]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Train a classifier on kmnist; see experiments/classify.py and `--help` for the options.
 
-python experiments/kmnist.py [--model mlp] [--epochs 20] [--limit N] [--out results/kmnist]
+python experiments/kmnist.py [--model mlp] [--epochs 20] [--limit N] [--out results/kmnist-<model>]
 """
 
 import sys

@@ -30,7 +30,7 @@ def classification_section(results: Path, figures: Path) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for folder, command in (
-        ("fashion-mnist", "python experiments/fashion_mnist.py"),
+        ("fashion-mnist-mlp", "python experiments/fashion_mnist.py"),
         ("fashion-mnist-cnn", "python experiments/fashion_mnist.py --model cnn"),
     ):
         path = results / folder / "metrics.json"

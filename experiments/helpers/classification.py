@@ -71,7 +71,12 @@ def parse_args(dataset: str, argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="folder with the data files (default: search, then download)")
-    parser.add_argument("--out", default=f"results/{dataset}")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"output folder (default: results/{dataset}-<model>, or results/{dataset}-activations "
+        "with --compare-activations, so that no configuration overwrites another's files)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
     parser.add_argument("--compare-activations", action="store_true", help="train once per activation, one table")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -87,6 +92,8 @@ def parse_args(dataset: str, argv=None):
         parser.error("--shift (image augmentation) needs --model cnn")
     if args.hidden is None:
         args.hidden = [256, 128] if args.model == "mlp" else [128]
+    if args.out is None:
+        args.out = f"results/{dataset}-{'activations' if args.compare_activations else args.model}"
     return args
 
 
