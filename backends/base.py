@@ -125,6 +125,11 @@ class Backend:
                 image[:, :, rows, columns] += cols[:, i, j, ...]
         return image
 
+    def library(self, name: str):
+        """A vendor library this backend can call, as a module ("cudnn": cupyx.cudnn on CuPy), or
+        None where there is none (the caller then runs its portable code)."""
+        return None
+
     def elementwise(self, source: Elementwise):
         """`source` compiled for this backend's device, or None where nothing can compile it
         (the caller then runs its portable array code). Called as kernel(*inputs, *outputs)."""

@@ -43,6 +43,7 @@ class CupyBackend(Backend):
         self.xp = xp
         self.device = cupy.cuda.Device()
         self._kernels = {}
+        self._libraries = {}
 
     @property
     def device_name(self) -> str:
@@ -65,6 +66,11 @@ class CupyBackend(Backend):
 
     def synchronize(self):
         self._cupy.cuda.get_current_stream().synchronize()
+
+    def library(self, name):
+        if name not in self._libraries:
+            self._libraries[name] = _import_library(name)
+        return self._libraries[name]
 
     def elementwise(self, source):
         if source.name not in self._kernels:
@@ -121,6 +127,19 @@ class CudaGraph:
             raise RuntimeError("replay() before capture(): nothing has been recorded")
         with self._on_own_stream():
             self._graph.launch(stream=self.stream)
+
+
+def _import_library(name):
+    """cupyx's wrapper of a CUDA library, or None where CuPy was built or installed without it."""
+    if name != "cudnn":
+        return None
+    try:
+        import cupyx.cudnn
+
+        cupyx.cudnn.get_handle()  # loads libcudnn: fails here, not in the middle of a layer
+    except Exception:  # ImportError, or CUDA / cuDNN errors of a missing or unusable library
+        return None
+    return cupyx.cudnn
 
 
 class CompiledKernel:

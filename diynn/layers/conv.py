@@ -1,7 +1,10 @@
-"""Convolutions as im2col + one matrix product, and their transposes.
+"""Convolutions as im2col + one matrix product, and their transposes; cuDNN on CuPy.
 
-Images are (N, C, H, W). Internally the layers work channel-major, (C, N, H, W), so that the
+Images are (N, C, H, W). The portable path works channel-major, (C, N, H, W), so that the
 im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output.
+Where the backend has cuDNN (CuPy with cupyx.cudnn), each layer's three products (forward,
+weight gradient, input gradient) are cuDNN's convolution routines instead, as in Chainer's
+convolution_2d; the transposed convolution is the same three routines in another order.
 """
 
 from __future__ import annotations
@@ -62,6 +65,14 @@ class _Convolution(Module):
             "init": self.init,
         }
 
+    def _cudnn_geometry(self):
+        """The arguments cupyx.cudnn's convolution routines share: padding, stride, dilation, groups."""
+        return tuple(self.padding), tuple(self.stride), (1, 1), 1
+
+
+CUDNN_OPTIONS = {"auto_tune": False, "tensor_core": "never"}  # float32 stays float32 (no TF32)
+CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
+
 
 class Conv2d(_Convolution):
     """2-D convolution (cross-correlation, as in PyTorch).
@@ -71,10 +82,18 @@ class Conv2d(_Convolution):
     """
 
     def forward(self, x):
-        xp = backend_of(x).xp
+        backend = backend_of(x)
+        xp = backend.xp
         check_input(x, ndim=4, name="Conv2d", sizes={1: self.in_channels}, like=self.weight.data)
         n, _, height, width = x.shape
         oh, ow = self._output_shape(height, width)
+        self.cudnn = backend.library("cudnn")
+        if self.cudnn is not None:
+            self.x = x
+            y = xp.empty((n, self.out_channels, oh, ow), dtype=x.dtype, device=x.device)
+            bias = None if self.bias is None else self.bias.data
+            self.cudnn.convolution_forward(x, self.weight.data, bias, y, *self._cudnn_geometry(), **CUDNN_OPTIONS)
+            return y
         padded = pad_channel_major(x, self.padding)
         self.padded_shape = padded.shape
         self.cols = backend_of(x).im2col(padded, self.kernel_size, self.stride)  # (C kh kw, N OH OW)
@@ -87,6 +106,8 @@ class Conv2d(_Convolution):
         # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
         backend = backend_of(grad_output)
         xp = backend.xp
+        if self.cudnn is not None:
+            return self._backward_cudnn(xp, grad_output, input_grad)
         grad = xp.reshape(xp.permute_dims(grad_output, (1, 0, 2, 3)), (self.out_channels, -1))  # (O, N OH OW)
         weight = xp.reshape(self.weight.data, (self.out_channels, -1))
         self.weight.accumulate(xp.reshape(grad @ self.cols.T, self.weight.shape))
@@ -96,6 +117,22 @@ class Conv2d(_Convolution):
             return None
         padded = backend.col2im(weight.T @ grad, self.padded_shape, self.kernel_size, self.stride)
         return xp.permute_dims(crop(padded, self.padding), (1, 0, 2, 3))
+
+    def _backward_cudnn(self, xp, grad_output, input_grad):
+        """The same gradients from cuDNN: the weight's from (x, dY), the input's from (W, dY)."""
+        geometry = self._cudnn_geometry()
+        grad_weight = xp.empty_like(self.weight.data)
+        self.cudnn.convolution_backward_filter(self.x, grad_output, grad_weight, *geometry, **CUDNN_BACKWARD_OPTIONS)
+        self.weight.accumulate(grad_weight)
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
+        if not input_grad:
+            return None
+        grad_input = xp.empty_like(self.x)
+        self.cudnn.convolution_backward_data(
+            self.weight.data, grad_output, None, grad_input, *geometry, **CUDNN_BACKWARD_OPTIONS
+        )
+        return grad_input
 
     def _output_shape(self, height, width):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -141,6 +178,19 @@ class ConvTranspose2d(_Convolution):
         check_input(x, ndim=4, name="ConvTranspose2d", sizes={1: self.in_channels}, like=self.weight.data)
         n, _, height, width = x.shape
         self.input_shape = (height, width)
+        self.cudnn = backend.library("cudnn")
+        if self.cudnn is not None:  # the forward of a transposed convolution is a convolution's input gradient
+            self.x = x
+            _, _, full_height, full_width = self._full_shape(n)
+            (ph, pw) = self.padding
+            y = xp.empty(
+                (n, self.out_channels, full_height - 2 * ph, full_width - 2 * pw), dtype=x.dtype, device=x.device
+            )
+            bias = None if self.bias is None else self.bias.data
+            self.cudnn.convolution_backward_data(
+                self.weight.data, x, bias, y, *self._cudnn_geometry(), **CUDNN_BACKWARD_OPTIONS
+            )
+            return y
         self.x = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (self.in_channels, -1))  # (C_in, N H W)
         cols = xp.reshape(self.weight.data, (self.in_channels, -1)).T @ self.x  # (C_out kh kw, N H W)
         y = crop(backend.col2im(cols, self._full_shape(n), self.kernel_size, self.stride), self.padding)
@@ -153,6 +203,8 @@ class ConvTranspose2d(_Convolution):
         # dL/dW = X dCols^T and dL/dX = W dCols
         backend = backend_of(grad_output)
         xp = backend.xp
+        if self.cudnn is not None:
+            return self._backward_cudnn(xp, grad_output, input_grad)
         n = grad_output.shape[0]
         # restore the cropped border: (C_out, N, FH, FW), the shape forward's col2im produced
         full = pad_channel_major(grad_output, self.padding)
@@ -164,6 +216,21 @@ class ConvTranspose2d(_Convolution):
             return None
         grad = xp.reshape(self.weight.data, (self.in_channels, -1)) @ cols  # (C_in, N H W)
         return xp.permute_dims(xp.reshape(grad, (self.in_channels, n, *self.input_shape)), (1, 0, 2, 3))
+
+    def _backward_cudnn(self, xp, grad_output, input_grad):
+        """With cuDNN: the weight's gradient as a convolution's weight gradient with the roles of
+        input and output swapped, the input's gradient as a convolution of dY with W."""
+        geometry = self._cudnn_geometry()
+        grad_weight = xp.empty_like(self.weight.data)
+        self.cudnn.convolution_backward_filter(grad_output, self.x, grad_weight, *geometry, **CUDNN_BACKWARD_OPTIONS)
+        self.weight.accumulate(grad_weight)
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
+        if not input_grad:
+            return None
+        grad_input = xp.empty_like(self.x)
+        self.cudnn.convolution_forward(grad_output, self.weight.data, None, grad_input, *geometry, **CUDNN_OPTIONS)
+        return grad_input
 
     def _full_shape(self, n):
         """(C_out, N, FH, FW): the output before cropping `padding`, with room for output_padding."""

@@ -66,7 +66,7 @@ def parse_args(dataset: str, argv=None):
         "--shift",
         type=int,
         default=None,
-        help="augmentation: shift each training image by up to this many pixels (default: 2 for the CNN, 0 for the MLP)",
+        help="augmentation: shift each training image by up to this many pixels (default: 2 for the CNN, 0 otherwise)",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
