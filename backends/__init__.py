@@ -58,7 +58,7 @@ def _create_cupy() -> Backend:
     except ImportError as error:
         raise BackendError(
             "backend 'cupy' was asked for but CuPy is not installed "
-            "(pip install cupy-cuda12x, on a machine with an NVIDIA GPU)"
+            "(pip install cupy-cuda12x or cupy-cuda13x, matching the CUDA version nvidia-smi reports)"
         ) from error
     try:
         count = cupy.cuda.runtime.getDeviceCount()

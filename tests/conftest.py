@@ -1,5 +1,6 @@
 """Shared fixtures: `backend` runs a test once per available backend (NumPy, the strict array-API
-stand-in, and CuPy when a GPU is present)."""
+stand-in, and CuPy when a GPU is present). Tests without the fixture run on the active backend,
+DIYNN_BACKEND's (NumPy by default): `DIYNN_BACKEND=cupy python -m pytest` runs them on the GPU."""
 
 import numpy as np
 import pytest
@@ -10,12 +11,10 @@ import backends
 def _available():
     names = ["numpy", "array_api_strict"]
     try:
-        backends.set_backend("cupy")
+        backends.get("cupy")
         names.append("cupy")
     except backends.BackendError:
         pass
-    finally:
-        backends.set_backend("numpy")
     return names
 
 
