@@ -1,0 +1,315 @@
+"""The GPU path verified in one command: versions, GPU tests, the suite on CuPy, CUDA graph vs eager,
+benchmarks, and training runs, with a one-table summary at the end.
+
+Two commands. Here, on a machine with internet access to the package index (once per session):
+
+    python benchmarks/gpu_check.py --prepare
+
+fetches the pure-Python wheels the GPU machine lacks (array-api-compat, array-api-strict) and
+stages Fashion-MNIST into `.gpu/` (ignored by git), and trains the reference MLP on the CPU for
+the accuracy comparison. Then, on the GPU machine, from the repository root:
+
+    python3 benchmarks/gpu_check.py --out "$OUT"
+
+installs the wheels into a private folder, runs every step within its time limit (and within
+`--budget` seconds in all), and writes `summary.md`, `logs.txt` and `report/<gpu>.{md,json,png}`
+under --out. Without a GPU, `--dry-run` runs every step it can at toy sizes on the CPU (the test
+suite does, so that the script cannot rot between devices) and marks the GPU-only ones skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = ROOT / ".gpu"
+WHEELS = ("array-api-compat", "array-api-strict")
+FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+VERSIONS = """
+import json, platform, numpy
+info = {"python": platform.python_version(), "numpy": numpy.__version__}
+try:
+    import cupy
+    info["cupy"] = cupy.__version__
+    info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    info["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
+    info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    try:
+        info["cudnn"] = cupy.cuda.cudnn.getVersion()
+    except Exception as error:
+        info["cudnn"] = f"unavailable ({type(error).__name__})"
+except Exception as error:
+    info["gpu"] = f"none ({type(error).__name__}: {error})"
+try:
+    import torch
+    info["torch"] = torch.__version__
+    info["torch_cuda"] = torch.cuda.is_available()
+except ImportError:
+    info["torch"] = None
+print(json.dumps(info))
+"""
+
+# Trains the same MLP for a few steps eagerly and replayed from a CUDA graph, same seed: the
+# losses must agree to float32 rounding.
+GRAPH_VS_EAGER = """
+import sys, numpy as np, diynn
+backend = diynn.set_backend(sys.argv[1])
+rng = np.random.default_rng(0)
+x, y = rng.random((512, 784), dtype=np.float32), rng.integers(0, 10, 512)
+losses = {}
+for mode in ("eager", "graph"):
+    model = diynn.mlp([784, 256, 128, 10], rng=0)
+    optimizer = diynn.Adam(model.parameters(), lr=1e-3)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
+    history = trainer.fit(x, y, epochs=3, batch_size=64, seed=0, progress=False, cuda_graph=mode == "graph")
+    losses[mode] = history["loss"]
+print("eager", losses["eager"]); print("graph", losses["graph"])
+np.testing.assert_allclose(losses["graph"], losses["eager"], rtol=1e-5)
+print("CUDA-graph replay and eager steps give the same losses")
+"""
+
+
+@dataclass
+class Step:
+    name: str
+    command: list[str]
+    timeout: float
+    needs_gpu: bool = False
+    needs_data: bool = False
+    environment: dict = field(default_factory=dict)
+    status: str = "not run"
+    seconds: float = 0.0
+    note: str = ""
+
+
+def python() -> str:
+    return sys.executable
+
+
+def steps(args, gpu: bool) -> list[Step]:
+    """The checks, most important first (the budget may run out before the last ones)."""
+    out, dry = Path(args.out), args.dry_run
+    data = STAGE / "data" / "fashion-mnist"
+    on_gpu = {"DIYNN_BACKEND": "cupy" if gpu else "numpy"}
+    pytest = [python(), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"]
+    tiny = ["--limit", "600", "--epochs", "1"] if dry else []
+    report = [python(), "benchmarks/report.py", "--out", str(out / "report")]
+    if dry:
+        report += ["--rounds", "1", "--seconds", "0.02", "--gap", "0", "--batches", "8", "--cnn-batches", "4"]
+        report += ["--conv-shapes", "conv1", "--memory-steps", "3", "--no-kernels", "--no-torch"]
+    else:
+        report += ["--rounds", "3", "--seconds", "0.25", "--gap", "0.05", "--kernel-rounds", "1"]
+        report += ["--cnn-batches", "128", "--conv-shapes", "conv2", "dec1", "--memory-steps", "200"]
+    fashion = ["--data-dir", str(data), "--no-progress"] if data.is_dir() else ["--no-progress"]
+    gpu_tests = ["-k", "cupy or gpu or cuda or cudnn"] if not dry else ["tests/test_backends.py", "-k", "backend_of"]
+    return [
+        Step("versions", [python(), "-c", VERSIONS], 60),
+        Step("GPU tests (the ones that skip on the CPU)", pytest + (["tests"] if not dry else []) + gpu_tests, 150),
+        Step("CUDA graph vs eager", [python(), "-c", GRAPH_VS_EAGER, "cupy"], 90, needs_gpu=True),
+        Step(
+            "MLP on Fashion-MNIST (20 epochs)",
+            [python(), "experiments/fashion_mnist.py", *fashion, "--out", str(out / "runs" / "mlp"), *tiny],
+            120,
+            environment=on_gpu,
+            needs_data=True,
+        ),
+        Step("benchmark report", report, 200),
+        Step(
+            "CNN on Fashion-MNIST (2 epochs)",
+            [python(), "experiments/fashion_mnist.py", "--model", "cnn", "--epochs", "2", *fashion]
+            + ["--out", str(out / "runs" / "cnn"), *(["--limit", "600"] if dry else [])],
+            120,
+            environment=on_gpu,
+            needs_data=True,
+        ),
+        Step(
+            "KMNIST files in the official layout (download from a loopback server, train)",
+            pytest + ["tests/test_classify_experiments.py"],
+            120,
+            environment=on_gpu,
+        ),
+        Step(
+            "the whole test suite on the cupy backend",
+            pytest + (["tests"] if not dry else ["tests/test_optim.py"]),
+            240,
+            environment=on_gpu,
+        ),
+    ]
+
+
+def run_step(step: Step, environment: dict, log, remaining: float) -> None:
+    start = time.perf_counter()
+    log.write(f"\n===== {step.name}\n$ {' '.join(step.command)}\n")
+    log.flush()
+    try:
+        result = subprocess.run(
+            step.command,
+            cwd=ROOT,
+            env={**environment, **step.environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=min(step.timeout, remaining),
+        )
+        step.status = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+    except subprocess.TimeoutExpired:
+        step.status = f"FAILED (timed out after {min(step.timeout, remaining):.0f} s)"
+    step.seconds = time.perf_counter() - start
+    log.flush()
+
+
+def install_wheels(environment: dict) -> str:
+    """pip-install the staged wheels into a private folder for the steps' Python (no index)."""
+    wheels = sorted((STAGE / "wheels").glob("*.whl"))
+    if not wheels:
+        return "no staged wheels (run --prepare here first if packages are missing there)"
+    target = Path("/tmp/diynn-gpu-site")
+    command = [python(), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    command += ["--upgrade", "--target", str(target), *map(str, wheels)]
+    subprocess.run(command, check=True)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), environment.get("PYTHONPATH")]))
+    return f"installed {len(wheels)} wheels into {target}"
+
+
+def fashion_mnist_present() -> bool:
+    """Staged in .gpu/ (see --prepare) or found where diynn looks (never downloaded here)."""
+    if (STAGE / "data" / "fashion-mnist" / FASHION_FILES[0]).is_file():
+        return True
+    sys.path.insert(0, str(ROOT))
+    from diynn.datasets import FASHION_MNIST, search_folders
+
+    return any((folder / FASHION_FILES[0]).is_file() for folder in search_folders(FASHION_MNIST, None))
+
+
+def gpu_present(environment: dict) -> bool:
+    code = "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0"
+    return subprocess.run([python(), "-c", code], env=environment, capture_output=True).returncode == 0
+
+
+def summarise(all_steps: list[Step], out: Path, header: list[str]) -> str:
+    lines = [*header, "", "| step | result | seconds |", "|---|---|---|"]
+    lines += [f"| {step.name} | {step.status}{step.note} | {step.seconds:.0f} |" for step in all_steps]
+    for name in ("mlp", "cnn"):
+        metrics = out / "runs" / name / "metrics.json"
+        if metrics.is_file():
+            m = json.loads(metrics.read_text())
+            lines.append(
+                f"\n{name.upper()}: test accuracy {m['test_accuracy']:.4f} on {m['backend']}, "
+                f"{m['epoch_time_s']:.2f} s/epoch"
+            )
+    reference = STAGE / "cpu-mlp.json"
+    mlp = out / "runs" / "mlp" / "metrics.json"
+    if reference.is_file() and mlp.is_file():
+        cpu, gpu = json.loads(reference.read_text()), json.loads(mlp.read_text())
+        gap = abs(cpu["test_accuracy"] - gpu["test_accuracy"])
+        verdict = "within" if gap <= 0.005 else "NOT within"
+        lines.append(
+            f"MLP accuracy, same seed: CPU {cpu['test_accuracy']:.4f}, {gpu['backend']} {gpu['test_accuracy']:.4f} "
+            f"({verdict} 0.5 points)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def check(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
+    header = [f"# GPU check ({'dry run on the CPU' if args.dry_run else 'GPU machine'})", ""]
+    if not args.dry_run:
+        header.append(f"- wheels: {install_wheels(environment)}")
+    gpu = gpu_present(environment) and not args.dry_run
+    header.append(f"- GPU: {'present' if gpu else 'none: GPU-only steps skipped'}")
+    data = fashion_mnist_present()
+    deadline = time.perf_counter() + args.budget
+    all_steps = steps(args, gpu)
+    with open(out / "logs.txt", "w") as log:
+        for step in all_steps:
+            remaining = deadline - time.perf_counter()
+            if step.needs_gpu and not gpu:
+                step.status = "skipped (needs a GPU)"
+            elif step.needs_data and not data:
+                step.status = "skipped (no Fashion-MNIST: run --prepare, or apt-get install dataset-fashion-mnist)"
+            elif remaining < 10:
+                step.status = "skipped (time budget spent)"
+            else:
+                run_step(step, environment, log, remaining)
+            print(f"{step.name}: {step.status} ({step.seconds:.0f} s)", flush=True)
+            if step.name == "versions" and step.status == "passed":
+                header.append(f"- versions: `{_last_json_line(out / 'logs.txt')}`")
+    summary = summarise(all_steps, out, header)
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    failed = [step for step in all_steps if step.status.startswith("FAILED")]
+    return 1 if failed else 0
+
+
+def _last_json_line(path: Path) -> str:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("{")]
+    return lines[-1] if lines else "?"
+
+
+def prepare(args) -> int:
+    """Stage wheels, data and the CPU reference run into .gpu/ (git-ignored)."""
+    wheels = STAGE / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    from importlib.metadata import version
+
+    for name in WHEELS:
+        command = [python(), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+        command += ["--python-version", "3.12", "-d", str(wheels), f"{name}=={version(name)}"]
+        subprocess.run(command, check=True)
+    sys.path.insert(0, str(ROOT))
+    from diynn.datasets import FASHION_MNIST, search_folders
+
+    source = next((f for f in search_folders(FASHION_MNIST, None) if (f / FASHION_FILES[0]).is_file()), None)
+    if source is None:
+        sys.exit("Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or load it once with diynn")
+    data = STAGE / "data" / "fashion-mnist"
+    data.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_FILES:
+        shutil.copyfile(source / name, data / name)
+    if not args.no_reference:
+        reference = STAGE / "cpu-mlp"
+        command = [python(), "experiments/fashion_mnist.py", "--data-dir", str(data), "--out", str(reference)]
+        subprocess.run([*command, "--no-progress"], cwd=ROOT, check=True, env={**os.environ, "DIYNN_BACKEND": "numpy"})
+        shutil.copyfile(reference / "metrics.json", STAGE / "cpu-mlp.json")
+    size = sum(p.stat().st_size for p in STAGE.rglob("*") if p.is_file()) / 2**20
+    print(
+        textwrap.dedent(
+            f"""
+            staged {size:.1f} MiB in {STAGE} (git-ignored). On the GPU machine, carrying .gpu:
+                python3 benchmarks/gpu_check.py --out "$OUT"
+            """
+        )
+    )
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prepare", action="store_true", help="stage wheels, data and the CPU reference in .gpu/")
+    parser.add_argument("--no-reference", action="store_true", help="with --prepare: skip the CPU reference run")
+    parser.add_argument("--dry-run", action="store_true", help="toy sizes on the CPU; GPU-only steps are skipped")
+    parser.add_argument("--out", default=os.environ.get("OUT", "results/gpu-check"), help="where results go")
+    parser.add_argument("--budget", type=float, default=450, help="seconds for all the steps together")
+    args = parser.parse_args(argv)
+    return prepare(args) if args.prepare else check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

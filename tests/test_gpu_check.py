@@ -1,0 +1,28 @@
+"""benchmarks/gpu_check.py as a dry run on the CPU: every step it can run without a GPU runs at toy
+sizes, so the script a GPU session runs in one call cannot rot in between."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import gpu_check  # noqa: E402
+
+
+def test_dry_run_passes_every_step_it_can(tmp_path, capsys):
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path), "--budget", "300"]) == 0
+    summary = (tmp_path / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| step")]
+    assert len(rows) == 8
+    for row in rows:
+        assert "| passed |" in row or "| skipped (" in row, row
+    assert "| CUDA graph vs eager | skipped (needs a GPU) |" in summary
+    assert "| benchmark report | passed |" in summary
+    assert (tmp_path / "logs.txt").stat().st_size > 0
+    assert {p.suffix for p in (tmp_path / "report").iterdir()} == {".json", ".md", ".png"}
+
+
+def test_a_failing_step_fails_the_check(tmp_path, monkeypatch):
+    broken = gpu_check.Step("a step that fails", [sys.executable, "-c", "raise SystemExit(3)"], 30)
+    monkeypatch.setattr(gpu_check, "steps", lambda args, gpu: [broken])
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 1
+    assert "| a step that fails | FAILED (exit 3) |" in (tmp_path / "summary.md").read_text()
