@@ -43,5 +43,5 @@ def real(name: str, value, *, low=-math.inf, high=math.inf, low_open=False, high
 def choice(name: str, value, allowed) -> str:
     """`value` if it is one of `allowed`."""
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        raise ValueError(f"unknown {name} {value!r}; valid names are: {', '.join(map(str, allowed))}")
     return value

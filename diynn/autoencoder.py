@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from backends import backend_of
 
+from . import arguments
 from .init import as_generator, following
 from .module import Module
 
@@ -18,9 +19,11 @@ class Autoencoder(Module):
 
     def __init__(self, encoder: Module, decoder: Module, noise_std: float = 0.0, rng=None):
         super().__init__()
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-        self.encoder, self.decoder, self.noise_std = encoder, decoder, noise_std
+        for name, part in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(part, Module):
+                raise TypeError(f"Autoencoder's {name} must be a Module, got {type(part).__name__}")
+        self.encoder, self.decoder = encoder, decoder
+        self.noise_std = arguments.real("noise_std", noise_std, low=0)
         self.rng = as_generator(rng)
 
     def forward(self, x):

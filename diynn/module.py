@@ -195,6 +195,12 @@ class Module:
         return {}
 
     @classmethod
+    def stored_size(cls, config: dict) -> int:
+        """How many numbers a module of this config keeps in its own parameters and buffers
+        (not its children's): checked against a model file before anything is allocated."""
+        return 0
+
+    @classmethod
     def from_config(cls, config: dict) -> Module:
         """A new module built from `config()`'s output."""
         return cls(**config)

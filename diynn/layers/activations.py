@@ -6,6 +6,7 @@ incoming gradient; on CuPy each runs as one fused kernel (the source beside the 
 
 from backends import Elementwise, backend_of
 
+from .. import arguments
 from ..module import Module
 
 
@@ -37,7 +38,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = arguments.real("negative_slope", negative_slope)
 
     def forward(self, x):
         xp = backend_of(x).xp
@@ -113,7 +114,7 @@ class Softmax(Module):
 
     def __init__(self, axis=-1):
         super().__init__()
-        self.axis = axis
+        self.axis = arguments.integer("axis", axis, minimum=-(2**31))
 
     def forward(self, x):
         self.y = softmax(x, self.axis)

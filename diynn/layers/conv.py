@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from backends import backend_of, get_backend
 
+from .. import arguments
 from ..checks import check_input
-from ..init import as_generator, initial_weight
+from ..init import INITS, as_generator, initial_weight
 from ..module import Module, Parameter
-from .geometry import crop, output_size, pad_channel_major, pair, to_batch_major
+from .geometry import crop, output_size, pad_channel_major, to_batch_major
 
 
 class _Convolution(Module):
@@ -42,9 +43,12 @@ class _Convolution(Module):
         super().__init__()
         xp = get_backend().xp
         dtype = xp.float32 if dtype is None else dtype
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
-        self.init = init
+        self.in_channels = arguments.integer("in_channels", in_channels)
+        self.out_channels = arguments.integer("out_channels", out_channels)
+        self.kernel_size = arguments.integer_pair("kernel_size", kernel_size)
+        self.stride = arguments.integer_pair("stride", stride)
+        self.padding = arguments.integer_pair("padding", padding, minimum=0)
+        self.init = arguments.choice("init", init, INITS)
         kh, kw = self.kernel_size
         fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
         if self.transposed:
@@ -64,6 +68,15 @@ class _Convolution(Module):
             "bias": self.bias is not None,
             "init": self.init,
         }
+
+    @classmethod
+    def stored_size(cls, config):
+        kh, kw = arguments.integer_pair("kernel_size", config["kernel_size"])
+        c_in, c_out = (
+            arguments.integer("in_channels", config["in_channels"]),
+            arguments.integer("out_channels", config["out_channels"]),
+        )
+        return c_in * c_out * kh * kw + (c_out if config.get("bias", True) else 0)
 
     def _cudnn_geometry(self):
         """The arguments cupyx.cudnn's convolution routines share: padding, stride, dilation, groups."""
@@ -168,7 +181,7 @@ class ConvTranspose2d(_Convolution):
         dtype=None,
     ):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, init, rng, dtype)
-        self.output_padding = pair(output_padding)
+        self.output_padding = arguments.integer_pair("output_padding", output_padding, minimum=0)
         if any(o >= s for o, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"output_padding {self.output_padding} must be smaller than stride {self.stride}")
 

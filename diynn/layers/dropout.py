@@ -2,6 +2,7 @@
 
 from backends import backend_of
 
+from .. import arguments
 from ..init import as_generator, following
 from ..module import Module
 
@@ -14,9 +15,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = p
+        self.p = arguments.real("p (the dropout probability)", p, low=0, high=1, high_open=True)
         self.rng = as_generator(rng)
 
     def forward(self, x):

@@ -2,8 +2,9 @@
 
 from backends import backend_of, get_backend
 
+from .. import arguments
 from ..checks import check_input
-from ..init import as_generator, initial_weight
+from ..init import INITS, as_generator, initial_weight
 from ..module import Module, Parameter
 
 
@@ -19,7 +20,15 @@ class Linear(Module):
         super().__init__()
         xp = get_backend().xp
         dtype = xp.float32 if dtype is None else dtype
-        self.in_features, self.out_features, self.init = in_features, out_features, init
+        in_features, out_features = (
+            arguments.integer("in_features", in_features),
+            arguments.integer("out_features", out_features),
+        )
+        self.in_features, self.out_features, self.init = (
+            in_features,
+            out_features,
+            arguments.choice("init", init, INITS),
+        )
         shape = (out_features, in_features)
         weight = initial_weight(shape, in_features, out_features, init, as_generator(rng), dtype)
         self.weight = Parameter(weight)
@@ -39,6 +48,14 @@ class Linear(Module):
         if self.bias is not None:
             self.bias.accumulate(backend_of(grad_output).xp.sum(grad_output, axis=0))
         return grad_output @ self.weight.data if input_grad else None
+
+    @classmethod
+    def stored_size(cls, config):
+        rows, columns = (
+            arguments.integer("out_features", config["out_features"]),
+            arguments.integer("in_features", config["in_features"]),
+        )
+        return rows * columns + (rows if config.get("bias", True) else 0)
 
     def config(self):
         return {

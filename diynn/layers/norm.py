@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from backends import backend_of, get_backend
 
+from .. import arguments
 from ..checks import check_input
 from ..module import Module, Parameter
 
@@ -23,7 +24,9 @@ class _BatchNorm(Module):
         super().__init__()
         xp = get_backend().xp
         dtype = xp.float32 if dtype is None else dtype
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.num_features = arguments.integer("num_features", num_features)
+        self.eps = arguments.real("eps", eps, low=0, low_open=True)
+        self.momentum = arguments.real("momentum", momentum, low=0, high=1)
         self.weight = Parameter(xp.ones(num_features, dtype=dtype))
         self.bias = Parameter(xp.zeros(num_features, dtype=dtype))
         self.register_buffer("running_mean", xp.zeros(num_features, dtype=dtype))
@@ -74,6 +77,10 @@ class _BatchNorm(Module):
             grad += self.centred * (-scale * self.inv_std**2 * sum_g_centred / self.count)[:, None]
             grad += (-scale * sum_g / self.count)[:, None]
         return xp.reshape(grad, grad_output.shape)
+
+    @classmethod
+    def stored_size(cls, config):
+        return 4 * arguments.integer("num_features", config["num_features"])  # weight, bias, running mean and var
 
     def config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}

@@ -11,9 +11,10 @@ import math
 
 from backends import backend_of
 
+from .. import arguments
 from ..checks import check_input
 from ..module import Module
-from .geometry import crop, output_size, pad2d, pair
+from .geometry import crop, output_size, pad2d
 
 
 class _Pool2d(Module):
@@ -24,9 +25,9 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = pair(kernel_size)
-        self.stride = pair(stride) if stride is not None else self.kernel_size
-        self.padding = pair(padding)
+        self.kernel_size = arguments.integer_pair("kernel_size", kernel_size)
+        self.stride = arguments.integer_pair("stride", stride) if stride is not None else self.kernel_size
+        self.padding = arguments.integer_pair("padding", padding, minimum=0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"padding {self.padding} must be at most half the kernel {self.kernel_size}")
 

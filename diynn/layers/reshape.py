@@ -2,6 +2,7 @@
 
 from backends import backend_of
 
+from .. import arguments
 from ..module import Module
 
 
@@ -21,7 +22,9 @@ class Unflatten(Module):
 
     def __init__(self, shape):
         super().__init__()
-        self.shape = tuple(shape)
+        if not isinstance(shape, (list, tuple)) or not shape:
+            raise TypeError(f"Unflatten's shape must be a non-empty list of sizes, got {shape!r}")
+        self.shape = tuple(arguments.integer(f"shape[{i}]", size) for i, size in enumerate(shape))
 
     def forward(self, x):
         return backend_of(x).xp.reshape(x, (x.shape[0], *self.shape))
