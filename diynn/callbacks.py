@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import arguments
 from .train import StopTraining
 
 
@@ -29,6 +30,8 @@ class EarlyStopping:
     `min_delta` for `patience` epochs; when training ends, restore the best epoch's weights."""
 
     def __init__(self, model, monitor="val_loss", patience=3, min_delta=0.0, restore_best=True):
+        patience = arguments.integer("patience", patience)
+        min_delta = arguments.real("min_delta", min_delta, low=0)
         self.model, self.monitor, self.patience = model, Monitor(monitor, min_delta), patience
         self.restore_best = restore_best
         self.best_epoch, self.best_state, self.bad_epochs = None, None, 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from . import arguments
 from .callbacks import Monitor
 
 
@@ -16,6 +17,8 @@ class Schedule:
     optimiser's lr to rate(0) when created and to rate(e) after epoch e."""
 
     def __init__(self, optimizer):
+        if not hasattr(optimizer, "lr"):
+            raise TypeError(f"{type(self).__name__} needs an optimiser (with an lr), got {type(optimizer).__name__}")
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         optimizer.lr = self.rate(0)
@@ -32,7 +35,8 @@ class StepLR(Schedule):
     """lr = base * gamma ** floor(e / step_size)."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size = arguments.integer("step_size", step_size)
+        self.gamma = arguments.real("gamma", gamma, low=0, low_open=True)
         super().__init__(optimizer)
 
     def rate(self, epoch):
@@ -43,7 +47,7 @@ class ExponentialLR(Schedule):
     """lr = base * gamma ** e."""
 
     def __init__(self, optimizer, gamma: float):
-        self.gamma = gamma
+        self.gamma = arguments.real("gamma", gamma, low=0, low_open=True)
         super().__init__(optimizer)
 
     def rate(self, epoch):
@@ -55,9 +59,10 @@ class CosineLR(Schedule):
     epoch `epochs`: lr = min + (base - min) (1 + cos(pi (e - warmup) / (epochs - warmup))) / 2."""
 
     def __init__(self, optimizer, epochs: int, warmup: int = 0, min_lr: float = 0.0):
-        if not 0 <= warmup < epochs:
+        epochs, warmup = arguments.integer("epochs", epochs), arguments.integer("warmup", warmup, minimum=0)
+        if not warmup < epochs:
             raise ValueError(f"warm-up must be in [0, epochs), got {warmup} of {epochs}")
-        self.epochs, self.warmup, self.min_lr = epochs, warmup, min_lr
+        self.epochs, self.warmup, self.min_lr = epochs, warmup, arguments.real("min_lr", min_lr, low=0)
         super().__init__(optimizer)
 
     def rate(self, epoch):
@@ -72,8 +77,10 @@ class ReduceLROnPlateau:
     `threshold` for `patience` epochs; never below `min_lr`."""
 
     def __init__(self, optimizer, monitor="val_loss", factor=0.1, patience=3, threshold=1e-4, min_lr=0.0):
-        self.optimizer, self.monitor, self.factor = optimizer, Monitor(monitor, threshold), factor
-        self.patience, self.min_lr = patience, min_lr
+        self.optimizer, self.monitor = optimizer, Monitor(monitor, arguments.real("threshold", threshold, low=0))
+        self.factor = arguments.real("factor", factor, low=0, high=1, low_open=True, high_open=True)
+        self.patience = arguments.integer("patience", patience, minimum=0)
+        self.min_lr = arguments.real("min_lr", min_lr, low=0)
         self.bad_epochs = 0
 
     def __call__(self, epoch, history):

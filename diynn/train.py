@@ -10,6 +10,7 @@ import time
 
 from backends import backend_of, get_backend
 
+from . import arguments
 from .cuda_graphs import CapturedStep
 from .regularisation import clip_grad_norm
 
@@ -86,12 +87,13 @@ class Trainer:
         """
         backend = self.backend
         xp = backend.xp
+        epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
         x, y = self.prepare(x, y)
         if validation_data is not None:
-            validation_data = self.prepare(*validation_data)
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (x_val, y_val)")
+            validation_data = self.prepare(*validation_data, name="validation_data")
         n = x.shape[0]
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         rng = backend.rng(seed)
         steps = math.ceil(n / batch_size)
         captured = CapturedStep(self) if cuda_graph else None
@@ -129,6 +131,11 @@ class Trainer:
             if validation_data is not None:
                 for name, value in self.evaluate(*validation_data, batch_size=max(batch_size, 1024)).items():
                     history.setdefault(f"val_{name}", []).append(value)
+                if not math.isfinite(history["val_loss"][-1]):
+                    raise TrainingDiverged(
+                        f"validation loss became {history['val_loss'][-1]} at epoch {epoch} (the validation data "
+                        "are finite: the model diverged); try a smaller learning rate"
+                    )
             history["time"].append(time.perf_counter() - start)
             if show:
                 print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr)
@@ -142,23 +149,35 @@ class Trainer:
                 callback.on_train_end(history)
         return history
 
-    def prepare(self, x, y):
+    def prepare(self, x, y, name="fit"):
         """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
-        targets in the model's dtype, on the model's backend. Each conversion happens once, here."""
+        targets in the model's dtype, on the model's backend. Each conversion (and the check that
+        the data are non-empty, of matching lengths and finite) happens once, here."""
         backend = self.backend
         xp = backend.xp
-        x = _on(backend, x, self.dtype)
-        y = _on(backend, y)
-        y = xp.astype(y, xp.int64 if xp.isdtype(y.dtype, "integral") else self.dtype, copy=False)
+        x = _on(backend, x, self.dtype, f"{name}: x")
+        y = _on(backend, y, None, f"{name}: y")
+        if y.ndim == 0 or x.ndim == 0:
+            raise ValueError(f"{name}: x and y need a sample axis, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        if xp.isdtype(y.dtype, "integral"):
+            y = xp.astype(y, xp.int64, copy=False)
+        elif xp.isdtype(y.dtype, "real floating"):
+            y = xp.astype(y, self.dtype, copy=False)
+        else:
+            raise TypeError(f"{name}: y must hold integer labels or real targets, got dtype {y.dtype}")
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+            raise ValueError(f"{name}: x has {x.shape[0]} samples but y has {y.shape[0]}")
+        _check_samples(x, f"{name}: x")
+        if xp.isdtype(y.dtype, "real floating"):
+            _check_samples(y, f"{name}: y")
         return x, y
 
     def evaluate(self, x, y, batch_size: int = 1024) -> dict:
         """Mean loss (and accuracy) over (x, y) in eval mode, one transfer to the host."""
         backend = self.backend
         xp = backend.xp
-        x, y = self.prepare(x, y)
+        batch_size = arguments.integer("batch_size", batch_size)
+        x, y = self.prepare(x, y, name="evaluate")
         losses, correct = [], []
         with evaluating(self.model):
             for start in range(0, x.shape[0], batch_size):
@@ -192,7 +211,9 @@ def predict(model, x, batch_size: int = 1024):
     """model(x) in eval mode, in batches; x: (N, ...) converted to the model's dtype and backend."""
     backend = model.backend or get_backend()
     xp = backend.xp
-    x = _on(backend, x, model.parameters()[0].data.dtype)
+    batch_size = arguments.integer("batch_size", batch_size)
+    x = _on(backend, x, model.parameters()[0].data.dtype, "predict: x")
+    _check_samples(x, "predict: x")
     with evaluating(model):
         n = x.shape[0]
         outputs = [model.forward(x[start : min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
@@ -213,16 +234,43 @@ def evaluating(model):
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
     """Fraction of samples whose predicted class (argmax of the outputs) equals label y."""
     backend = model.backend or get_backend()
-    labels = _on(backend, y)
+    labels = _on(backend, y, None, "accuracy: y")
+    if labels.ndim != 1 or not backend.xp.isdtype(labels.dtype, "integral"):
+        raise ValueError(f"accuracy: y must be integer labels (N,), got shape {tuple(labels.shape)} {labels.dtype}")
+    if labels.shape[0] != getattr(x, "shape", [len(x)])[0]:
+        raise ValueError(f"accuracy: x has {getattr(x, 'shape', [len(x)])[0]} samples but y has {labels.shape[0]}")
     return float(backend.to_numpy(count_correct(predict(model, x, batch_size), labels))) / labels.shape[0]
 
 
-def _on(backend, values, dtype=None):
-    """`values` (an array of any backend, or nested lists) as an array of `backend`."""
+def _on(backend, values, dtype=None, name="data"):
+    """`values` (an array of any backend, or nested lists of numbers) as an array of `backend`."""
     source = backend_of(values) if hasattr(values, "__array_namespace__") or hasattr(values, "ndim") else None
     if source is not None and source is not backend:
         values = source.to_numpy(values)
-    return backend.asarray(values, dtype=dtype)
+    try:
+        array = backend.asarray(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise TypeError(f"{name} must be numeric array data, got {type(values).__name__} ({error})") from None
+    if not backend.xp.isdtype(array.dtype, ("integral", "real floating", "bool")):
+        raise TypeError(f"{name} must be numeric array data, got dtype {array.dtype}")
+    return array
+
+
+def _check_samples(array, name):
+    """Raise ValueError if `array` holds no samples or a NaN / infinite value (one host read)."""
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise ValueError(f"{name} holds no samples (shape {tuple(array.shape)})")
+    xp = backend_of(array).xp
+    if not xp.isdtype(array.dtype, "real floating"):
+        return
+    finite = xp.isfinite(array)
+    if not bool(xp.all(finite)):
+        rows = xp.reshape(finite, (array.shape[0], -1))
+        first = int(xp.argmax(xp.astype(~xp.all(rows, axis=1), xp.int8)))
+        raise ValueError(
+            f"{name} contains NaN or infinite values (first in sample {first}): the data, not the learning "
+            "rate, is the problem; remove or impute those values before training"
+        )
 
 
 def _check_finite(losses, epoch, batch_size, n):

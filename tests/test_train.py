@@ -52,13 +52,27 @@ def test_inputs_are_converted_once_to_float32(backend, numpy_rng):
     assert output.dtype == backend.xp.float32 and tuple(output.shape) == (len(x), 3)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
 def test_divergence_names_epoch_and_step(numpy_rng):
     x, y = blobs(numpy_rng)
-    x[50] = np.inf
-    trainer = make_trainer()
+    trainer = make_trainer(lr=1e30)  # a step that throws the weights to overflow
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+ of 8"):
         trainer.fit(x, y, epochs=3, batch_size=16, progress=False)
+
+
+def test_non_finite_inputs_are_rejected_before_training(numpy_rng):
+    x, y = blobs(numpy_rng)
+    x[50, 1] = np.inf
+    trainer = make_trainer()
+    with pytest.raises(ValueError, match=r"fit: x contains NaN or infinite values \(first in sample 50\): the data"):
+        trainer.fit(x, y, epochs=3, batch_size=16, progress=False)
+    x[50, 1] = 0.0
+    x_val = x[:10].copy()
+    x_val[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"validation_data: x contains NaN .*sample 3"):
+        trainer.fit(x, y, epochs=1, validation_data=(x_val, y[:10]), progress=False)
+    with pytest.raises(ValueError, match=r"predict: x contains NaN"):
+        trainer.predict(x_val)
 
 
 def test_callback_can_stop_training(numpy_rng):
