@@ -18,6 +18,7 @@ from .module import Module
 
 FORMAT = "diynn-model-1"
 _ARCHITECTURE_KEY = "__architecture__"
+MAX_DEPTH = 64  # modules nested in modules; deeper files are refused before anything is built
 
 
 class ModelFileError(ValueError):
@@ -29,13 +30,68 @@ def architecture(module: Module) -> dict:
     return {"type": type(module).__name__, "config": _encode(module.config())}
 
 
-def build(description: dict) -> Module:
-    """The module described by `architecture(module)`, with fresh parameters."""
-    name = description["type"]
-    cls = Module.registry.get(name)
-    if cls is None:
-        raise ModelFileError(f"unknown module type {name!r} (import the module that defines it first)")
-    return cls.from_config(_decode(description["config"]))
+def build(description: dict, budget: int | None = None) -> Module:
+    """The module described by `architecture(module)`, with fresh parameters.
+
+    The description is checked before anything is allocated: known module types only, a config
+    object for each, at most MAX_DEPTH levels of nesting, and (when `budget` is given, as it is
+    for a model file: the numbers the file holds) no more parameters than `budget`. Any violation,
+    or a config value a constructor refuses, is a ModelFileError naming the entry.
+    """
+    return _Builder(budget).build(description, "architecture", 0)
+
+
+class _Builder:
+    def __init__(self, budget):
+        self.remaining = budget
+
+    def build(self, description, where, depth):
+        if depth > MAX_DEPTH:
+            raise ModelFileError(f"{where}: modules nested more than {MAX_DEPTH} deep")
+        if not isinstance(description, dict) or set(description) != {"type", "config"}:
+            raise ModelFileError(f"{where}: expected an object with 'type' and 'config', got {_short(description)}")
+        name, config = description["type"], description["config"]
+        cls = Module.registry.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise ModelFileError(
+                f"{where}: unknown module type {_short(name)} (import the module that defines it first)"
+            )
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{where} ({name}): config must be an object, got {_short(config)}")
+        where = f"{where} ({name})"
+        try:
+            size = cls.stored_size(config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{where}: bad config: {_message(error)}") from None
+        if self.remaining is not None:
+            self.remaining -= size
+            if self.remaining < 0:
+                raise ModelFileError(f"{where}: the architecture needs more parameters than the file holds")
+        arguments = {key: self.decode(value, f"{where}.{key}", depth + 1) for key, value in config.items()}
+        try:
+            return cls.from_config(arguments)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{where}: bad config: {_message(error)}") from None
+
+    def decode(self, value, where, depth):
+        if depth > MAX_DEPTH:
+            raise ModelFileError(f"{where}: nested more than {MAX_DEPTH} deep")
+        if isinstance(value, dict):
+            if "__module__" in value:
+                return self.build(value["__module__"], where, depth)
+            return {key: self.decode(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.decode(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
+        return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(error) -> str:
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 def save_model(model: Module, path) -> Path:
@@ -54,7 +110,10 @@ def load_model(path, backend=None) -> Module:
     as "cupy"; default: the active backend)."""
     header, arrays = _read(path)
     with backends.use(backend) if backend is not None else contextlib.nullcontext():
-        model = build(header["architecture"])
+        model = build(header["architecture"], budget=sum(array.size for array in arrays.values()))
+        saved = {array.dtype for array in arrays.values()}
+        if len(saved) == 1 and next(iter(saved)) != np.float32:  # keep the saved precision (float64 stays)
+            model.astype(getattr(model.backend.xp if model.backend else backends.get_backend().xp, saved.pop().name))
     _load_into(model, arrays, path)
     return model
 
@@ -68,21 +127,37 @@ def load_weights(model: Module, path) -> Module:
 
 def _read(path):
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path} is not a readable .npz model file (truncated or corrupt, or another format such as a plain .npy)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise ModelFileError(f"{path} is not a readable .npz model file (truncated or corrupt?): {error}") from error
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ModelFileError(f"{path}: member {name!r} is not a NumPy array (.npy); not a diynn model file")
     if _ARCHITECTURE_KEY not in arrays:
         raise ModelFileError(f"{path} is an .npz file but not a diynn model (no architecture entry)")
+    entry = arrays.pop(_ARCHITECTURE_KEY)
+    if entry.dtype.kind != "U" or entry.ndim != 0:
+        raise ModelFileError(f"{path}: corrupt architecture entry (a {entry.dtype} array of shape {entry.shape})")
     try:
-        header = json.loads(str(arrays.pop(_ARCHITECTURE_KEY)))
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{path}: corrupt architecture entry: {error}") from error
-    if header.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: unsupported format {header.get('format')!r}, expected {FORMAT!r}")
+        header = json.loads(str(entry))
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise ModelFileError(f"{path}: corrupt architecture entry: {type(error).__name__}: {error}") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else _short(header)
+        raise ModelFileError(f"{path}: unsupported format {found!r}, expected {FORMAT!r}")
+    for name, value in arrays.items():
+        if value.dtype.kind != "f":
+            raise ModelFileError(f"{path}: weights {name!r} are {value.dtype}, not real floating point")
     return header, arrays
 
 

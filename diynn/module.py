@@ -136,6 +136,10 @@ class Module:
         if missing or unexpected:
             raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
         for name, value in state.items():
+            if not _real_floating(value):
+                raise ValueError(
+                    f"state_dict entry {name!r} has dtype {value.dtype}; weights must be real floating point"
+                )
             if tuple(value.shape) != tuple(current[name].shape):
                 raise ValueError(
                     f"state_dict entry {name!r} has shape {tuple(value.shape)}, "
@@ -222,3 +226,11 @@ def _moved(array, target):
         return array
     host = source.to_numpy(array)
     return target.asarray(host, dtype=getattr(target.xp, host.dtype.name))
+
+
+def _real_floating(array) -> bool:
+    """Whether `array` (of any backend, or NumPy) holds real floating-point numbers."""
+    kind = getattr(array.dtype, "kind", None)  # NumPy and CuPy dtypes
+    if kind is not None:
+        return kind == "f"
+    return backend_of(array).xp.isdtype(array.dtype, "real floating")

@@ -38,7 +38,8 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = arguments.real("negative_slope", negative_slope)
+        # bounded so that the slope stays a finite float32
+        self.negative_slope = arguments.real("negative_slope", negative_slope, low=-1e30, high=1e30)
 
     def forward(self, x):
         xp = backend_of(x).xp

@@ -290,6 +290,10 @@ class Conv1d(Conv2d):
         grad = super().backward(backend_of(grad_output).xp.expand_dims(grad_output, axis=2), input_grad)
         return None if grad is None else grad[:, :, 0, :]
 
+    @classmethod
+    def stored_size(cls, config):
+        return super().stored_size({**config, "kernel_size": [1, config["kernel_size"]]})
+
     def config(self):
         return {
             "in_channels": self.in_channels,

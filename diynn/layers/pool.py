@@ -76,7 +76,8 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """y = max over each kh x kw window (stride defaults to the kernel size; padding is -inf).
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW). The gradient goes to the first maximum of each window.
+    x: (N, C, H, W) -> y: (N, C, OH, OW). The gradient goes to the first maximum of each window
+    among the input's pixels (never to the padding, also when a whole window is -inf: as in PyTorch).
     """
 
     pad_value = -math.inf
@@ -94,9 +95,17 @@ class MaxPool2d(_Pool2d):
         # dy/dx = 1 at the window's first maximum, 0 elsewhere
         xp = backend_of(grad_output).xp
         taken = xp.zeros(self.y.shape, dtype=xp.bool, device=self.y.device)
+        inside = None
+        if any(self.padding):  # where the padded image is the input, not its -inf border
+            height, width = self.padded_shape[2:]
+            inside = xp.zeros((1, 1, height, width), dtype=xp.bool, device=self.y.device)
+            (ph, pw) = self.padding
+            inside[:, :, ph : height - ph, pw : width - pw] = True
         parts = []
         for rows, columns in self.slices:
             first = (self.padded[:, :, rows, columns] == self.y) & ~taken
+            if inside is not None:
+                first &= inside[:, :, rows, columns]
             taken |= first
             parts.append(grad_output * xp.astype(first, grad_output.dtype))
         return self.gather(parts)
