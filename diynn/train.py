@@ -82,7 +82,9 @@ class Trainer:
         "accuracy", "val_loss", "val_accuracy". A callback `fn(epoch, history)` runs after each
         epoch and may raise StopTraining; one with an `on_train_end(history)` method has it called
         at the end. `augment(x_batch)` transforms each training batch. Raises TrainingDiverged on
-        a NaN or infinite loss. `cuda_graph=True` (CuPy backend) replays the full-size batches'
+        a NaN or infinite loss. `progress`: None (default) shows a bar on a terminal and prints one
+        line per epoch (loss, metrics, seconds) to stderr; True forces the bar; False is silent.
+        `cuda_graph=True` (CuPy backend) replays the full-size batches'
         steps from a CUDA graph (see CapturedStep); a smaller last batch runs normally.
         """
         backend = self.backend
@@ -98,14 +100,16 @@ class Trainer:
         steps = math.ceil(n / batch_size)
         captured = CapturedStep(self) if cuda_graph else None
         history: dict[str, list] = {"loss": [], "time": []}
-        show = sys.stderr.isatty() if progress is None else progress
+        # progress: None = a bar on a terminal and one line per epoch either way; True = both; False = silent
+        bar = sys.stderr.isatty() if progress is None else progress
+        lines = progress is not False
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             self.model.train()
             order = rng.permutation(n)
             losses, correct = [], []
             batches = range(steps)
-            if show and tqdm is not None:
+            if bar and tqdm is not None:
                 batches = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False)
             for step in batches:
                 index = order[step * batch_size : min(n, (step + 1) * batch_size)]
@@ -137,8 +141,8 @@ class Trainer:
                         "are finite: the model diverged); try a smaller learning rate"
                     )
             history["time"].append(time.perf_counter() - start)
-            if show:
-                print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr)
+            if lines:
+                print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr, flush=True)
             try:
                 for callback in callbacks:
                     callback(epoch, history)
@@ -287,4 +291,5 @@ def _check_finite(losses, epoch, batch_size, n):
 
 
 def _summary(history):
-    return ", ".join(f"{key} {values[-1]:.4f}" for key, values in history.items() if key != "time")
+    values = ", ".join(f"{key} {values[-1]:.4f}" for key, values in history.items() if key != "time")
+    return f"{values}, {history['time'][-1]:.1f} s"

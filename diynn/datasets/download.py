@@ -25,7 +25,6 @@ class Unreachable(OSError):
 def download(url: str, destination: Path, md5: str, size: int | None = None, progress: bool | None = None) -> Path:
     """Fetch `url` to `destination`, checking its length and MD5; nothing is left at
     `destination` (or beside it) unless the file is complete and correct."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         response = urllib.request.urlopen(url, timeout=60)
     except urllib.error.HTTPError as error:

@@ -77,9 +77,13 @@ def load(spec: DatasetSpec, root=None, flat=True, download=True, progress=None) 
             missing = []
         except Unreachable as error:
             reason = str(error)
+        except DatasetError:
+            _remove_if_empty(cache)
+            raise
     else:
         reason = "download=False"
     if missing:
+        _remove_if_empty(cache)
         raise DatasetNotFoundError(_not_found_message(spec, folders, missing, reason))
     return load(spec, cache, flat, download=False)
 
@@ -144,13 +148,25 @@ def _dataset(arrays, spec: DatasetSpec, flat: bool) -> Dataset:
     )
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """A failed download leaves no empty cache folder behind."""
+    try:
+        folder.rmdir()
+    except OSError:  # not empty, or not there
+        pass
+
+
 def _not_found_message(spec, folders, missing, reason) -> str:
     names = ", ".join(f.name for f in missing)
+    layouts = f"the four files {', '.join(f.name for f in spec.files)}"
+    if spec.npz_names:
+        layouts += f", or the .npz files {', '.join(spec.npz_names)}"
     hint = f"\n  3. install a system copy ({spec.system_package_hint})" if spec.system_package_hint else ""
     return (
         f"{spec.name}: files not found ({names}) and not downloadable ({reason}).\n"
-        f"Looked in: {', '.join(str(f) for f in folders)}. Provide them in one of these ways:\n"
-        f"  1. pass root=FOLDER (or set DIYNN_DATA_DIR=FOLDER) for a folder holding the four files\n"
+        f"Looked in: {', '.join(str(f) for f in folders)}.\n"
+        f"A folder must hold {layouts}. Provide them in one of these ways:\n"
+        f"  1. pass root=FOLDER (or set DIYNN_DATA_DIR=FOLDER)\n"
         f"  2. copy them into the cache folder {cache_root() / spec.name}, e.g. from {spec.base_url}"
         f"{hint or chr(10) + '  3. run again on a machine with internet access to download them into the cache'}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -21,7 +22,12 @@ def add_arguments(parser, epochs=10, out="results/autoencoder"):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
     parser.add_argument("--out", default=out)
-    parser.add_argument("--progress", action="store_true")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on a terminal; a line per epoch otherwise; --no-progress: silent)",
+    )
 
 
 def load_images(args):

@@ -13,15 +13,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import backends  # noqa: E402
+from diynn.datasets import DatasetError, DatasetNotFoundError  # noqa: E402
 from diynn.files import atomic_write  # noqa: E402
 
 
 def run(main) -> None:
-    """Run a script's `main()`, turning a backend that cannot run into a one-line error."""
+    """Run a script's `main()`: the backend is checked first (a one-line error if it cannot run),
+    and a missing or corrupt data set is a short message naming the ways to provide it, not a
+    traceback. Both exit with status 1."""
     try:
+        backends.get_backend()
         main()
     except backends.BackendError as error:
         sys.exit(f"error: {error}")
+    except (DatasetNotFoundError, DatasetError) as error:
+        message = str(error).replace("pass root=FOLDER", "pass --data-dir FOLDER")
+        sys.exit(f"error: {message}")
 
 
 def output_dir(path) -> Path:
