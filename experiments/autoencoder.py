@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     table += [f"| {k} | {r['dense']:.5f} | {r['conv']:.5f} | {r['pca']:.5f} |" for k, r in results.items()]
     text = "Test reconstruction MSE per pixel (Fashion-MNIST, images in [0, 1]):\n\n" + "\n".join(table) + "\n"
     write_atomic(out / "reconstruction.md", text)
-    write_json(out / "reconstruction.json", {"config": vars(args), "results": results, **backend_info()})
+    write_json(out / "metrics.json", {"config": vars(args), "results": results, **backend_info()})
     plot_reconstructions(x_test[:8], reconstructions, args.latents, out / "reconstructions.png")
     middle = args.latents[len(args.latents) // 2]
     plot_interpolation(models[("conv", middle)], x_test, out / "interpolation.png", middle)

@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
         + "\n"
     )
     write_atomic(out / "denoising.md", text)
-    write_json(out / "denoising.json", {"config": vars(args), "results": results, **backend_info()})
+    write_json(out / "metrics.json", {"config": vars(args), "results": results, **backend_info()})
     plot_grid(x_test[:8], rows_of_images, out / "denoising.png")
     print(text)
     return results

@@ -12,7 +12,8 @@ so that the pruner stops unpromising trials early. Several workers can share one
 `--trials` is the size of the whole study: workers stop when it has that many finished trials.
 A killed worker loses only its running trial; running the command again resumes the study.
 Without --workers-only, the best configuration is retrained on train + validation and tested,
-and the results go to the output folder: best.json, history.png, importances.png.
+and the results go to the output folder: metrics.json (the best trial, its test accuracy),
+history.png, importances.png.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def report_best(study, args, data, start) -> dict:
         "config": vars(args),
         **backend_info(),
     }
-    write_json(out / "best.json", result)
+    write_json(out / "metrics.json", result)
     print(
         f"best of {len(study.trials)} trials (#{best.number}): validation accuracy {best.value:.4f} "
         f"(default configuration: {result['default_val_accuracy']}); retrained test accuracy {test_accuracy:.4f}"

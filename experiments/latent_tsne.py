@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     )
     write_atomic(out / "latent.md", text)
     write_json(
-        out / "latent.json",
+        out / "metrics.json",
         {"config": vars(args), "scores": scores, "overlaps": [list(p) for p in overlaps], **backend_info()},
     )
     print(text)

@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
         + f"\n\nReconstruction as preprocessing changes the MLP's test accuracy by {difference:+.4f}.\n"
     )
     write_atomic(out / "preprocessing.md", text)
-    write_json(out / "preprocessing.json", {"config": vars(args), "results": results, **backend_info()})
+    write_json(out / "metrics.json", {"config": vars(args), "results": results, **backend_info()})
     print(text)
     return results
 

@@ -22,6 +22,36 @@ MARKERS = {
 }
 
 
+# What the README's commands write, and the command that writes each (readme_results refuses to
+# run while one is missing, so the tables never mix runs or show another configuration's numbers).
+REQUIRED = {
+    "fashion-mnist-mlp/metrics.json": "python experiments/fashion_mnist.py",
+    "fashion-mnist-cnn/metrics.json": "python experiments/fashion_mnist.py --model cnn",
+    "fashion-mnist-activations/activations.md": "python experiments/fashion_mnist.py --compare-activations",
+    "autoencoder/reconstruction.md": "python experiments/autoencoder.py",
+    "latent_tsne/latent.md": "python experiments/latent_tsne.py",
+    "preprocessing/preprocessing.md": "python experiments/preprocessing.py",
+    "denoising/denoising.md": "python experiments/denoising.py",
+    "hpo/metrics.json": "python experiments/hpo.py --trials 20 --limit 10000",
+}
+
+
+def check_complete(results: Path) -> None:
+    missing = [f"  {name}  (from: {command})" for name, command in REQUIRED.items() if not (results / name).is_file()]
+    if missing:
+        raise SystemExit(f"missing results in {results}; run these first:\n" + "\n".join(missing))
+
+
+def host_line(results: Path) -> str:
+    """Where the tables were made, from the main job's metrics (every script records it)."""
+    metrics = json.loads((results / "fashion-mnist-mlp" / "metrics.json").read_text())
+    return (
+        f"Made on: {metrics.get('cpu', '?')}, BLAS {metrics.get('blas', '?')}, backend {metrics['backend']}. "
+        "Runs are deterministic on one host; another CPU or BLAS kernel gives slightly different numbers "
+        "for the same seed (floating-point sums in another order)."
+    )
+
+
 def classification_section(results: Path, figures: Path) -> list[str]:
     lines = [
         "### Classification (`experiments/fashion_mnist.py`)",
@@ -71,7 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     figures = args.readme.parent / "docs" / "figures"
     r = args.results
-    lines = classification_section(r, figures)
+    check_complete(r)
+    lines = [host_line(r), "", *classification_section(r, figures)]
     sections = [
         (
             "Autoencoders vs PCA (`experiments/autoencoder.py`)",
@@ -88,7 +119,7 @@ def main(argv=None):
     ]
     for title, table, figure in sections:
         lines += section(title, r / table, figures, figure and r / figure, figure and Path(figure).name)
-    hpo = r / "hpo" / "best.json"
+    hpo = r / "hpo" / "metrics.json"
     if hpo.is_file():
         best = json.loads(hpo.read_text())
         lines += [

@@ -90,7 +90,7 @@ def test_autoencoder_script(fashion, tmp_path):
     results = autoencoder.main([*fashion, "--latents", "2", "4", "--out", str(tmp_path / "out")])
     assert set(results[4]) >= {"dense", "conv", "pca"}
     files = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"reconstruction.md", "reconstruction.json", "reconstructions.png", "interpolation.png"} <= files
+    assert {"reconstruction.md", "metrics.json", "reconstructions.png", "interpolation.png"} <= files
     assert "| 4 |" in (tmp_path / "out" / "reconstruction.md").read_text()
 
 
@@ -117,5 +117,5 @@ def test_denoising_script(fashion, tmp_path):
 
     results = denoising.main([*fashion, "--noise", "0.3", "--latent", "4", "--out", str(tmp_path / "o")])
     assert results[0.3]["psnr_noisy"] > 0
-    saved = json.loads((tmp_path / "o" / "denoising.json").read_text())
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert "0.3" in saved["results"] and (tmp_path / "o" / "denoising.png").stat().st_size > 0

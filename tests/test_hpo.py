@@ -80,6 +80,6 @@ def test_study_resumes_and_reports(hpo_command, tmp_path):
     subprocess.run(command, env=env, check=True, capture_output=True)
     trials = {t.number: t.value for t in finished_trials(tmp_path)}
     assert len(trials) == 4 and all(trials[number] == value for number, value in first.items())
-    result = json.loads((tmp_path / "out" / "best.json").read_text())
+    result = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert 0 <= result["test_accuracy_retrained"] <= 1 and result["best_val_accuracy"] >= result["default_val_accuracy"]
     assert (tmp_path / "out" / "history.png").is_file() and (tmp_path / "out" / "importances.png").is_file()

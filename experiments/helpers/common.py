@@ -57,8 +57,28 @@ def save_figure(figure, path: Path) -> None:
 
 
 def backend_info() -> dict:
+    """Where a result was made: the backend and device, the CPU and the BLAS kernel (results on the
+    CPU depend on the BLAS kernel: the same seed gives slightly different numbers on another host)."""
+    from threadpoolctl import threadpool_info
+
     backend = backends.get_backend()
-    return {"backend": backend.name, "device": getattr(backend, "device_name", str(backend.device))}
+    blas = [f"{pool.get('internal_api')} {pool.get('architecture')}" for pool in threadpool_info()]
+    return {
+        "backend": backend.name,
+        "device": getattr(backend, "device_name", str(backend.device)),
+        "cpu": _cpu_model(),
+        "blas": ", ".join(blas),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or platform.machine()
 
 
 def plot_curves(history: dict, path: Path, keys=("loss", "accuracy"), title: str = "") -> None:

@@ -1,0 +1,58 @@
+"""readme_results.py copies exactly what the README's commands wrote, and refuses to run on an
+incomplete results folder (the tables never mix runs or fall back to another configuration)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import readme_results  # noqa: E402
+
+
+def _fake_results(folder: Path):
+    metrics = {
+        "test_accuracy": 0.5,
+        "history": {"loss": [1.0, 0.5]},
+        "epoch_time_s": 1.0,
+        "wall_time_s": 3.0,
+        "peak_rss_mb": 100,
+        "backend": "numpy",
+        "cpu": "Some CPU",
+        "blas": "openblas Haswell",
+    }
+    for name in readme_results.REQUIRED:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.startswith("hpo/"):
+            hpo = {"trials": {"complete": 1}, "best_val_accuracy": 0.6, "default_val_accuracy": 0.5}
+            hpo |= {"test_accuracy_retrained": 0.55, "wall_time_s": 9.0, "best_params": {"lr": 0.1}}
+            path.write_text(json.dumps(hpo))
+        elif name.endswith(".json"):
+            path.write_text(json.dumps({**metrics, "test_accuracy": 0.9 if "cnn" in name else 0.8}))
+        else:
+            path.write_text(f"| table of {name} |\n")
+
+
+def test_missing_results_name_the_command_that_makes_them(tmp_path):
+    _fake_results(tmp_path / "results")
+    (tmp_path / "results" / "fashion-mnist-cnn" / "metrics.json").unlink()
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\nold\n<!-- results:end -->\n")
+    with pytest.raises(SystemExit, match=r"fashion-mnist-cnn/metrics.json  \(from: python experiments/fashion_mnist"):
+        readme_results.main(["--results", str(tmp_path / "results"), "--readme", str(readme)])
+    assert "old" in readme.read_text()
+
+
+def test_tables_come_from_the_default_folders_and_name_the_host(tmp_path):
+    _fake_results(tmp_path / "results")
+    readme = tmp_path / "README.md"
+    markers = "<!-- results:start -->\nold\n<!-- results:end -->\n<!-- performance:start -->\n<!-- performance:end -->"
+    readme.write_text(f"intro\n{markers}\n")
+    readme_results.main(["--results", str(tmp_path / "results"), "--readme", str(readme)])
+    text = readme.read_text()
+    assert "Made on: Some CPU, BLAS openblas Haswell" in text
+    assert "| `python experiments/fashion_mnist.py` | 0.8000 |" in text
+    assert "| `python experiments/fashion_mnist.py --model cnn` | 0.9000 |" in text
+    assert "| table of fashion-mnist-activations/activations.md |" in text and "old" not in text
