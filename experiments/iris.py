@@ -19,13 +19,22 @@ from helpers.common import backend_info, output_dir, plot_curves, run, write_jso
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="results/iris")
+    parser.add_argument("--hidden", type=int, default=16, help="hidden units of the one-hidden-layer MLP")
+    parser.add_argument("--epochs", type=int, default=100, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=16, help="samples per step")
+    parser.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling")
+    parser.add_argument("--limit", type=int, default=None, help="quick run: train for at most this many epochs")
+    parser.add_argument("--out", default="results/iris", help="output folder")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on a terminal; a line per epoch otherwise; --no-progress: silent)",
+    )
     args = parser.parse_args(argv)
+    if args.limit:
+        args.epochs = min(args.epochs, args.limit)
 
     start = time.perf_counter()
     data = load_iris(test_size=0.3, seed=args.seed)
@@ -35,7 +44,9 @@ def main(argv=None) -> dict:
 
     model = diynn.mlp([4, args.hidden, 3], activation="relu", rng=args.seed)
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=args.lr))
-    history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    history = trainer.fit(
+        x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=args.progress
+    )
     test_accuracy = diynn.accuracy(model, x_test, y_test)
 
     out = output_dir(args.out)

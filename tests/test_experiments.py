@@ -25,7 +25,7 @@ def test_two_layer_writes_figures(tmp_path):
     import two_layer
 
     metrics = two_layer.main(["--epochs", "30", "--samples", "200", "--out", str(tmp_path)])
-    assert metrics["classification"]["train_accuracy"] > 0.8
+    assert metrics["classification"]["test_accuracy"] > 0.8
     assert {"regression_fit.png", "decision_boundary.png", "metrics.json"} <= {p.name for p in tmp_path.iterdir()}
 
 
