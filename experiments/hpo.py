@@ -57,16 +57,16 @@ DEFAULTS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="the network searched over")
     parser.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (and for the retraining)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in --out)")
     parser.add_argument("--study", default=None, help="study name (default: fashion-mnist-<model>)")
     parser.add_argument("--workers-only", action="store_true", help="run trials, skip retraining and plots")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default="results/hpo")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the sampler")
+    parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
+    parser.add_argument("--out", default="results/hpo", help="output folder (and the journal file's)")
     args = parser.parse_args(argv)
     args.study = args.study or f"fashion-mnist-{args.model}"
     return args
@@ -147,7 +147,11 @@ def main(argv=None) -> dict:
         return max(history["val_accuracy"])
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(args.trials, states=finished)])
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    if done >= args.trials:  # optimize() would run one more before its callback stops it
+        print(f"study {args.study!r} already has {done} finished trials (--trials {args.trials}): nothing to run")
+    else:
+        study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(args.trials, states=finished)])
     if args.workers_only:
         return {"trials": len(study.trials)}
     return report_best(study, args, (x_train, y_train, x_val, y_val, x_test, y_test), start)

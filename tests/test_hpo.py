@@ -83,3 +83,48 @@ def test_study_resumes_and_reports(hpo_command, tmp_path):
     result = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert 0 <= result["test_accuracy_retrained"] <= 1 and result["best_val_accuracy"] >= result["default_val_accuracy"]
     assert (tmp_path / "out" / "history.png").is_file() and (tmp_path / "out" / "importances.png").is_file()
+
+
+def test_a_finished_study_runs_nothing_more(hpo_command, tmp_path):
+    command, env = hpo_command("--trials", "2", "--workers-only")
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    assert "already has 2 finished trials" in result.stdout
+    assert len(finished_trials(tmp_path)) == 2
+
+
+def test_a_killed_worker_loses_only_its_trial_with_the_journal(hpo_command, tmp_path):
+    """SIGKILL a worker in the middle of a trial; a second worker still brings the study to
+    --trials finished trials with every trial number used once. With the journal file the
+    killed trial stays RUNNING (no heartbeat there; the README says so)."""
+    import signal
+    import time
+
+    command, env = hpo_command("--trials", "3", "--workers-only")
+    slow = [*command, "--epochs", "200"]  # long trials (the last --epochs wins): there is time to kill one
+    worker = subprocess.Popen(slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = tmp_path / "out" / "fashion-mnist-mlp.journal"
+    deadline = time.monotonic() + 60
+    running = []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if journal.is_file():
+            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+            try:
+                study = optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
+            except KeyError:  # the study is not created yet
+                continue
+            running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert running, "the worker never started a trial"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    study = optuna.load_study(
+        study_name="fashion-mnist-mlp",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal))),
+    )
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
+    assert len(finished_trials(tmp_path)) == 3
+    states = {t.number: t.state for t in study.trials}
+    assert states[running[0].number] == optuna.trial.TrialState.RUNNING
