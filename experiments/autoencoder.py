@@ -35,8 +35,9 @@ def main(argv=None) -> dict:
     results, reconstructions, models = {}, {}, {}
     for latent in args.latents:
         pca = PCA(n_components=latent, random_state=args.seed).fit(flat(x_train))
-        pca_test = pca.inverse_transform(pca.transform(flat(x_test)))
-        row = {"pca": mse_per_pixel(np.clip(pca_test, 0, 1), flat(x_test))}
+        pca_test = np.clip(pca.inverse_transform(pca.transform(flat(x_test))), 0, 1)
+        row = {"pca": mse_per_pixel(pca_test, flat(x_test))}
+        reconstructions[("pca", latent)] = pca_test[:8]
         for kind in KINDS:
             model, history, seconds = train_autoencoder(kind, latent, x_train, args)
             reconstructions[(kind, latent)] = reconstruct(model, kind, x_test[:8])
@@ -53,24 +54,42 @@ def main(argv=None) -> dict:
     write_atomic(out / "reconstruction.md", text)
     write_json(out / "metrics.json", {"config": vars(args), "results": results, **backend_info()})
     plot_reconstructions(x_test[:8], reconstructions, args.latents, out / "reconstructions.png")
+    plot_error_by_latent(results, out / "error_by_latent.png")
     middle = args.latents[len(args.latents) // 2]
     plot_interpolation(models[("conv", middle)], x_test, out / "interpolation.png", middle)
     print(text)
     return results
 
 
+def plot_error_by_latent(results, path):
+    """Test reconstruction error against latent size, one line per method."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    latents = list(results)
+    for method, label in (("dense", "dense autoencoder"), ("conv", "conv autoencoder"), ("pca", "PCA")):
+        axis.plot(latents, [results[k][method] for k in latents], marker="o", label=label)
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(latents, [str(k) for k in latents])
+    axis.set_xlabel("latent size (components)")
+    axis.set_ylabel("test MSE per pixel")
+    axis.set_title("Reconstruction error by latent size (Fashion-MNIST)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    save_figure(figure, path)
+
+
 def plot_reconstructions(originals, reconstructions, latents, path):
-    rows = 1 + len(latents) * len(KINDS)
-    figure, axes = plt.subplots(rows, len(originals), figsize=(1.2 * len(originals), 1.25 * rows))
-    labels = ["original"] + [f"{kind} {latent}" for latent in latents for kind in KINDS]
-    images = [originals] + [reconstructions[(kind, latent)] for latent in latents for kind in KINDS]
+    methods = (*KINDS, "pca")
+    rows = 1 + len(latents) * len(methods)
+    figure, axes = plt.subplots(rows, len(originals), figsize=(1.2 * len(originals), 1.1 * rows), layout="constrained")
+    labels = ["original"] + [f"{method} {latent}" for latent in latents for method in methods]
+    images = [originals] + [reconstructions[(method, latent)] for latent in latents for method in methods]
     for row, (label, batch) in enumerate(zip(labels, images)):
         for column, image in enumerate(batch):
             axes[row, column].imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
             axes[row, column].set_xticks([])
             axes[row, column].set_yticks([])
         axes[row, 0].set_ylabel(label, fontsize=7)
-    figure.suptitle("test images and their reconstructions by latent size")
+    figure.suptitle("Test images and their reconstructions: autoencoders vs PCA, by latent size")
     save_figure(figure, path)
 
 

@@ -159,7 +159,6 @@ def main(argv=None) -> dict:
 
 def report_best(study, args, data, start) -> dict:
     import optuna
-    from optuna.visualization import matplotlib as optuna_plots
 
     x_train, y_train, x_val, y_val, x_test, y_test = data
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -169,9 +168,9 @@ def report_best(study, args, data, start) -> dict:
     test_accuracy = diynn.accuracy(model, x_test, y_test)
     out = output_dir(args.out)
     diynn.save_model(model, out / "best_model.npz")
-    save_figure(optuna_plots.plot_optimization_history(study).figure, out / "history.png")
+    plot_history(study, out / "history.png")
     if len(complete) >= 2:
-        save_figure(optuna_plots.plot_param_importances(study).figure, out / "importances.png")
+        plot_importances(optuna.importance.get_param_importances(study), out / "importances.png")
     counts = {state.name.lower(): sum(t.state == state for t in study.trials) for state in optuna.trial.TrialState}
     result = {
         "best_params": best.params,
@@ -191,6 +190,47 @@ def report_best(study, args, data, start) -> dict:
     )
     print(f"best configuration: {best.params}; trial states: {result['trials']}; files in {out}")
     return result
+
+
+def plot_history(study, path):
+    """Validation accuracy of every trial (pruned ones at their last reported epoch), and the best so far."""
+    import matplotlib.pyplot as plt
+    import optuna
+
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for state, marker, label in (
+        (optuna.trial.TrialState.COMPLETE, "o", "complete trial (best epoch)"),
+        (optuna.trial.TrialState.PRUNED, "x", "pruned trial (last epoch reached)"),
+    ):
+        trials = [t for t in study.trials if t.state == state and (t.value is not None or t.intermediate_values)]
+        values = [t.value if t.value is not None else t.intermediate_values[max(t.intermediate_values)] for t in trials]
+        axis.scatter([t.number for t in trials], values, marker=marker, label=label)
+    complete = sorted((t.number, t.value) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    if complete:
+        best, running = [], -1.0
+        for _, value in complete:
+            running = max(running, value)
+            best.append(running)
+        axis.step([n for n, _ in complete], best, where="post", color="C3", label="best so far")
+    axis.set_xlabel("trial")
+    axis.set_ylabel("validation accuracy")
+    axis.set_title(f"Hyperparameter search: {len(study.trials)} trials")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def plot_importances(importances: dict, path):
+    """fANOVA importance of each hyperparameter for the validation accuracy (Optuna's estimate)."""
+    import matplotlib.pyplot as plt
+
+    names = list(importances)[::-1]
+    figure, axis = plt.subplots(figsize=(6, 0.45 * len(names) + 1.2))
+    axis.barh(names, [importances[name] for name in names])
+    axis.set_xlabel("importance for the validation accuracy (fraction of explained variance)")
+    axis.set_title("Which hyperparameters mattered")
+    axis.grid(alpha=0.3, axis="x")
+    save_figure(figure, path)
 
 
 if __name__ == "__main__":

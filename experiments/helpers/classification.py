@@ -42,10 +42,10 @@ def parse_args(dataset: str, argv=None):
         type=int,
         nargs="+",
         default=None,
-        help="hidden layer sizes of the MLP (default 256 128), or of the CNN's head (default 128)",
+        help="hidden layer sizes of the MLP (default 256 128), or of the CNN's head (default 256)",
     )
     parser.add_argument("--channels", type=int, nargs=2, default=[32, 64], help="channels of the CNN's conv blocks")
-    parser.add_argument("--dropout", type=float, default=0.5, help="dropout before the CNN's output layer")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout before the CNN's output layer")
     parser.add_argument(
         "--batch-norm",
         action=argparse.BooleanOptionalAction,
@@ -66,7 +66,7 @@ def parse_args(dataset: str, argv=None):
         "--shift",
         type=int,
         default=None,
-        help="augmentation: shift each training image by up to this many pixels (default: 2 for the CNN, 0 otherwise)",
+        help="augmentation: shift each training image by up to this many pixels (default: 1 for the CNN, 0 otherwise)",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -92,11 +92,11 @@ def parse_args(dataset: str, argv=None):
     if args.epochs is None:
         args.epochs = 20 if args.model == "mlp" else 15
     if args.shift is None:
-        args.shift = 0 if args.model == "mlp" else 2
+        args.shift = 0 if args.model == "mlp" else 1
     if args.shift and args.model != "cnn":
         parser.error("--shift (image augmentation) needs --model cnn")
     if args.hidden is None:
-        args.hidden = [256, 128] if args.model == "mlp" else [128]
+        args.hidden = [256, 128] if args.model == "mlp" else [256]
     if args.out is None:
         args.out = f"results/{dataset}-{'activations' if args.compare_activations else args.model}"
     return args

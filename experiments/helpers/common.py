@@ -11,6 +11,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import backends  # noqa: E402
 from diynn.datasets import DatasetError, DatasetNotFoundError  # noqa: E402
@@ -92,6 +93,7 @@ def plot_curves(history: dict, path: Path, keys=("loss", "accuracy"), title: str
             axis.plot(epochs, history[f"val_{key}"], label="validation")
         axis.set_xlabel("epoch")
         axis.set_ylabel(key)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     if title:
