@@ -70,6 +70,22 @@ def classification_section(results: Path, figures: Path) -> list[str]:
                 f"| `{command}` | {m['test_accuracy']:.4f} | {len(m['history']['loss'])} | "
                 f"{m['epoch_time_s']:.1f} | {m['wall_time_s']:.0f} | {m.get('peak_rss_mb', float('nan')):.0f} |"
             )
+    seeds = [
+        results / "fashion-mnist-cnn" / "metrics.json",
+        *sorted(results.glob("fashion-mnist-cnn-seed*/metrics.json")),
+    ]
+    if len(seeds) > 1:  # the CNN's spread over seeds, where those runs exist
+        runs = [json.loads(path.read_text()) for path in seeds]
+        accuracies = [m["test_accuracy"] for m in runs]
+        mean = sum(accuracies) / len(accuracies)
+        spread = (sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) ** 0.5
+        lines += [
+            "",
+            f"CNN over seeds {', '.join(str(m['config']['seed']) for m in runs)} (`--seed N`; the seed also picks the "
+            f"validation split): test accuracy {mean:.4f} +- {spread:.4f} (sample std), "
+            f"min {min(accuracies):.4f}, max {max(accuracies):.4f}; wall time "
+            f"{min(m['wall_time_s'] for m in runs):.0f}-{max(m['wall_time_s'] for m in runs):.0f} s.",
+        ]
     figure = _copy(results / "fashion-mnist-cnn" / "confusion_matrix.png", figures, "cnn_confusion_matrix.png")
     lines += ["", f"![CNN confusion matrix]({figure})" if figure else ""]
     activations = results / "fashion-mnist-activations" / "activations.md"
