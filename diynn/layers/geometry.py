@@ -1,13 +1,9 @@
-"""Geometry shared by convolutions and pooling: kernel pairs, output sizes, padding and cropping
+"""Geometry shared by convolutions and pooling: output sizes, padding and cropping
 of (A, B, H, W) image batches, and the channel-major layout the convolutions compute in."""
 
 from __future__ import annotations
 
 from backends import backend_of
-
-
-def pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
