@@ -14,7 +14,7 @@ import diynn
 from diynn.datasets import load_iris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.common import backend_info, output_dir, plot_curves, run, write_json  # noqa: E402
+from helpers.common import add_progress_argument, backend_info, output_dir, plot_curves, run, write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -26,12 +26,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the shuffling")
     parser.add_argument("--limit", type=int, default=None, help="quick run: train for at most this many epochs")
     parser.add_argument("--out", default="results/iris", help="output folder")
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: on a terminal; a line per epoch otherwise; --no-progress: silent)",
-    )
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
     if args.limit:
         args.epochs = min(args.epochs, args.limit)

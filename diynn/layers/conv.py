@@ -78,6 +78,17 @@ class _Convolution(Module):
         )
         return c_in * c_out * kh * kw + (c_out if config.get("bias", True) else 0)
 
+    def _cudnn_parameter_gradients(self, xp, source, result, grad_output):
+        """Add cuDNN's weight gradient of the convolution that maps `source` to `result` (the layer's
+        input and output gradient; the other way round for a transposed layer), and the bias's."""
+        grad_weight = xp.empty_like(self.weight.data)
+        self.cudnn.convolution_backward_filter(
+            source, result, grad_weight, *self._cudnn_geometry(), **CUDNN_BACKWARD_OPTIONS
+        )
+        self.weight.accumulate(grad_weight)
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
+
     def _cudnn_geometry(self):
         """The arguments cupyx.cudnn's convolution routines share: padding, stride, dilation, groups."""
         return tuple(self.padding), tuple(self.stride), (1, 1), 1
@@ -133,17 +144,12 @@ class Conv2d(_Convolution):
 
     def _backward_cudnn(self, xp, grad_output, input_grad):
         """The same gradients from cuDNN: the weight's from (x, dY), the input's from (W, dY)."""
-        geometry = self._cudnn_geometry()
-        grad_weight = xp.empty_like(self.weight.data)
-        self.cudnn.convolution_backward_filter(self.x, grad_output, grad_weight, *geometry, **CUDNN_BACKWARD_OPTIONS)
-        self.weight.accumulate(grad_weight)
-        if self.bias is not None:
-            self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
+        self._cudnn_parameter_gradients(xp, self.x, grad_output, grad_output)
         if not input_grad:
             return None
         grad_input = xp.empty_like(self.x)
         self.cudnn.convolution_backward_data(
-            self.weight.data, grad_output, None, grad_input, *geometry, **CUDNN_BACKWARD_OPTIONS
+            self.weight.data, grad_output, None, grad_input, *self._cudnn_geometry(), **CUDNN_BACKWARD_OPTIONS
         )
         return grad_input
 
@@ -233,16 +239,13 @@ class ConvTranspose2d(_Convolution):
     def _backward_cudnn(self, xp, grad_output, input_grad):
         """With cuDNN: the weight's gradient as a convolution's weight gradient with the roles of
         input and output swapped, the input's gradient as a convolution of dY with W."""
-        geometry = self._cudnn_geometry()
-        grad_weight = xp.empty_like(self.weight.data)
-        self.cudnn.convolution_backward_filter(grad_output, self.x, grad_weight, *geometry, **CUDNN_BACKWARD_OPTIONS)
-        self.weight.accumulate(grad_weight)
-        if self.bias is not None:
-            self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
+        self._cudnn_parameter_gradients(xp, grad_output, self.x, grad_output)
         if not input_grad:
             return None
         grad_input = xp.empty_like(self.x)
-        self.cudnn.convolution_forward(grad_output, self.weight.data, None, grad_input, *geometry, **CUDNN_OPTIONS)
+        self.cudnn.convolution_forward(
+            grad_output, self.weight.data, None, grad_input, *self._cudnn_geometry(), **CUDNN_OPTIONS
+        )
         return grad_input
 
     def _full_shape(self, n):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
 import diynn
 from diynn import datasets
+
+from .common import add_progress_argument
 
 LOSSES = {"mse": diynn.MSELoss, "bce": diynn.BCELoss}
 
@@ -22,12 +23,7 @@ def add_arguments(parser, epochs=10, out="results/autoencoder"):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
     parser.add_argument("--out", default=out)
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: on a terminal; a line per epoch otherwise; --no-progress: silent)",
-    )
+    add_progress_argument(parser)
 
 
 def load_images(args):

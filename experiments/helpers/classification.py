@@ -20,6 +20,7 @@ import diynn
 from diynn import datasets
 
 from .common import (  # noqa: E402
+    add_progress_argument,
     backend_info,
     output_dir,
     plot_confusion_matrix,
@@ -79,12 +80,7 @@ def parse_args(dataset: str, argv=None):
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
     parser.add_argument("--compare-activations", action="store_true", help="train once per activation, one table")
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: on a terminal; a line per epoch otherwise; --no-progress: silent)",
-    )
+    add_progress_argument(parser)
     parser.add_argument(
         "--cuda-graph", action="store_true", help="replay each training step from a CUDA graph (cupy backend)"
     )

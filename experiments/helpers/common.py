@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ def run(main) -> None:
     except (DatasetNotFoundError, DatasetError) as error:
         message = str(error).replace("pass root=FOLDER", "pass --data-dir FOLDER")
         sys.exit(f"error: {message}")
+
+
+def add_progress_argument(parser) -> None:
+    """--progress / --no-progress, as Trainer.fit's progress (None: a bar on a terminal, lines otherwise)."""
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on a terminal; a line per epoch otherwise; --no-progress: silent)",
+    )
 
 
 def output_dir(path) -> Path:
