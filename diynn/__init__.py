@@ -29,7 +29,7 @@ from .layers import (
     Tanh,
     Unflatten,
 )
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NTXentLoss, PerceptualLoss
 from .models import cnn, conv_autoencoder, dense_autoencoder, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
@@ -68,10 +68,12 @@ __all__ = [
     "MSELoss",
     "MaxPool1d",
     "MaxPool2d",
+    "NTXentLoss",
     "ModelFileError",
     "Module",
     "Optimizer",
     "Parameter",
+    "PerceptualLoss",
     "RandomHorizontalFlip",
     "RandomShift",
     "ReLU",

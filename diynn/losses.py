@@ -3,6 +3,7 @@
 
 from backends import Elementwise, backend_of
 
+from . import arguments
 from .checks import check_same_shape
 from .layers.activations import sigmoid
 
@@ -171,3 +172,108 @@ class BCEWithLogitsLoss(Loss):
     def backward(self):
         # d/dz = (sigmoid(z) - t) / size
         return (sigmoid(self.z) - self.target) / self.z.size
+
+
+class PerceptualLoss(Loss):
+    """Distance between the feature maps of a frozen network, plus an optional pixel term:
+
+    L = pixel_weight mean((p - t)^2) + sum_k w_k mean((f_k(p) - f_k(t))^2),
+
+    f_k the output of layer k of `network` (a Sequential, e.g. a trained classifier), `layers`
+    {k: w_k}. The network is frozen (`freeze()`: eval mode, no parameter gradients) and
+    `backward()` propagates through it to the prediction: d L / d p. prediction and target are
+    the network's inputs, e.g. (N, 1, 28, 28) reconstructions and images.
+    """
+
+    def __init__(self, network, layers: dict, pixel_weight: float = 0.0):
+        from .layers.containers import Sequential
+
+        if not isinstance(network, Sequential):
+            raise TypeError(f"PerceptualLoss needs a Sequential feature network, got {type(network).__name__}")
+        if not isinstance(layers, dict) or not layers:
+            raise ValueError("layers must be a non-empty {layer index: weight} dict")
+        for index, weight in layers.items():
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(network):
+                raise ValueError(f"layer index {index!r} is not in the network's 0..{len(network) - 1}")
+            arguments.real(f"layers[{index}] (a weight)", weight, low=0)
+        self.network = network.freeze()
+        self.layers = dict(sorted(layers.items()))
+        self.pixel_weight = arguments.real("pixel_weight", pixel_weight, low=0)
+
+    def forward(self, prediction, target):
+        check_same_shape(prediction, target, "PerceptualLoss")
+        xp = backend_of(prediction).xp
+        self.network.eval()
+        deepest = max(self.layers)
+        target_features = self._features(target, deepest)  # first, so the caches hold the prediction's pass
+        features = self._features(prediction, deepest)
+        self.differences = {k: features[k] - target_features[k] for k in self.layers}
+        self.pixel_difference = prediction - target
+        value = self.pixel_weight * xp.mean(self.pixel_difference * self.pixel_difference)
+        for k, weight in self.layers.items():
+            value = value + weight * xp.mean(self.differences[k] * self.differences[k])
+        return value
+
+    def backward(self):
+        # d/df_k of w_k mean((f_k(p) - f_k(t))^2) = 2 w_k (f_k(p) - f_k(t)) / size_k, then back
+        # through layers k..0 of the frozen network; the pixel term adds 2 w (p - t) / size
+        grad = None
+        for index in range(max(self.layers), -1, -1):
+            if index in self.layers:
+                difference = self.differences[index]
+                term = difference * (2 * self.layers[index] / difference.size)
+                grad = term if grad is None else grad + term
+            grad = self.network[index].backward(grad)
+        if self.pixel_weight:
+            grad = grad + self.pixel_difference * (2 * self.pixel_weight / self.pixel_difference.size)
+        return grad
+
+    def _features(self, x, deepest):
+        features = {}
+        for index in range(deepest + 1):
+            x = self.network[index].forward(x)
+            if index in self.layers:
+                features[index] = x
+        return features
+
+
+class NTXentLoss(Loss):
+    """SimCLR's normalised-temperature cross-entropy (Chen et al. 2020) for two views of N images.
+
+    z: (2N, D) projections, rows a and a + N the two views of one image (the positive pair).
+    u = z / |z|, s = u u^T / temperature with the diagonal left out; the loss is the mean over the
+    2N rows of -log softmax(s_a)[positive(a)]. No target: call it as loss(z, None).
+    """
+
+    def __init__(self, temperature: float = 0.5):
+        self.temperature = arguments.real("temperature", temperature, low=0, low_open=True)
+
+    def forward(self, z, target=None):
+        xp = backend_of(z).xp
+        if z.ndim != 2 or z.shape[0] % 2 or z.shape[0] < 4:
+            raise ValueError(f"NTXentLoss expects (2N, D) projections of two views, N >= 2, got {tuple(z.shape)}")
+        rows = z.shape[0]
+        self.norm = xp.sqrt(xp.sum(z * z, axis=1, keepdims=True))
+        self.u = z / self.norm
+        logits = (self.u @ self.u.T) / self.temperature
+        eye = xp.eye(rows, dtype=xp.bool, device=z.device)
+        # the diagonal (a row with itself) drops out: a very negative, finite logit has softmax 0
+        # (-inf would make 0 * inf = NaN in the cross-entropy's sum)
+        excluded = xp.asarray(xp.finfo(z.dtype).min / 4, dtype=z.dtype, device=z.device)
+        logits = xp.where(eye, excluded, logits)
+        half = rows // 2
+        positives = xp.concat([xp.arange(half, rows), xp.arange(0, half)])
+        self.one_hot = xp.astype(positives[:, None] == xp.arange(rows)[None, :], z.dtype)
+        value, self.grad_logits = soft_cross_entropy(logits, self.one_hot)
+        return value
+
+    def backward(self):
+        # dL/ds = (softmax(s) - onehot) / 2N (diagonal 0); s = U U^T / tau gives
+        # dL/dU = (G + G^T) U / tau; u = z / |z| gives dL/dz = (dL/du - u (u . dL/du)) / |z|
+        g = self.grad_logits
+        grad_u = ((g + g.T) @ self.u) / self.temperature
+        radial = backend_of(g).xp.sum(grad_u * self.u, axis=1, keepdims=True)
+        return (grad_u - self.u * radial) / self.norm
+
+    def config(self):
+        return {"temperature": self.temperature}

@@ -14,16 +14,23 @@ from backends import backend_of
 
 
 class Parameter:
-    """A trainable array `data` and its accumulated gradient `grad` (None until a backward)."""
+    """A trainable array `data` and its accumulated gradient `grad` (None until a backward).
 
-    __slots__ = ("data", "grad")
+    `requires_grad = False` freezes it (as in PyTorch): layers skip its gradient, `accumulate`
+    ignores one, and optimisers leave it alone; gradients still flow through to the layer's input.
+    """
 
-    def __init__(self, data):
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad=True):
         self.data = data
         self.grad = None
+        self.requires_grad = bool(requires_grad)
 
     def accumulate(self, grad) -> None:
-        """Add `grad` (same shape as `data`) to `self.grad`, taking it as is when empty."""
+        """Add `grad` (same shape as `data`) to `self.grad`, taking it as is when empty (frozen: ignored)."""
+        if not self.requires_grad:
+            return
         if self.grad is None:
             self.grad = grad
         else:
@@ -99,6 +106,18 @@ class Module:
         yield self
         for module in self._modules.values():
             yield from module.modules()
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze (True) every parameter, in place; returns the module. A frozen
+        module still passes gradients to its input: a fixed feature extractor, a perceptual loss."""
+        for parameter in self.parameters():
+            parameter.requires_grad = bool(requires_grad)
+            parameter.grad = None
+        return self
+
+    def freeze(self) -> Module:
+        """`requires_grad_(False)` and eval mode: fixed weights and fixed statistics."""
+        return self.requires_grad_(False).eval()
 
     def zero_grad(self) -> None:
         """Forget accumulated gradients (they become None, as in PyTorch's default)."""

@@ -36,7 +36,7 @@ class Optimizer:
 
     def step(self):
         for parameter in self.parameters:
-            if parameter.grad is None:
+            if parameter.grad is None or not parameter.requires_grad:
                 continue
             grad = parameter.grad
             if self.weight_decay and self.decoupled_weight_decay:

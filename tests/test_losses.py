@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import diynn
 from diynn import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, gradcheck_loss
 
 
@@ -69,3 +70,115 @@ def test_cross_entropy_names_a_label_outside_the_classes(backend):
     for label in (4, -1):
         with pytest.raises(ValueError, match=rf"labels must be in \[0, 4\) for 4 logits, got {label}"):
             CrossEntropyLoss()(logits, backend.asarray(np.array([0, label, 1])))
+
+
+# -- freezing, the perceptual loss and NT-Xent (float64 gradient checks, PyTorch parity) --
+
+
+def feature_network(backend):
+    """A small trained-classifier-shaped CNN (conv-BN-ReLU-pool, conv-ReLU) in float64."""
+    network = diynn.Sequential(
+        diynn.Conv2d(1, 3, 3, padding=1, rng=0),
+        diynn.BatchNorm2d(3),
+        diynn.ReLU(),
+        diynn.MaxPool2d(2),
+        diynn.Conv2d(3, 4, 3, padding=1, rng=1),
+        diynn.Tanh(),
+    ).astype(backend.xp.float64)
+    network[1].running_mean = backend.asarray(np.array([0.1, -0.2, 0.3]))
+    network[1].running_var = backend.asarray(np.array([1.5, 0.7, 1.1]))
+    return network
+
+
+def test_frozen_parameters_get_no_gradient_but_the_input_does(backend, numpy_rng):
+    model = diynn.Sequential(diynn.Linear(3, 4, rng=0), diynn.ReLU(), diynn.Linear(4, 2, rng=1))
+    model[0].requires_grad_(False)
+    x = backend.asarray(numpy_rng.normal(size=(5, 3)).astype(np.float32))
+    y = model(x)
+    grad_input = model.backward(backend.xp.ones_like(y))
+    assert model[0].weight.grad is None and model[0].bias.grad is None
+    assert model[2].weight.grad is not None and grad_input is not None
+    before = backend.to_numpy(model[0].weight.data).copy()
+    optimizer = diynn.SGD(model.parameters(), lr=0.1)
+    model[0].weight.grad = backend.xp.ones_like(model[0].weight.data)  # even a stray gradient is ignored
+    optimizer.step()
+    np.testing.assert_array_equal(backend.to_numpy(model[0].weight.data), before)
+    assert model.freeze() is model and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("pixel_weight", [0.0, 0.5])
+def test_perceptual_loss_gradients(backend, numpy_rng, pixel_weight):
+    loss = diynn.PerceptualLoss(feature_network(backend), {2: 1.0, 5: 0.5}, pixel_weight=pixel_weight)
+    prediction = numpy_rng.random((2, 1, 6, 6))
+    target = backend.asarray(numpy_rng.random((2, 1, 6, 6)))
+    assert gradcheck_loss(loss, prediction, target)
+    assert all(p.grad is None for p in loss.network.parameters())
+
+
+def test_perceptual_loss_rejects_bad_layers(backend):
+    network = feature_network(backend)
+    with pytest.raises(ValueError, match="layer index 9"):
+        diynn.PerceptualLoss(network, {9: 1.0})
+    with pytest.raises(TypeError, match="Sequential"):
+        diynn.PerceptualLoss(diynn.Linear(2, 2), {0: 1.0})
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_nt_xent_gradients(backend, numpy_rng, temperature):
+    z = numpy_rng.normal(size=(6, 4))
+    assert gradcheck_loss(diynn.NTXentLoss(temperature), z, backend.asarray(np.zeros(0)))
+
+
+def test_nt_xent_rejects_an_odd_batch(backend):
+    with pytest.raises(ValueError, match="two views"):
+        diynn.NTXentLoss()(backend.asarray(np.ones((5, 3))), None)
+
+
+def test_perceptual_loss_matches_torch(numpy_rng):
+    torch = pytest.importorskip("torch")
+    with diynn.use("numpy") as backend:
+        network = feature_network(backend)
+        loss = diynn.PerceptualLoss(network, {2: 1.0, 5: 0.5}, pixel_weight=0.3)
+        prediction, target = numpy_rng.random((2, 1, 6, 6)), numpy_rng.random((2, 1, 6, 6))
+        value = float(loss(prediction, target))
+        grad = loss.backward()
+    theirs = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1),
+        torch.nn.BatchNorm2d(3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.Tanh(),
+    ).double()
+    state = {name: torch.from_numpy(np.asarray(array)) for name, array in network.state_dict().items()}
+    theirs.load_state_dict(state, strict=False)
+    theirs.eval()
+    p = torch.tensor(prediction, requires_grad=True)
+    t = torch.tensor(target)
+
+    def features(x):
+        return theirs[:3](x), theirs(x)
+
+    (p2, p5), (t2, t5) = features(p), features(t)
+    expected = 0.3 * ((p - t) ** 2).mean() + ((p2 - t2) ** 2).mean() + 0.5 * ((p5 - t5) ** 2).mean()
+    expected.backward()
+    np.testing.assert_allclose(value, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, p.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_nt_xent_matches_torch(numpy_rng):
+    torch = pytest.importorskip("torch")
+    z = numpy_rng.normal(size=(8, 5))
+    with diynn.use("numpy"):
+        loss = diynn.NTXentLoss(0.3)
+        value, grad = float(loss(z, None)), loss.backward()
+    zt = torch.tensor(z, requires_grad=True)
+    u = torch.nn.functional.normalize(zt, dim=1)
+    logits = u @ u.T / 0.3
+    logits = logits.masked_fill(torch.eye(8, dtype=torch.bool), float("-inf"))
+    positives = torch.cat([torch.arange(4, 8), torch.arange(0, 4)])
+    expected = torch.nn.functional.cross_entropy(logits, positives)
+    expected.backward()
+    np.testing.assert_allclose(value, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-10, atol=1e-14)

@@ -81,12 +81,13 @@ class _Convolution(Module):
     def _cudnn_parameter_gradients(self, xp, source, result, grad_output):
         """Add cuDNN's weight gradient of the convolution that maps `source` to `result` (the layer's
         input and output gradient; the other way round for a transposed layer), and the bias's."""
-        grad_weight = xp.empty_like(self.weight.data)
-        self.cudnn.convolution_backward_filter(
-            source, result, grad_weight, *self._cudnn_geometry(), **CUDNN_BACKWARD_OPTIONS
-        )
-        self.weight.accumulate(grad_weight)
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            grad_weight = xp.empty_like(self.weight.data)
+            self.cudnn.convolution_backward_filter(
+                source, result, grad_weight, *self._cudnn_geometry(), **CUDNN_BACKWARD_OPTIONS
+            )
+            self.weight.accumulate(grad_weight)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
 
     def _cudnn_geometry(self):
@@ -134,8 +135,9 @@ class Conv2d(_Convolution):
             return self._backward_cudnn(xp, grad_output, input_grad)
         grad = xp.reshape(xp.permute_dims(grad_output, (1, 0, 2, 3)), (self.out_channels, -1))  # (O, N OH OW)
         weight = xp.reshape(self.weight.data, (self.out_channels, -1))
-        self.weight.accumulate(xp.reshape(grad @ self.cols.T, self.weight.shape))
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.accumulate(xp.reshape(grad @ self.cols.T, self.weight.shape))
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(xp.sum(grad, axis=1))
         if not input_grad:
             return None
@@ -228,8 +230,9 @@ class ConvTranspose2d(_Convolution):
         # restore the cropped border: (C_out, N, FH, FW), the shape forward's col2im produced
         full = pad_channel_major(grad_output, self.padding)
         cols = backend.im2col(full, self.kernel_size, self.stride)  # (C_out kh kw, N H W)
-        self.weight.accumulate(xp.reshape(self.x @ cols.T, self.weight.shape))
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.accumulate(xp.reshape(self.x @ cols.T, self.weight.shape))
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(xp.sum(grad_output, axis=(0, 2, 3)))
         if not input_grad:
             return None

@@ -44,8 +44,9 @@ class Linear(Module):
 
     def backward(self, grad_output, input_grad=True):
         # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
-        self.weight.accumulate(grad_output.T @ self.x)
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.accumulate(grad_output.T @ self.x)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(backend_of(grad_output).xp.sum(grad_output, axis=0))
         return grad_output @ self.weight.data if input_grad else None
 
