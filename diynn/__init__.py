@@ -3,7 +3,7 @@ running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
 from backends import BackendError, get_backend, set_backend, use
 
-from .augment import Compose, RandomHorizontalFlip, RandomShift
+from .augment import Compose, GaussianNoise, RandomErasing, RandomHorizontalFlip, RandomShift
 from .autoencoder import Autoencoder, add_noise
 from .callbacks import EarlyStopping
 from .cuda_graphs import CapturedStep
@@ -60,6 +60,7 @@ __all__ = [
     "EarlyStopping",
     "ExponentialLR",
     "Flatten",
+    "GaussianNoise",
     "GradcheckError",
     "L1L2",
     "LeakyReLU",
@@ -74,6 +75,7 @@ __all__ = [
     "Optimizer",
     "Parameter",
     "PerceptualLoss",
+    "RandomErasing",
     "RandomHorizontalFlip",
     "RandomShift",
     "ReLU",

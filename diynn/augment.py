@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from backends import backend_of
 
+from . import arguments
 from .init import as_generator, following
 
 
@@ -41,6 +44,56 @@ class RandomHorizontalFlip:
         self.rng = following(self.rng, x)
         flip = self.rng.uniform(0.0, 1.0, (x.shape[0],), dtype=x.dtype) < self.p
         return xp.where(flip[:, None, None, None], xp.flip(x, axis=3), x)
+
+
+class RandomErasing:
+    """With probability p, set a random rectangle of each image to `value` (Zhong et al. 2020).
+
+    The rectangle covers `scale` = (min, max) of the image's area with an aspect ratio in
+    `ratio`; drawn per image, built as one mask from aranges, so it runs on every backend.
+    """
+
+    def __init__(self, p: float = 0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), value: float = 0.0, rng=None):
+        self.p = arguments.real("p", p, low=0, high=1)
+        self.scale = tuple(arguments.real("scale", s, low=0, high=1) for s in scale)
+        self.ratio = tuple(arguments.real("ratio", r, low=0, low_open=True) for r in ratio)
+        if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
+            raise ValueError(f"scale and ratio are (min, max) ranges, got {scale} and {ratio}")
+        self.value = arguments.real("value", value)
+        self.rng = as_generator(rng)
+
+    def __call__(self, x):
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
+        n, _, height, width = x.shape
+        area = self.rng.uniform(*self.scale, (n,), dtype=x.dtype) * (height * width)
+        aspect = xp.exp(self.rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), (n,), dtype=x.dtype))
+        box_h = xp.clip(xp.round(xp.sqrt(area * aspect)), 1, height)
+        box_w = xp.clip(xp.round(xp.sqrt(area / aspect)), 1, width)
+        top = xp.floor(self.rng.uniform(0.0, 1.0, (n,), dtype=x.dtype) * (height - box_h + 1))
+        left = xp.floor(self.rng.uniform(0.0, 1.0, (n,), dtype=x.dtype) * (width - box_w + 1))
+        chosen = self.rng.uniform(0.0, 1.0, (n,), dtype=x.dtype) < self.p
+        rows = xp.astype(xp.arange(height, device=x.device), x.dtype)[None, :]
+        columns = xp.astype(xp.arange(width, device=x.device), x.dtype)[None, :]
+        in_rows = (rows >= top[:, None]) & (rows < (top + box_h)[:, None])  # (N, H)
+        in_columns = (columns >= left[:, None]) & (columns < (left + box_w)[:, None])  # (N, W)
+        mask = in_rows[:, :, None] & in_columns[:, None, :] & chosen[:, None, None]
+        return xp.where(mask[:, None, :, :], xp.asarray(self.value, dtype=x.dtype, device=x.device), x)
+
+
+class GaussianNoise:
+    """x + N(0, std^2) per pixel, clipped to [0, 1] when `clip` (images)."""
+
+    def __init__(self, std: float = 0.1, clip: bool = True, rng=None):
+        self.std = arguments.real("std", std, low=0)
+        self.clip = bool(clip)
+        self.rng = as_generator(rng)
+
+    def __call__(self, x):
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
+        noisy = x + self.rng.normal(tuple(x.shape), std=self.std, dtype=x.dtype)
+        return xp.clip(noisy, 0.0, 1.0) if self.clip else noisy
 
 
 class Compose:

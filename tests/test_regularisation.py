@@ -99,3 +99,30 @@ def test_augmentation_in_fit_keeps_labels(numpy_rng):
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=0.1))
     trainer.fit(x, y, epochs=1, batch_size=16, progress=False, augment=augment)
     assert seen == [(16, 1, 8, 8), (16, 1, 8, 8)]
+
+
+def test_random_erasing_blanks_one_rectangle_per_chosen_image(backend):
+    from diynn import RandomErasing
+
+    x = np.ones((16, 2, 10, 12), np.float32)
+    erase = RandomErasing(p=1.0, scale=(0.1, 0.3), value=0.0, rng=3)
+    out = backend.to_numpy(erase(backend.asarray(x)))
+    for image in out:
+        blank = image[0] == 0
+        rows, columns = np.flatnonzero(blank.any(axis=1)), np.flatnonzero(blank.any(axis=0))
+        assert blank.sum() == len(rows) * len(columns) > 0  # one filled rectangle
+        assert np.array_equal(image[0], image[1])  # the same box in every channel
+        assert 0.1 * 120 * 0.4 <= blank.sum() <= 0.3 * 120 * 2.2  # about the asked area (rounding)
+    again = backend.to_numpy(RandomErasing(p=1.0, scale=(0.1, 0.3), rng=3)(backend.asarray(x)))
+    np.testing.assert_array_equal(out, again)  # seeded
+    untouched = backend.to_numpy(RandomErasing(p=0.0, rng=3)(backend.asarray(x)))
+    np.testing.assert_array_equal(untouched, x)
+
+
+def test_gaussian_noise_is_seeded_and_clipped(backend):
+    from diynn import GaussianNoise
+
+    x = backend.asarray(np.full((4, 1, 5, 5), 0.5, np.float32))
+    first = backend.to_numpy(GaussianNoise(0.3, rng=1)(x))
+    assert first.min() >= 0 and first.max() <= 1 and first.std() > 0.1
+    np.testing.assert_array_equal(first, backend.to_numpy(GaussianNoise(0.3, rng=1)(x)))
