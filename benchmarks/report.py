@@ -162,7 +162,12 @@ def _kernel_run(args) -> dict:
 
 
 def device_label(machine: dict) -> str:
-    name = machine["gpu"] or machine["cpu"]
+    """The report's file name: the GPU, or the CPU and its BLAS kernel (one report per host kind)."""
+    if machine["gpu"]:
+        name = machine["gpu"]
+    else:
+        kernels = sorted({pool.get("architecture") or "" for pool in machine["blas"]} - {""})
+        name = " ".join([machine["cpu"], *kernels])
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "unknown"
 
 
@@ -176,8 +181,14 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
     return paths
 
 
+def _commit() -> str | None:
+    """The source tree's git commit, where it is a git checkout."""
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def markdown(report: dict) -> str:
-    lines = []
+    lines = [f"Measured {report.get('created', '?')} at commit {report.get('commit') or '?'}.", ""]
     for run in report["runs"]:
         machine = run["machine"]
         blas = ", ".join(
@@ -348,6 +359,7 @@ def main(argv=None) -> dict:
             os.environ["OPENBLAS_CORETYPE"] = saved
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "commit": _commit(),
         "settings": vars(args) | {"out": str(args.out)},
         "runs": runs,
         "kernels": None if args.no_kernels else kernel_benchmarks(args),

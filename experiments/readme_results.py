@@ -94,6 +94,19 @@ def classification_section(results: Path, figures: Path) -> list[str]:
     return lines + [""]
 
 
+def performance_section(folder: Path) -> str:
+    """Every benchmark report (one per host kind: CPU and BLAS kernel, or GPU), newest first."""
+    reports = []
+    for markdown in folder.glob("*.md"):
+        data = json.loads(markdown.with_suffix(".json").read_text())
+        reports.append((data.get("created", ""), markdown))
+    parts = []
+    for _, markdown in sorted(reports, reverse=True):
+        link = f"benchmarks/results/{markdown.name}"
+        parts += [f"#### {markdown.stem} ([{link}]({link}))", "", markdown.read_text().strip(), ""]
+    return "\n".join(parts)
+
+
 def section(title, table: Path, figures: Path, figure: Path | None = None, name: str = "") -> list[str]:
     """A heading, the table a script wrote and, when given, its figure."""
     if not table.is_file():
@@ -149,8 +162,7 @@ def main(argv=None):
             "",
             f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})",
         ]
-    benchmark = max((ROOT / "benchmarks" / "results").glob("*.md"), key=lambda p: p.stat().st_mtime, default=None)
-    performance = benchmark.read_text().strip() if benchmark else ""
+    performance = performance_section(ROOT / "benchmarks" / "results")
     text = args.readme.read_text()
     for name, body in (("results", "\n".join(lines)), ("performance", performance)):
         start, end = MARKERS[name]
