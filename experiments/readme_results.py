@@ -107,12 +107,16 @@ def performance_section(folder: Path) -> str:
     return "\n".join(parts)
 
 
-def section(title, table: Path, figures: Path, figure: Path | None = None, name: str = "") -> list[str]:
-    """A heading, the table a script wrote and, when given, its figure."""
+def section(title, table: Path, figures: Path, figure_paths=()) -> list[str]:
+    """A heading, the table a script wrote and its figures (copied into docs/figures)."""
     if not table.is_file():
         return []
-    copied = _copy(figure, figures, name) if figure else None
-    return [f"### {title}", "", table.read_text().strip(), "", f"![{title}]({copied})" if copied else "", ""]
+    lines = [f"### {title}", "", table.read_text().strip(), ""]
+    for figure in figure_paths:
+        copied = _copy(figure, figures, figure.name)
+        if copied:
+            lines += [f"![{title}: {figure.stem.replace('_', ' ')}]({copied})", ""]
+    return lines
 
 
 def _copy(source: Path, figures: Path, name: str):
@@ -136,18 +140,18 @@ def main(argv=None):
         (
             "Autoencoders vs PCA (`experiments/autoencoder.py`)",
             "autoencoder/reconstruction.md",
-            "autoencoder/reconstructions.png",
+            ["autoencoder/error_by_latent.png", "autoencoder/reconstructions.png"],
         ),
-        ("Latent space (`experiments/latent_tsne.py`)", "latent_tsne/latent.md", "latent_tsne/tsne.png"),
+        ("Latent space (`experiments/latent_tsne.py`)", "latent_tsne/latent.md", ["latent_tsne/tsne.png"]),
         (
             "Classification after reconstruction (`experiments/preprocessing.py`)",
             "preprocessing/preprocessing.md",
-            None,
+            [],
         ),
-        ("Denoising (`experiments/denoising.py`)", "denoising/denoising.md", "denoising/denoising.png"),
+        ("Denoising (`experiments/denoising.py`)", "denoising/denoising.md", ["denoising/denoising.png"]),
     ]
-    for title, table, figure in sections:
-        lines += section(title, r / table, figures, figure and r / figure, figure and Path(figure).name)
+    for title, table, figure_names in sections:
+        lines += section(title, r / table, figures, [r / name for name in figure_names])
     hpo = r / "hpo" / "metrics.json"
     if hpo.is_file():
         best = json.loads(hpo.read_text())

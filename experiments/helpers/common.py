@@ -74,7 +74,9 @@ def backend_info() -> dict:
     from threadpoolctl import threadpool_info
 
     backend = backends.get_backend()
-    blas = [f"{pool.get('internal_api')} {pool.get('architecture')}" for pool in threadpool_info()]
+    blas = sorted(
+        {f"{pool['internal_api']} {pool['architecture']}" for pool in threadpool_info() if pool["user_api"] == "blas"}
+    )
     return {
         "backend": backend.name,
         "device": getattr(backend, "device_name", str(backend.device)),
