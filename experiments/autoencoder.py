@@ -27,7 +27,7 @@ KINDS = ("dense", "conv")
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, epochs=6, out="results/autoencoder")
-    parser.add_argument("--latents", type=int, nargs="+", default=[2, 8, 16, 32, 64])
+    parser.add_argument("--latents", type=int, nargs="+", default=[2, 8, 16, 32, 64], help="latent sizes compared")
     args = parser.parse_args(argv)
     out = output_dir(args.out)
     x_train, _, x_test, _, _ = load_images(args)

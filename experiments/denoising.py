@@ -27,8 +27,8 @@ def psnr(a, b) -> float:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, epochs=6, out="results/denoising")
-    parser.add_argument("--kind", choices=["dense", "conv"], default="conv")
-    parser.add_argument("--latent", type=int, default=64)
+    parser.add_argument("--kind", choices=["dense", "conv"], default="conv", help="autoencoder: dense or convolutional")
+    parser.add_argument("--latent", type=int, default=64, help="size of the latent code")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.4], help="noise standard deviations")
     args = parser.parse_args(argv)
     out = output_dir(args.out)

@@ -27,8 +27,10 @@ from helpers.common import backend_info, output_dir, run, save_figure, write_ato
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, out="results/latent_tsne")
-    parser.add_argument("--kind", choices=["dense", "conv"], default="dense")
-    parser.add_argument("--latent", type=int, default=16)
+    parser.add_argument(
+        "--kind", choices=["dense", "conv"], default="dense", help="autoencoder: dense or convolutional"
+    )
+    parser.add_argument("--latent", type=int, default=16, help="size of the latent code")
     parser.add_argument("--samples", type=int, default=3000, help="test images embedded by t-SNE")
     parser.add_argument("--model", default=None, help="a saved autoencoder to use instead of training one")
     args = parser.parse_args(argv)

@@ -38,9 +38,11 @@ def classify(x_train, y_train, x_test, y_test, hidden, args) -> float:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, out="results/preprocessing")
-    parser.add_argument("--kind", choices=["dense", "conv"], default="dense")
-    parser.add_argument("--latent", type=int, default=32)
-    parser.add_argument("--classifier-epochs", type=int, default=10)
+    parser.add_argument(
+        "--kind", choices=["dense", "conv"], default="dense", help="autoencoder: dense or convolutional"
+    )
+    parser.add_argument("--latent", type=int, default=32, help="size of the latent code")
+    parser.add_argument("--classifier-epochs", type=int, default=10, help="epochs of each classifier")
     args = parser.parse_args(argv)
     out = output_dir(args.out)
     x_train, y_train, x_test, y_test, _ = load_images(args)

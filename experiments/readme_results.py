@@ -129,8 +129,8 @@ def _copy(source: Path, figures: Path, name: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--results", type=Path, default=ROOT / "results")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="the scripts' results folder")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to update")
     args = parser.parse_args(argv)
     figures = args.readme.parent / "docs" / "figures"
     r = args.results

@@ -15,14 +15,14 @@ LOSSES = {"mse": diynn.MSELoss, "bce": diynn.BCELoss}
 
 
 def add_arguments(parser, epochs=10, out="results/autoencoder"):
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--loss", choices=sorted(LOSSES), default="mse")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training images per autoencoder")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate")
+    parser.add_argument("--loss", choices=sorted(LOSSES), default="mse", help="reconstruction loss")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the shuffling and the noise")
+    parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
-    parser.add_argument("--out", default=out)
+    parser.add_argument("--out", default=out, help="output folder")
     add_progress_argument(parser)
 
 

@@ -37,7 +37,7 @@ OPTIMIZERS = {"adam": diynn.Adam, "adamw": diynn.AdamW, "sgd": diynn.SGD}
 
 def parse_args(dataset: str, argv=None):
     parser = argparse.ArgumentParser(description=f"Train a classifier on {dataset}. " + __doc__.split("\n\n")[1])
-    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="the network: MLP or CNN")
     parser.add_argument(
         "--hidden",
         type=int,
@@ -53,9 +53,9 @@ def parse_args(dataset: str, argv=None):
         default=True,
         help="batch normalisation in the CNN's conv blocks",
     )
-    parser.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu", help="the MLP's")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="the optimiser")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (the peak of the cosine schedule)")
     parser.add_argument(
         "--schedule",
         choices=["cosine", "constant"],
@@ -69,8 +69,10 @@ def parse_args(dataset: str, argv=None):
         default=None,
         help="augmentation: shift each training image by up to this many pixels (default: 1 for the CNN, 0 otherwise)",
     )
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the split, the weights, the shuffling, augmentation"
+    )
     parser.add_argument("--data-dir", default=None, help="folder with the data files (default: search, then download)")
     parser.add_argument(
         "--out",
