@@ -62,6 +62,12 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (and for the retraining)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in --out)")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=30,
+        help="seconds between a worker's heartbeats on an RDB storage; a trial silent for 3 of them is marked failed",
+    )
     parser.add_argument("--study", default=None, help="study name (default: fashion-mnist-<model>)")
     parser.add_argument("--workers-only", action="store_true", help="run trials, skip retraining and plots")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the sampler")
@@ -78,7 +84,8 @@ def storage(args, optuna):
     if args.storage is None:
         path = output_dir(args.out) / f"{args.study}.journal"
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    return optuna.storages.RDBStorage(args.storage, heartbeat_interval=30, grace_period=90)
+    interval = max(1, round(args.heartbeat))
+    return optuna.storages.RDBStorage(args.storage, heartbeat_interval=interval, grace_period=3 * interval)
 
 
 def build(params: dict, model: str, seed: int):

@@ -128,3 +128,81 @@ def test_a_killed_worker_loses_only_its_trial_with_the_journal(hpo_command, tmp_
     assert len(finished_trials(tmp_path)) == 3
     states = {t.number: t.state for t in study.trials}
     assert states[running[0].number] == optuna.trial.TrialState.RUNNING
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL server on a free loopback port (initdb + pg_ctl in a temporary
+    folder, run as `nobody` when the tests run as root: the server refuses root); its URL."""
+    import os
+    import shutil
+    import socket
+    import tempfile
+
+    found = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1:]), None)
+    if found is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    pytest.importorskip("psycopg", reason="needs psycopg (pip install \"psycopg[binary]\")")
+    initdb, pg_ctl = Path(found), Path(found).with_name("pg_ctl")
+    folder = Path(tempfile.mkdtemp(prefix="diynn-postgres-"))
+    as_user = {}
+    if os.geteuid() == 0:
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data, env = folder / "data", {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+    quiet = {"env": env, "cwd": folder, "check": True, "capture_output": True, **as_user}
+    subprocess.run([initdb, "-D", data, "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8"], **quiet)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run([pg_ctl, "-D", data, "-l", folder / "server.log", "-o", options, "-w", "start"], **quiet)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([pg_ctl, "-D", data, "-m", "immediate", "stop"], **{**quiet, "check": False})
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_for_a_running_trial(load_study, seconds=60):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            study = load_study()
+        except KeyError:  # the study is not created yet
+            continue
+        running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+        if running:
+            return running[0]
+    raise AssertionError("the worker never started a trial")
+
+
+def test_a_killed_worker_s_trial_fails_through_the_heartbeat_on_postgresql(hpo_command, postgres):
+    """Two workers on a real PostgreSQL server; one is killed with SIGKILL mid-trial. Its trial is
+    marked FAILED once its heartbeat lapses, the other worker brings the study to --trials finished
+    trials, and no trial number is lost or duplicated."""
+    import signal
+    import time
+
+    command, env = hpo_command("--trials", "3", "--workers-only", "--storage", postgres, "--heartbeat", "1")
+    worker = subprocess.Popen(
+        [*command, "--epochs", "200"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    storage = optuna.storages.RDBStorage(postgres)
+    killed = _wait_for_a_running_trial(lambda: optuna.load_study(study_name="fashion-mnist-mlp", storage=storage))
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    time.sleep(4)  # past the grace period (3 heartbeats of 1 s)
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    study = optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
+    states = {t.number: t.state for t in study.trials}
+    assert states[killed.number] == optuna.trial.TrialState.FAIL
+    assert sorted(states) == list(range(len(states)))  # none lost, none duplicated
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert sum(state in finished for state in states.values()) == 3
