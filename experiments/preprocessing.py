@@ -9,30 +9,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import diynn
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import add_arguments, encode, flat, load_images, reconstruct, train_autoencoder  # noqa: E402
+from helpers.autoencoders import (  # noqa: E402
+    add_arguments,
+    classifier_accuracy,
+    encode,
+    flat,
+    load_images,
+    reconstruct,
+    train_autoencoder,
+)
 from helpers.common import backend_info, output_dir, run, write_atomic, write_json  # noqa: E402
-
-
-def classify(x_train, y_train, x_test, y_test, hidden, args) -> float:
-    """Test accuracy of an MLP (no hidden layer: a linear probe) trained with Adam and a cosine schedule."""
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6  # standardise each feature on the training set
-    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    model = diynn.mlp([x_train.shape[1], *hidden, 10], rng=args.seed)
-    optimizer = diynn.Adam(model.parameters(), lr=1e-3)
-    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
-    trainer.fit(
-        x_train,
-        y_train,
-        epochs=args.classifier_epochs,
-        batch_size=128,
-        seed=args.seed,
-        progress=args.progress,
-        callbacks=[diynn.CosineLR(optimizer, args.classifier_epochs)],
-    )
-    return diynn.accuracy(model, x_test, y_test)
 
 
 def main(argv=None) -> dict:
@@ -59,9 +46,13 @@ def main(argv=None) -> dict:
     mlp_hidden = [256, 128]
     results = {}
     for name, (train, test) in inputs.items():
-        results[f"{name}, MLP {mlp_hidden}"] = classify(train, y_train, test, y_test, mlp_hidden, args)
+        results[f"{name}, MLP {mlp_hidden}"] = classifier_accuracy(
+            train, y_train, test, y_test, mlp_hidden, args.classifier_epochs, args.seed, args.progress
+        )
         if name == "latent codes":
-            results[f"{name}, linear probe"] = classify(train, y_train, test, y_test, [], args)
+            results[f"{name}, linear probe"] = classifier_accuracy(
+                train, y_train, test, y_test, [], args.classifier_epochs, args.seed, args.progress
+            )
     for name, accuracy in results.items():
         print(f"{name}: test accuracy {accuracy:.4f}")
     rows = ["| classifier input | test accuracy |", "|---|---|"]

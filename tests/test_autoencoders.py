@@ -119,3 +119,21 @@ def test_denoising_script(fashion, tmp_path):
     assert results[0.3]["psnr_noisy"] > 0
     saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert "0.3" in saved["results"] and (tmp_path / "o" / "denoising.png").stat().st_size > 0
+
+
+def test_perceptual_script(fashion, tmp_path):
+    """A quick run with a saved (untrained) CNN as the feature network: both autoencoders are
+    trained and judged, and the table, figure and metrics are written."""
+    import perceptual
+
+    import diynn
+
+    classifier = diynn.save_model(diynn.cnn(rng=0), tmp_path / "cnn.npz")
+    metrics = perceptual.main(
+        [*fashion, "--classifier", str(classifier), "--classifier-epochs", "1", "--out", str(tmp_path / "o")]
+    )
+    assert set(metrics["results"]) == {"pixel MSE", "pixel MSE + perceptual"}
+    for result in metrics["results"].values():
+        assert 0 <= result["ssim"] <= 1 and 0 <= result["linear_probe"] <= 1 and result["pixel_mse"] > 0
+    assert "| pixel MSE + perceptual |" in (tmp_path / "o" / "perceptual.md").read_text()
+    assert (tmp_path / "o" / "reconstructions.png").stat().st_size > 0

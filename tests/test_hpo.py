@@ -142,7 +142,7 @@ def postgres():
     found = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1:]), None)
     if found is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
-    pytest.importorskip("psycopg", reason="needs psycopg (pip install \"psycopg[binary]\")")
+    pytest.importorskip("psycopg", reason='needs psycopg (pip install "psycopg[binary]")')
     initdb, pg_ctl = Path(found), Path(found).with_name("pg_ctl")
     folder = Path(tempfile.mkdtemp(prefix="diynn-postgres-"))
     as_user = {}

@@ -45,12 +45,13 @@ def make_autoencoder(kind: str, latent: int, seed: int, noise_std: float = 0.0):
     raise ValueError(f"unknown autoencoder {kind!r}")
 
 
-def train_autoencoder(kind: str, latent: int, images, args, noise_std: float = 0.0):
-    """Train on `images` (N, 1, 28, 28) with a cosine learning-rate schedule; returns (model, history, seconds)."""
+def train_autoencoder(kind: str, latent: int, images, args, noise_std: float = 0.0, loss=None):
+    """Train on `images` (N, 1, 28, 28) with a cosine learning-rate schedule and `loss` (default:
+    --loss's); returns (model, history, seconds)."""
     model = make_autoencoder(kind, latent, args.seed, noise_std)
     inputs = flat(images) if kind == "dense" else images
     optimizer = diynn.Adam(model.parameters(), lr=args.lr)
-    trainer = diynn.Trainer(model, LOSSES[args.loss](), optimizer, metric=None)
+    trainer = diynn.Trainer(model, loss or LOSSES[args.loss](), optimizer, metric=None)
     start = time.perf_counter()
     history = trainer.fit(
         inputs,
@@ -83,6 +84,26 @@ def encode(model, kind: str, images, batch_size=1024):
     ]
     model.train(was_training)
     return np.concatenate(codes)
+
+
+def classifier_accuracy(x_train, y_train, x_test, y_test, hidden, epochs, seed, progress=None) -> float:
+    """Test accuracy of an MLP on flat features (no hidden layer: a linear probe), standardised on
+    the training set, trained with Adam and a cosine schedule."""
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    model = diynn.mlp([x_train.shape[1], *hidden, 10], rng=seed)
+    optimizer = diynn.Adam(model.parameters(), lr=1e-3)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
+    trainer.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=128,
+        seed=seed,
+        progress=progress,
+        callbacks=[diynn.CosineLR(optimizer, epochs)],
+    )
+    return diynn.accuracy(model, x_test, y_test)
 
 
 def mse_per_pixel(a, b) -> float:

@@ -1,0 +1,157 @@
+"""The seed's open question: does a perceptual loss make an autoencoder's reconstructions and codes
+more useful to a classifier than a pixel loss? (Pihlgren, Sandin and Liwicki, IJCNN 2020.)
+
+The conv autoencoder (latent 32) is trained twice with the same budget: with the pixel MSE, and
+with the pixel MSE plus a perceptual term, the distance between the feature maps of a frozen CNN
+classifier (the one `experiments/fashion_mnist.py --model cnn` saves; trained here first if it is
+missing) after its two conv blocks. Each is judged by: test pixel MSE and SSIM (scikit-image), an
+MLP trained and tested on reconstructions against one on the original images (as
+experiments/preprocessing.py measures it), and a linear probe and k-NN on the latent codes.
+Which network judges: the MLPs (seed + 1, another architecture); the CNN is only the loss's
+feature network (seed 0, its own split), so the judge is not the network the loss optimised for.
+
+    python experiments/perceptual.py [--classifier results/fashion-mnist-cnn/model.npz] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers.autoencoders import (  # noqa: E402
+    add_arguments,
+    classifier_accuracy,
+    encode,
+    flat,
+    load_images,
+    reconstruct,
+    train_autoencoder,
+)
+from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+
+import diynn  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+FEATURE_LAYERS = {3: 1.0, 7: 1.0}  # the CNN's ReLUs after conv block 1 (32x14x14) and block 2 (64x7x7)
+
+
+def feature_network(args):
+    """The frozen CNN whose features the perceptual loss compares, its first eight layers."""
+    path = Path(args.classifier)
+    if not path.is_file():
+        print(f"{path} not found: training the CNN classifier first (experiments/fashion_mnist.py --model cnn)")
+        command = [sys.executable, str(HERE / "fashion_mnist.py"), "--model", "cnn", "--out", str(path.parent)]
+        if args.limit:
+            command += ["--limit", str(args.limit), "--epochs", "1"]
+        if args.data_dir:
+            command += ["--data-dir", args.data_dir]
+        subprocess.run(command, check=True)
+    cnn = diynn.load_model(path)
+    return diynn.Sequential(*cnn.layers[: max(FEATURE_LAYERS) + 1])
+
+
+def ssim(reconstructions, originals) -> float:
+    from skimage.metrics import structural_similarity
+
+    pairs = zip(reconstructions[:, 0], originals[:, 0])
+    return float(np.mean([structural_similarity(r, o, data_range=1.0) for r, o in pairs]))
+
+
+def knn_accuracy(train, y_train, test, y_test) -> float:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return float(KNeighborsClassifier(5).fit(train, y_train).score(test, y_test))
+
+
+def evaluate(model, data, args) -> dict:
+    x_train, y_train, x_test, y_test = data
+    judge = {"hidden": [256, 128], "epochs": args.classifier_epochs, "seed": args.seed + 1, "progress": args.progress}
+    recon_train, recon_test = reconstruct(model, "conv", x_train), reconstruct(model, "conv", x_test)
+    codes_train, codes_test = encode(model, "conv", x_train), encode(model, "conv", x_test)
+    return {
+        "pixel_mse": float(np.mean((recon_test - x_test) ** 2)),
+        "ssim": ssim(recon_test, x_test),
+        "mlp_on_reconstructions": classifier_accuracy(flat(recon_train), y_train, flat(recon_test), y_test, **judge),
+        "linear_probe": classifier_accuracy(codes_train, y_train, codes_test, y_test, **{**judge, "hidden": []}),
+        "knn": knn_accuracy(codes_train, y_train, codes_test, y_test),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, epochs=6, out="results/perceptual")
+    parser.add_argument(
+        "--classifier",
+        default="results/fashion-mnist-cnn/model.npz",
+        help="the trained CNN whose features the perceptual loss compares (trained first if missing)",
+    )
+    parser.add_argument("--perceptual-weight", type=float, default=1.0, help="weight of the feature distances")
+    parser.add_argument("--classifier-epochs", type=int, default=10, help="epochs of each judging MLP")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    out = output_dir(args.out)
+    x_train, y_train, x_test, y_test, _ = load_images(args)
+    data = (x_train, y_train, x_test, y_test)
+    layers = {index: args.perceptual_weight * weight for index, weight in FEATURE_LAYERS.items()}
+    losses = {
+        "pixel MSE": diynn.MSELoss(),
+        "pixel MSE + perceptual": diynn.PerceptualLoss(feature_network(args), layers, pixel_weight=1.0),
+    }
+    baseline = classifier_accuracy(
+        flat(x_train), y_train, flat(x_test), y_test, [256, 128], args.classifier_epochs, args.seed + 1, args.progress
+    )
+    results, reconstructions = {}, {}
+    for name, loss in losses.items():
+        model, _, seconds = train_autoencoder("conv", 32, x_train, args, loss=loss)
+        results[name] = {**evaluate(model, data, args), "train_s": seconds}
+        results[name]["drop"] = baseline - results[name]["mlp_on_reconstructions"]
+        reconstructions[name] = reconstruct(model, "conv", x_test[:10])
+        print(f"{name}: {results[name]}")
+    header = "| autoencoder loss | test pixel MSE | SSIM | MLP on reconstructions (change) | latent probe | k-NN |"
+    rows = [header, "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['pixel_mse']:.5f} | {r['ssim']:.4f} | {r['mlp_on_reconstructions']:.4f} "
+            f"({-r['drop']:+.4f}) | {r['linear_probe']:.4f} | {r['knn']:.4f} |"
+        )
+    text = (
+        f"Conv autoencoder, latent 32, {args.epochs} epochs each, {len(x_train)} training images; the same MLP "
+        f"[256, 128] on the original images: {baseline:.4f}.\n\n" + "\n".join(rows) + "\n"
+    )
+    write_atomic(out / "perceptual.md", text)
+    plot_comparison(x_test[:10], reconstructions, out / "reconstructions.png")
+    metrics = {
+        "config": vars(args),
+        "mlp_on_originals": baseline,
+        "results": results,
+        "wall_time_s": time.perf_counter() - start,
+        **backend_info(),
+    }
+    write_json(out / "metrics.json", metrics)
+    print(text)
+    return metrics
+
+
+def plot_comparison(originals, reconstructions, path):
+    import matplotlib.pyplot as plt
+
+    rows = {"original": originals, **reconstructions}
+    figure, axes = plt.subplots(len(rows), len(originals), figsize=(1.2 * len(originals), 1.3 * len(rows)))
+    for row, (label, images) in enumerate(rows.items()):
+        for column, image in enumerate(images):
+            axes[row, column].imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[row, 0].set_ylabel(label, fontsize=7)
+    figure.suptitle("Test images and their reconstructions: pixel loss vs pixel + perceptual loss")
+    save_figure(figure, path)
+
+
+if __name__ == "__main__":
+    run(main)
