@@ -33,6 +33,7 @@ REQUIRED = {
     "preprocessing/preprocessing.md": "python experiments/preprocessing.py",
     "denoising/denoising.md": "python experiments/denoising.py",
     "hpo/metrics.json": "python experiments/hpo.py --trials 20 --limit 10000",
+    "perceptual/perceptual.md": "python experiments/perceptual.py",
 }
 
 
@@ -113,7 +114,7 @@ def section(title, table: Path, figures: Path, figure_paths=()) -> list[str]:
         return []
     lines = [f"### {title}", "", table.read_text().strip(), ""]
     for figure in figure_paths:
-        copied = _copy(figure, figures, figure.name)
+        copied = _copy(figure, figures, f"{figure.parent.name}_{figure.name}")
         if copied:
             lines += [f"![{title}: {figure.stem.replace('_', ' ')}]({copied})", ""]
     return lines
@@ -149,6 +150,11 @@ def main(argv=None):
             [],
         ),
         ("Denoising (`experiments/denoising.py`)", "denoising/denoising.md", ["denoising/denoising.png"]),
+        (
+            "Perceptual loss (`experiments/perceptual.py`)",
+            "perceptual/perceptual.md",
+            ["perceptual/reconstructions.png"],
+        ),
     ]
     for title, table, figure_names in sections:
         lines += section(title, r / table, figures, [r / name for name in figure_names])
