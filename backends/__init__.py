@@ -83,7 +83,6 @@ def get(name: str) -> Backend:
 
 
 _by_type: dict[type, Backend] = {}
-_MODULES = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array_api_strict"}
 
 
 def backend_of(array) -> Backend:
@@ -91,8 +90,8 @@ def backend_of(array) -> Backend:
     kind = type(array)
     backend = _by_type.get(kind)
     if backend is None:
-        name = _MODULES.get(kind.__module__.partition(".")[0])
-        if name is None:
+        name = kind.__module__.partition(".")[0]  # each backend is named after its array library
+        if name not in NAMES:
             raise TypeError(
                 f"expected an array (NumPy, CuPy or array-api-strict), got {kind.__name__}; "
                 "convert it with diynn.get_backend().asarray(...)"

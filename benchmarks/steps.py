@@ -102,16 +102,22 @@ def torch_step(batch: int, device: str = "cpu"):
         if index < len(SIZES) - 2:
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    return _torch_training_step(model, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE), batch_data(batch), device)
+
+
+def _torch_training_step(model, optimizer, data, device: str):
+    """(step, synchronize) for one PyTorch training step of `model` on the batch `data` (NumPy x, y)."""
+    import torch
+
     loss = torch.nn.CrossEntropyLoss()
-    x, y = batch_data(batch)
-    x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    x, y = (torch.from_numpy(array).to(device) for array in data)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         loss(model(x), y).backward()
         optimizer.step()
 
+    step.model = model  # for the tests that compare it with diynn's step
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return step, synchronize
 
@@ -149,19 +155,7 @@ def torch_cnn_step(batch: int, device: str = "cpu"):
     model = nn.Sequential(
         *blocks, nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)
     ).to(device)
-    optimizer = torch.optim.Adam(model.parameters())
-    loss = nn.CrossEntropyLoss()
-    x, y = cnn_batch(batch)
-    x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss(model(x), y).backward()
-        optimizer.step()
-
-    step.model = model  # for the test that checks it is diynn.cnn()'s architecture
-    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    return step, synchronize
+    return _torch_training_step(model, torch.optim.Adam(model.parameters()), cnn_batch(batch), device)
 
 
 def peak_sgemm(size: int = 2048, repeats: int = 5) -> float:

@@ -27,7 +27,7 @@ class CapturedStep:
         if warmup < 1:  # a first step creates optimiser state: recorded, every replay would redo it
             raise ValueError(f"CapturedStep needs warmup >= 1 ordinary steps before recording, got {warmup}")
         self.trainer, self.warmup = trainer, warmup
-        self.graph = backend_of(trainer.model.parameters()[0].data).graph()
+        self.graph = trainer.backend.graph()
         self.calls = 0
         self.inputs = self.outputs = self.learning_rate = None
 

@@ -113,7 +113,7 @@ def load_model(path, backend=None) -> Module:
         model = build(header["architecture"], budget=sum(array.size for array in arrays.values()))
         saved = {array.dtype for array in arrays.values()}
         if len(saved) == 1 and next(iter(saved)) != np.float32:  # keep the saved precision (float64 stays)
-            model.astype(getattr(model.backend.xp if model.backend else backends.get_backend().xp, saved.pop().name))
+            model.astype(getattr(backends.get_backend().xp, saved.pop().name))
     _load_into(model, arrays, path)
     return model
 

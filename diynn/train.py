@@ -248,8 +248,9 @@ def accuracy(model, x, y, batch_size: int = EVALUATION_BATCH) -> float:
     labels = _on(backend, y, None, "accuracy: y")
     if labels.ndim != 1 or not backend.xp.isdtype(labels.dtype, "integral"):
         raise ValueError(f"accuracy: y must be integer labels (N,), got shape {tuple(labels.shape)} {labels.dtype}")
-    if labels.shape[0] != getattr(x, "shape", [len(x)])[0]:
-        raise ValueError(f"accuracy: x has {getattr(x, 'shape', [len(x)])[0]} samples but y has {labels.shape[0]}")
+    samples = x.shape[0] if hasattr(x, "shape") else len(x)
+    if labels.shape[0] != samples:
+        raise ValueError(f"accuracy: x has {samples} samples but y has {labels.shape[0]}")
     return float(backend.to_numpy(count_correct(predict(model, x, batch_size), labels))) / labels.shape[0]
 
 

@@ -19,7 +19,15 @@ import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers.autoencoders import add_arguments, flat, load_images, mse_per_pixel, reconstruct, train_autoencoder  # noqa: E402
-from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.common import (  # noqa: E402
+    backend_info,
+    output_dir,
+    plot_image_rows,
+    run,
+    save_figure,
+    write_atomic,
+    write_json,
+)
 
 KINDS = ("dense", "conv")
 
@@ -78,19 +86,12 @@ def plot_error_by_latent(results, path):
 
 
 def plot_reconstructions(originals, reconstructions, latents, path):
-    methods = (*KINDS, "pca")
-    rows = 1 + len(latents) * len(methods)
-    figure, axes = plt.subplots(rows, len(originals), figsize=(1.2 * len(originals), 1.1 * rows), layout="constrained")
-    labels = ["original"] + [f"{method} {latent}" for latent in latents for method in methods]
-    images = [originals] + [reconstructions[(method, latent)] for latent in latents for method in methods]
-    for row, (label, batch) in enumerate(zip(labels, images)):
-        for column, image in enumerate(batch):
-            axes[row, column].imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-        axes[row, 0].set_ylabel(label, fontsize=7)
-    figure.suptitle("Test images and their reconstructions: autoencoders vs PCA, by latent size")
-    save_figure(figure, path)
+    rows = {"original": originals}
+    rows |= {
+        f"{method} {latent}": reconstructions[(method, latent)] for latent in latents for method in (*KINDS, "pca")
+    }
+    title = "Test images and their reconstructions: autoencoders vs PCA, by latent size"
+    plot_image_rows(rows, path, title, row_height=1.1, layout="constrained")
 
 
 def plot_interpolation(model, images, path, latent, steps=9):

@@ -9,14 +9,20 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers.autoencoders import add_arguments, load_images, reconstruct, train_autoencoder  # noqa: E402
-from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.common import (  # noqa: E402
+    backend_info,
+    output_dir,
+    plot_image_rows,
+    run,
+    write_atomic,
+    write_json,
+)
 
 
 def psnr(a, b) -> float:
@@ -70,18 +76,10 @@ def main(argv=None) -> dict:
 
 
 def plot_grid(clean, rows_of_images, path):
-    rows = 1 + 2 * len(rows_of_images)
-    figure, axes = plt.subplots(rows, len(clean), figsize=(1.2 * len(clean), 1.3 * rows))
-    labelled = [("clean", clean)]
+    rows = {"clean": clean}
     for noise, noisy, denoised in rows_of_images:
-        labelled += [(f"noisy {noise}", noisy), (f"denoised {noise}", denoised)]
-    for row, (label, images) in enumerate(labelled):
-        for column, image in enumerate(images):
-            axes[row, column].imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-        axes[row, 0].set_ylabel(label, fontsize=7)
-    save_figure(figure, path)
+        rows |= {f"noisy {noise}": noisy, f"denoised {noise}": denoised}
+    plot_image_rows(rows, path)
 
 
 if __name__ == "__main__":

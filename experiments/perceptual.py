@@ -33,7 +33,7 @@ from helpers.autoencoders import (  # noqa: E402
     reconstruct,
     train_autoencoder,
 )
-from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.common import backend_info, output_dir, plot_image_rows, run, write_atomic, write_json  # noqa: E402
 
 import diynn  # noqa: E402
 
@@ -125,7 +125,8 @@ def main(argv=None) -> dict:
         f"[256, 128] on the original images: {baseline:.4f}.\n\n" + "\n".join(rows) + "\n"
     )
     write_atomic(out / "perceptual.md", text)
-    plot_comparison(x_test[:10], reconstructions, out / "reconstructions.png")
+    title = "Test images and their reconstructions: pixel loss vs pixel + perceptual loss"
+    plot_image_rows({"original": x_test[:10], **reconstructions}, out / "reconstructions.png", title)
     metrics = {
         "config": vars(args),
         "mlp_on_originals": baseline,
@@ -136,21 +137,6 @@ def main(argv=None) -> dict:
     write_json(out / "metrics.json", metrics)
     print(text)
     return metrics
-
-
-def plot_comparison(originals, reconstructions, path):
-    import matplotlib.pyplot as plt
-
-    rows = {"original": originals, **reconstructions}
-    figure, axes = plt.subplots(len(rows), len(originals), figsize=(1.2 * len(originals), 1.3 * len(rows)))
-    for row, (label, images) in enumerate(rows.items()):
-        for column, image in enumerate(images):
-            axes[row, column].imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-        axes[row, 0].set_ylabel(label, fontsize=7)
-    figure.suptitle("Test images and their reconstructions: pixel loss vs pixel + perceptual loss")
-    save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,23 @@ def plot_confusion_matrix(matrix, class_names, path: Path, title: str = "") -> N
     save_figure(figure, path)
 
 
+def plot_image_rows(rows: dict, path: Path, title: str = "", row_height: float = 1.3, layout=None) -> None:
+    """One row of 28x28 grey images in [0, 1] per entry of `rows` {label: images}, the label on the left."""
+    columns = len(next(iter(rows.values())))
+    figure, axes = plt.subplots(
+        len(rows), columns, figsize=(1.2 * columns, row_height * len(rows)), squeeze=False, layout=layout
+    )
+    for row, (label, images) in enumerate(rows.items()):
+        for column, image in enumerate(images):
+            axes[row, column].imshow(np.asarray(image).reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[row, 0].set_ylabel(label, fontsize=7)
+    if title:
+        figure.suptitle(title)
+    save_figure(figure, path)
+
+
 def plot_image_grid(images, captions, path: Path, title: str = "", columns: int = 8) -> None:
     """28x28 grey images in a grid, each with a caption."""
     rows = max(1, -(-len(images) // columns))
