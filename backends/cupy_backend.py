@@ -2,7 +2,7 @@
 
 import contextlib
 
-from .base import Backend, Generator
+from .base import Backend, BackendError, Generator
 
 
 class CupyGenerator(Generator):
@@ -26,7 +26,8 @@ class CupyGenerator(Generator):
         return backend.rng(int(self._cupy.integers(0, 2**62)))
 
     def permutation(self, n):
-        return self._cupy.permutation(n)
+        # cupy.random.Generator has no permutation (CuPy 14): sort n uniform draws instead
+        return self._cupy.random(n).argsort()
 
     def integers(self, low, high, shape):
         return self._cupy.integers(low, high, size=shape)
@@ -116,6 +117,13 @@ class CudaGraph:
             self.stream.begin_capture()
             try:
                 result = function()
+            except NotImplementedError as error:  # CuPy's refusal, e.g. of every cuBLAS call
+                self.stream.end_capture()
+                raise BackendError(
+                    f"CuPy {self._cupy.__version__} cannot record this work in a CUDA graph ({error}); "
+                    "matrix products go through cuBLAS, which CuPy refuses to call while capturing, "
+                    "so run it eagerly instead"
+                ) from error
             except BaseException:
                 self.stream.end_capture()
                 raise

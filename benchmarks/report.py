@@ -68,7 +68,14 @@ def measure(args, environment_note: str) -> dict:
         workers["diynn-cupy"] = workers["diynn-cupy-graph"] = gpu_side
         if torch_side:
             workers["torch-cuda"] = torch_side
+    graph_unavailable = None
     try:
+        if "diynn-cupy-graph" in workers:
+            try:  # CuPy may refuse to record the step (its cuBLAS calls): the table then says why
+                workers["diynn-cupy-graph"].call("time", "diynn-cupy-graph", args.batches[0], 0.01)
+            except RuntimeError as error:
+                del workers["diynn-cupy-graph"]
+                graph_unavailable = str(error)
         info = numpy_side.call("info")
         steps = {}
         for batch in args.batches:
@@ -118,6 +125,7 @@ def measure(args, environment_note: str) -> dict:
         "cnn": cnn,
         "conv": conv,
         "memory": memory,
+        "graph_unavailable": graph_unavailable,
     }
 
 
@@ -293,6 +301,8 @@ def _gpu_table(run: dict) -> list[str]:
         ]
         cells += [f"{ratio[n]:.2f}" if n in ratio else "-" for n in ("diynn-cupy-graph", "torch-cuda")]
         lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    if run.get("graph_unavailable"):
+        lines += ["", f"No CUDA-graph line: {run['graph_unavailable']}"]
     return lines
 
 

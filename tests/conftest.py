@@ -30,3 +30,15 @@ def backend(request):
 @pytest.fixture
 def numpy_rng():
     return np.random.default_rng(1234)
+
+
+def cupy_graph_refusal():
+    """Why CuPy cannot record a matrix product in a CUDA graph (CuPy refuses cuBLAS calls while
+    capturing, as of CuPy 14), or None where it can."""
+    backend = backends.get("cupy")
+    a = backend.xp.ones((4, 4), dtype=backend.xp.float32)
+    try:
+        backend.graph().capture(lambda: a @ a)
+    except backends.BackendError as error:
+        return str(error)
+    return None

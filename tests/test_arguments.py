@@ -129,11 +129,12 @@ def test_any_argument_builds_a_working_module_or_is_a_clear_error(name, a, b, c)
         return
     if input_shape is None:
         return
-    x = np.random.default_rng(0).random(input_shape(built), dtype=np.float32)
+    backend = diynn.get_backend()  # where the module was built (DIYNN_BACKEND's)
+    x = backend.asarray(np.random.default_rng(0).random(input_shape(built), dtype=np.float32))
     try:
         y = built(x)
     except ValueError as error:  # an input too small for a valid kernel is the input's error
         assert "smaller than the kernel" in str(error)
         return
-    assert np.all(np.isfinite(y)) or name == "LeakyReLU" and not math.isfinite(float(a))
-    built.backward(np.ones_like(y))
+    assert np.all(np.isfinite(backend.to_numpy(y))) or name == "LeakyReLU" and not math.isfinite(float(a))
+    built.backward(backend.xp.ones_like(y))

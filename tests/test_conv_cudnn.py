@@ -113,7 +113,8 @@ def test_cudnn_path_skips_the_input_gradient_of_a_first_layer(cudnn):
 def test_real_cudnn_matches_the_im2col_path_on_the_gpu(case, dtype):
     make, shape = CASES[case]
     with diynn.use("cupy") as backend:
-        assert backend.library("cudnn") is not None, "CuPy has no usable cuDNN here"
+        if backend.library("cudnn") is None:  # CuPy 14 removed its cuDNN bindings: im2col is the path
+            pytest.skip("this CuPy has no cuDNN bindings (CuPy 14 removed them); convolutions use im2col")
         x = backend.asarray(np.random.default_rng(1).normal(size=shape).astype(dtype))
 
         def run():

@@ -70,12 +70,25 @@ def test_optimisers_step_the_same_with_their_scalars_on_the_device(backend, opti
         np.testing.assert_allclose(device, eager, rtol=2e-5, atol=1e-6)
 
 
-def _gpu():
-    from conftest import AVAILABLE
+def _gpu(recording=True):
+    from conftest import AVAILABLE, cupy_graph_refusal
 
     if "cupy" not in AVAILABLE:
         pytest.skip("needs CuPy and a CUDA GPU")
+    if recording and (refusal := cupy_graph_refusal()):
+        pytest.skip(refusal)
     return diynn.use("cupy")
+
+
+def test_a_step_cupy_cannot_record_is_a_clear_error():
+    from conftest import cupy_graph_refusal
+
+    with _gpu(recording=False):
+        if cupy_graph_refusal() is None:
+            pytest.skip("this CuPy records matrix products in CUDA graphs")
+        x, y = np.zeros((16, 12)), np.zeros(16, dtype=np.int64)
+        with pytest.raises(BackendError, match="cuBLAS"):
+            _trainer().fit(x, y, epochs=1, batch_size=4, cuda_graph=True, progress=False)
 
 
 @pytest.mark.parametrize("optimiser", OPTIMISERS)
@@ -188,7 +201,18 @@ def _recorder():
     from backends.cupy_backend import CudaGraph
 
     cuda = _FakeCuda()
-    return CudaGraph(SimpleNamespace(cuda=cuda)), cuda.log
+    return CudaGraph(SimpleNamespace(cuda=cuda, __version__="14.2.0")), cuda.log
+
+
+def test_work_cupy_refuses_to_record_ends_the_capture_and_is_a_clear_error():
+    graph, log = _recorder()
+
+    def refused():
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+    with pytest.raises(BackendError, match=r"CuPy 14.2.0 cannot record .*cuBLAS.* run it eagerly"):
+        graph.capture(refused)
+    assert log.index("begin capture") < log.index("end capture") < log.index("private pool off")
 
 
 def test_cuda_graph_records_on_its_own_stream_with_a_private_pool():

@@ -126,7 +126,7 @@ def test_adam(emulator, numpy_rng, dtype):
     optimizer = optim.Adam([diynn.Parameter(expected[0])], lr=lr, betas=(beta1, beta2), eps=eps)
     optimizer.update_one(expected[0], grad, {"step": step - 1, "m": expected[1], "v": expected[2]})
     c = (1 - beta2**step) ** 0.5
-    emulator.run(optim.ADAM_STEP, grad, lr * c / (1 - beta1**step), beta1, beta2, eps * c, param, m, v)
+    emulator.run(optim.ADAM_STEP, grad, lr * c / (1 - beta1**step), 1 - beta1, 1 - beta2, eps * c, param, m, v)
     for name, result, wanted in zip(("param", "m", "v"), (param, m, v), expected):
         np.testing.assert_allclose(result, wanted, **_tolerance(dtype), err_msg=name)
 

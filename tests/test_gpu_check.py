@@ -16,13 +16,22 @@ def test_dry_run_passes_every_step_it_can(tmp_path, capsys):
     for row in rows:
         assert "| passed |" in row or "| skipped (" in row, row
     assert "| CUDA graph vs eager | skipped (needs a GPU) |" in summary
+    assert "| probe: cuBLAS recorded in a CUDA graph through ctypes | skipped (needs a GPU) |" in summary
     assert "| benchmark report | passed |" in summary
     assert (tmp_path / "logs.txt").stat().st_size > 0
     assert {p.suffix for p in (tmp_path / "report").iterdir()} == {".json", ".md", ".png"}
 
 
 def test_a_failing_step_fails_the_check(tmp_path, monkeypatch):
-    broken = gpu_check.Step("a step that fails", [sys.executable, "-c", "raise SystemExit(3)"], 30)
+    broken = gpu_check.Step("a step that fails", [sys.executable, "-c", "raise SystemExit(2)"], 30)
     monkeypatch.setattr(gpu_check, "steps", lambda args, gpu: [broken])
     assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 1
-    assert "| a step that fails | FAILED (exit 3) |" in (tmp_path / "summary.md").read_text()
+    assert "| a step that fails | FAILED (exit 2) |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_step_the_machine_cannot_do_is_reported_not_failed(tmp_path, monkeypatch):
+    code = f"print('UNAVAILABLE: no way here'); raise SystemExit({gpu_check.UNAVAILABLE})"
+    limited = gpu_check.Step("a step beyond this machine", [sys.executable, "-c", code], 30)
+    monkeypatch.setattr(gpu_check, "steps", lambda args, gpu: [limited])
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 0
+    assert "| a step beyond this machine | unavailable (the log says why) |" in (tmp_path / "summary.md").read_text()
