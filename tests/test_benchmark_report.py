@@ -30,6 +30,7 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
             "--memory-steps",
             "3",
             "--no-kernels",
+            "--no-gpu",
             "--out",
             str(tmp_path),
         ]
@@ -69,7 +70,7 @@ def test_ceiling_and_diynn_steps_agree():
 
     model = diynn.mlp(list(steps.SIZES), rng=0)
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=steps.LEARNING_RATE))
-    x, y = steps.batch_data(16)
+    x, y = trainer.prepare(*steps.batch_data(16))
     trainer.step(x, y)
     ceiling, _ = steps.ceiling_step(16)
     assert np.array_equal(ceiling.weights[0], diynn.get_backend().to_numpy(model[0].weight.data)) is False
