@@ -32,7 +32,7 @@ def _weights(model, backend):
 
 def test_capture_needs_the_cupy_backend(backend):
     if backend.name == "cupy":
-        pytest.skip("CuPy can capture")
+        pytest.skip("checks the error of the backends that cannot capture")
     trainer = _trainer()
     with pytest.raises(BackendError, match="CUDA graph capture needs the cupy backend"):
         diynn.CapturedStep(trainer)
