@@ -3,7 +3,15 @@ running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
 from backends import BackendError, get_backend, set_backend, use
 
-from .augment import Compose, GaussianNoise, RandomErasing, RandomHorizontalFlip, RandomShift
+from .augment import (
+    Compose,
+    GaussianNoise,
+    RandomErasing,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    RandomShift,
+    TwoViews,
+)
 from .autoencoder import Autoencoder, add_noise
 from .callbacks import EarlyStopping
 from .cuda_graphs import CapturedStep
@@ -30,7 +38,7 @@ from .layers import (
     Unflatten,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NTXentLoss, PerceptualLoss
-from .models import cnn, conv_autoencoder, dense_autoencoder, mlp
+from .models import cnn, cnn_encoder, conv_autoencoder, dense_autoencoder, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
 from .regularisation import L1L2, clip_grad_norm
@@ -77,6 +85,7 @@ __all__ = [
     "PerceptualLoss",
     "RandomErasing",
     "RandomHorizontalFlip",
+    "RandomResizedCrop",
     "RandomShift",
     "ReLU",
     "ReduceLROnPlateau",
@@ -90,11 +99,13 @@ __all__ = [
     "Tanh",
     "Trainer",
     "TrainingDiverged",
+    "TwoViews",
     "Unflatten",
     "accuracy",
     "add_noise",
     "clip_grad_norm",
     "cnn",
+    "cnn_encoder",
     "conv_autoencoder",
     "dense_autoencoder",
     "get_backend",

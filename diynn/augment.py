@@ -32,6 +32,43 @@ class RandomShift:
         return rows @ x @ xp.permute_dims(columns, (0, 1, 3, 2))
 
 
+class RandomResizedCrop:
+    """Crop a random box of each image and resize it back to the full size (SimCLR's main
+    augmentation). The box covers `scale` = (min, max) of the area, and its height/width ratio is
+    `ratio` times the image's.
+
+    Bilinear resampling is linear in the image, so it is two batched products as in RandomShift,
+    y = R x C^T, with R[n, i, j] = max(0, 1 - |s_n(i) - j|): the triangle weights of source row
+    s_n(i) = top_n + (i + 1/2) h_n / H - 1/2 (and likewise for the columns).
+    """
+
+    def __init__(self, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3), rng=None):
+        self.scale = tuple(arguments.real("scale", s, low=0, high=1, low_open=True) for s in scale)
+        self.ratio = tuple(arguments.real("ratio", r, low=0, low_open=True) for r in ratio)
+        if (
+            len(self.scale) != 2
+            or len(self.ratio) != 2
+            or self.scale[0] > self.scale[1]
+            or self.ratio[0] > self.ratio[1]
+        ):
+            raise ValueError(f"scale and ratio are (min, max) ranges, got {scale} and {ratio}")
+        self.rng = as_generator(rng)
+
+    def __call__(self, x):
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
+        n, _, height, width = x.shape
+        area = self.rng.uniform(*self.scale, (n,), dtype=x.dtype)
+        aspect = xp.exp(self.rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1]), (n,), dtype=x.dtype))
+        box_h = xp.clip(xp.sqrt(area * aspect), 0, 1) * height  # fractional sizes: resampling needs no rounding
+        box_w = xp.clip(xp.sqrt(area / aspect), 0, 1) * width
+        top = self.rng.uniform(0.0, 1.0, (n,), dtype=x.dtype) * (height - box_h)
+        left = self.rng.uniform(0.0, 1.0, (n,), dtype=x.dtype) * (width - box_w)
+        rows = _resampling_matrices(top, box_h, height, x.dtype)  # (N, 1, H, H)
+        columns = _resampling_matrices(left, box_w, width, x.dtype)
+        return rows @ x @ xp.permute_dims(columns, (0, 1, 3, 2))
+
+
 class RandomHorizontalFlip:
     """Mirror each image left-right with probability p (for data without a handedness, e.g. clothes)."""
 
@@ -96,6 +133,18 @@ class GaussianNoise:
         return xp.clip(noisy, 0.0, 1.0) if self.clip else noisy
 
 
+class TwoViews:
+    """Two independent draws of `augmentation` per image, stacked: (N, ...) -> (2N, ...), rows n and
+    n + N the two views of image n, the layout NTXentLoss expects. With `Trainer.fit(x, None,
+    augment=TwoViews(...))` and NTXentLoss, fit pretrains without labels (SimCLR)."""
+
+    def __init__(self, augmentation):
+        self.augmentation = augmentation
+
+    def __call__(self, x):
+        return backend_of(x).xp.concat([self.augmentation(x), self.augmentation(x)])
+
+
 class Compose:
     """Augmentations applied one after another: Compose(RandomShift(2), RandomHorizontalFlip())."""
 
@@ -114,3 +163,14 @@ def _shift_matrices(shifts, size, dtype):
     positions = xp.arange(size, device=shifts.device)
     source = positions[None, :, None] - shifts[:, None, None]
     return xp.astype(source == positions[None, None, :], dtype)[:, None, :, :]
+
+
+def _resampling_matrices(start, length, size, dtype):
+    """R[n, 0, i, j]: bilinear weights of source pixel j for output pixel i, when the span
+    [start_n, start_n + length_n) is resized to `size` pixels (each row sums to 1)."""
+    xp = backend_of(start).xp
+    positions = xp.astype(xp.arange(size, device=start.device), dtype)
+    source = start[:, None] + (positions[None, :] + 0.5) * (length[:, None] / size) - 0.5
+    source = xp.clip(source, 0, size - 1)  # the edge pixels are repeated, not faded to zero
+    weights = 1 - xp.abs(source[:, :, None] - positions[None, None, :])
+    return xp.maximum(weights, xp.zeros_like(weights))[:, None, :, :]

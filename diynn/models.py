@@ -41,28 +41,30 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
     return Sequential(*layers)
 
 
-def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=True, classes=10, image_size=28, rng=None):
-    """Two conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU) and a dense head with dropout.
-
-    x: (N, 1, image_size, image_size) -> logits (N, classes). Pooling comes before the ReLU:
-    max-pool and ReLU commute, and the ReLU then runs on a quarter of the values.
-    """
+def cnn_encoder(channels=(32, 64), batch_norm=True, image_size=28, rng=None) -> Sequential:
+    """The convolutional part of `cnn`: conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU)
+    and a Flatten. x: (N, 1, image_size, image_size) -> features (N, channels[-1] * (size / 2^blocks)^2).
+    Pooling comes before the ReLU: max-pool and ReLU commute, and the ReLU then runs on a quarter
+    of the values."""
     rng = as_generator(rng)
-    layers, in_channels, size = [], 1, image_size
+    layers, in_channels = [], 1
     for out_channels in channels:
         layers += [Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm, rng=rng), MaxPool2d(2)]
         if batch_norm:  # after the pooling, on a quarter of the values
             layers.append(BatchNorm2d(out_channels))
         layers.append(ReLU())
-        in_channels, size = out_channels, size // 2
-    layers += [
-        Flatten(),
-        Linear(in_channels * size * size, hidden, rng=rng),
-        ReLU(),
-        Dropout(dropout, rng=rng),
-        Linear(hidden, classes, rng=rng),
-    ]
-    return Sequential(*layers)
+        in_channels = out_channels
+    return Sequential(*layers, Flatten())
+
+
+def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=True, classes=10, image_size=28, rng=None):
+    """`cnn_encoder`'s conv blocks and a dense head with dropout. x: (N, 1, image_size, image_size)
+    -> logits (N, classes)."""
+    rng = as_generator(rng)
+    encoder = cnn_encoder(channels, batch_norm, image_size, rng)
+    features = channels[-1] * (image_size // 2 ** len(channels)) ** 2
+    head = [Linear(features, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng), Linear(hidden, classes, rng=rng)]
+    return Sequential(*encoder.layers, *head)
 
 
 def dense_autoencoder(latent: int, hidden=(256, 128), input_size=784, noise_std=0.0, rng=None) -> Autoencoder:

@@ -83,18 +83,25 @@ class Trainer:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
         x: (N, ...) features, converted once to the model's dtype; y: (N,) labels or (N, ...)
-        targets. Returns the history: lists per epoch of "loss", "time" and, when measured,
-        "accuracy", "val_loss", "val_accuracy". A callback `fn(epoch, history)` runs after each
-        epoch and may raise StopTraining; one with an `on_train_end(history)` method has it called
-        at the end. `augment(x_batch)` transforms each training batch. Raises TrainingDiverged on
-        a NaN or infinite loss. `progress`: None (default) shows a bar on a terminal and prints one
-        line per epoch (loss, metrics, seconds) to stderr; True forces the bar; False is silent.
-        `cuda_graph=True` (CuPy backend) replays the full-size batches'
-        steps from a CUDA graph (see CapturedStep); a smaller last batch runs normally.
+        targets, or None for a loss that needs none (self-supervised: NTXentLoss, with
+        `augment=TwoViews(...)`; metric must then be None). Returns the history: lists per epoch
+        of "loss", "time" and, when measured, "accuracy", "val_loss", "val_accuracy". A callback
+        `fn(epoch, history)` runs after each epoch and may raise StopTraining; one with an
+        `on_train_end(history)` method has it called at the end. `augment(x_batch)` transforms
+        each training batch. Raises TrainingDiverged on a NaN or infinite loss. `progress`: None
+        (default) shows a bar on a terminal and prints one line per epoch (loss, metrics, seconds)
+        to stderr; True forces the bar; False is silent. `cuda_graph=True` (CuPy backend) replays
+        the full-size batches' steps from a CUDA graph (see CapturedStep); a smaller last batch
+        runs normally.
         """
         backend = self.backend
         xp = backend.xp
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
+        if y is None and (self.metric or validation_data is not None or cuda_graph):
+            raise ValueError(
+                "fit(x, None) trains without targets (a self-supervised loss such as NTXentLoss): "
+                "it needs metric=None and takes no validation_data or cuda_graph"
+            )
         x, y = self.prepare(x, y)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -118,14 +125,14 @@ class Trainer:
                 batches = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False)
             for step in batches:
                 index = order[step * batch_size : min(n, (step + 1) * batch_size)]
-                xb, yb = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
+                xb, yb = xp.take(x, index, axis=0), None if y is None else xp.take(y, index, axis=0)
                 if augment is not None:
                     xb = augment(xb)
                 if captured is not None and xb.shape[0] == batch_size:
                     value, output = captured(xb, yb)
                 else:
                     value, output = self.step(xb, yb)
-                losses.append(value * xb.shape[0])
+                losses.append(value * index.shape[0])  # samples drawn (an augmentation may add views)
                 if self.metric:
                     correct.append(count_correct(output, yb))
             totals = xp.stack(losses)  # one transfer per epoch: the step losses, then the correct count
@@ -162,11 +169,14 @@ class Trainer:
 
     def prepare(self, x, y, name="fit"):
         """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
-        targets in the model's dtype, on the model's backend. Each conversion (and the check that
+        targets in the model's dtype (y None stays None), on the model's backend. Each conversion (and the check that
         the data are non-empty, of matching lengths and finite) happens once, here."""
         backend = self.backend
         xp = backend.xp
         x = _on(backend, x, self.dtype, f"{name}: x")
+        if y is None:  # a loss without targets
+            _check_samples(x, f"{name}: x")
+            return x, None
         y = _on(backend, y, None, f"{name}: y")
         if y.ndim == 0 or x.ndim == 0:
             raise ValueError(f"{name}: x and y need a sample axis, got shapes {tuple(x.shape)} and {tuple(y.shape)}")

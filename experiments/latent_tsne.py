@@ -9,7 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
@@ -21,7 +20,7 @@ import diynn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers.autoencoders import add_arguments, encode, flat, load_images, train_autoencoder  # noqa: E402
-from helpers.common import backend_info, output_dir, run, save_figure, write_atomic, write_json  # noqa: E402
+from helpers.common import backend_info, output_dir, plot_embeddings, run, write_atomic, write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -90,20 +89,6 @@ def confused_pairs(matrix, class_names, top=5):
     symmetric = matrix + matrix.T
     pairs = [(class_names[i], class_names[j], int(symmetric[i, j])) for i in range(10) for j in range(i + 1, 10)]
     return sorted(pairs, key=lambda pair: -pair[2])[:top]
-
-
-def plot_embeddings(embeddings, labels, class_names, path, latent):
-    figure, axes = plt.subplots(1, len(embeddings), figsize=(7 * len(embeddings), 6))
-    colours = plt.get_cmap("tab10")
-    for axis, (name, points) in zip(axes, embeddings.items()):
-        for label, class_name in enumerate(class_names):
-            chosen = labels == label
-            axis.scatter(points[chosen, 0], points[chosen, 1], s=4, color=colours(label), label=class_name)
-        axis.set_title(f"t-SNE of {name}" + (f" (latent size {latent})" if name == "latent codes" else ""))
-        axis.set_xticks([])
-        axis.set_yticks([])
-    axes[-1].legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
-    save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from helpers.autoencoders import (  # noqa: E402
     classifier_accuracy,
     encode,
     flat,
+    knn_accuracy,
     load_images,
     reconstruct,
     train_autoencoder,
@@ -61,12 +62,6 @@ def ssim(reconstructions, originals) -> float:
 
     pairs = zip(reconstructions[:, 0], originals[:, 0])
     return float(np.mean([structural_similarity(r, o, data_range=1.0) for r, o in pairs]))
-
-
-def knn_accuracy(train, y_train, test, y_test) -> float:
-    from sklearn.neighbors import KNeighborsClassifier
-
-    return float(KNeighborsClassifier(5).fit(train, y_train).score(test, y_test))
 
 
 def evaluate(model, data, args) -> dict:

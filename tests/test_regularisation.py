@@ -127,3 +127,52 @@ def test_gaussian_noise_is_seeded_and_clipped(backend):
     first = backend.to_numpy(GaussianNoise(0.3, rng=1)(x))
     assert first.min() >= 0 and first.max() <= 1 and first.std() > 0.1
     np.testing.assert_array_equal(first, backend.to_numpy(GaussianNoise(0.3, rng=1)(x)))
+
+
+def test_random_resized_crop_of_the_whole_image_is_the_image(backend, numpy_rng):
+    from diynn import RandomResizedCrop
+
+    x = numpy_rng.random((5, 2, 7, 9)).astype(np.float32)
+    whole = RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0), rng=0)(backend.asarray(x))
+    np.testing.assert_allclose(backend.to_numpy(whole), x, atol=1e-5)
+
+
+def test_random_resized_crop_resamples_a_box_of_the_asked_size(backend):
+    """A constant image stays constant (bilinear weights sum to 1); a box of a horizontal ramp
+    comes out as a ramp whose range is the box's share of the width."""
+    from diynn import RandomResizedCrop
+
+    crop = RandomResizedCrop(scale=(0.25, 0.5), ratio=(1.0, 1.0), rng=4)
+    constant = backend.to_numpy(crop(backend.asarray(np.full((8, 1, 16, 16), 0.7, np.float32))))
+    np.testing.assert_allclose(constant, 0.7, rtol=1e-5)
+    ramp = np.broadcast_to(np.arange(16, dtype=np.float32), (8, 1, 16, 16)).copy()
+    out = backend.to_numpy(RandomResizedCrop(scale=(0.25, 0.5), ratio=(1.0, 1.0), rng=4)(backend.asarray(ramp)))
+    assert np.all(np.diff(out[:, 0, 0, :], axis=1) >= -1e-5)  # still increasing left to right
+    widths = out[:, 0, 0, -1] - out[:, 0, 0, 0]  # box width sqrt(share) * 16, less one pixel
+    assert np.all(widths >= 0.5 * 16 - 2) and np.all(widths <= np.sqrt(0.5) * 16)
+    assert len(set(np.round(out[:, 0, 0, 0], 3))) > 1  # boxes at different places
+    with pytest.raises(ValueError, match="ranges"):
+        RandomResizedCrop(scale=(0.9, 0.5))
+
+
+def test_two_views_stack_two_draws_and_fit_pretrains_without_labels(backend, numpy_rng):
+    """TwoViews + NTXentLoss + fit(x, None): the SimCLR loop of experiments/self_supervised.py."""
+    from diynn import NTXentLoss, RandomResizedCrop, TwoViews
+
+    x = numpy_rng.random((12, 1, 8, 8)).astype(np.float32)
+    views = backend.to_numpy(TwoViews(RandomResizedCrop(rng=0))(backend.asarray(x)))
+    assert views.shape == (24, 1, 8, 8) and not np.allclose(views[:12], views[12:])
+    with backend_scope(backend):
+        model = diynn.Sequential(diynn.Flatten(), diynn.Linear(64, 16, rng=0), diynn.ReLU(), diynn.Linear(16, 8, rng=1))
+    trainer = diynn.Trainer(model, NTXentLoss(0.5), diynn.Adam(model.parameters(), lr=1e-2), metric=None)
+    history = trainer.fit(x, None, epochs=3, batch_size=6, progress=False, augment=TwoViews(RandomResizedCrop(rng=1)))
+    assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))
+    # the per-epoch loss is NT-Xent's mean over pairs, not doubled by the second view: at most log(2 * 6 - 1)
+    assert max(history["loss"]) < np.log(11) + 0.5
+    labelled = diynn.Trainer(model, NTXentLoss(0.5), diynn.Adam(model.parameters()))
+    with pytest.raises(ValueError, match="metric=None"):
+        labelled.fit(x, None, epochs=1, progress=False)
+
+
+def backend_scope(backend):
+    return diynn.use(backend.name)

@@ -106,5 +106,12 @@ def classifier_accuracy(x_train, y_train, x_test, y_test, hidden, epochs, seed, 
     return diynn.accuracy(model, x_test, y_test)
 
 
+def knn_accuracy(train, y_train, test, y_test) -> float:
+    """Test accuracy of 5 nearest neighbours (scikit-learn) on the features."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return float(KNeighborsClassifier(5).fit(train, y_train).score(test, y_test))
+
+
 def mse_per_pixel(a, b) -> float:
     return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))

@@ -160,3 +160,17 @@ def plot_image_grid(images, captions, path: Path, title: str = "", columns: int 
     if title:
         figure.suptitle(title)
     save_figure(figure, path)
+
+
+def plot_embeddings(embeddings, labels, class_names, path, latent):
+    figure, axes = plt.subplots(1, len(embeddings), figsize=(7 * len(embeddings), 6))
+    colours = plt.get_cmap("tab10")
+    for axis, (name, points) in zip(axes, embeddings.items()):
+        for label, class_name in enumerate(class_names):
+            chosen = labels == label
+            axis.scatter(points[chosen, 0], points[chosen, 1], s=4, color=colours(label), label=class_name)
+        axis.set_title(f"t-SNE of {name}" + (f" (latent size {latent})" if name == "latent codes" and latent else ""))
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[-1].legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    save_figure(figure, path)
