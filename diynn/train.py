@@ -36,13 +36,16 @@ class StopTraining(Exception):
 class Trainer:
     """model + loss + optimiser. `metric="accuracy"` also tracks classification accuracy
     (argmax of the outputs against integer labels or one-hot targets). Optional: `penalty`
-    (an L1L2) adds weight penalties to the loss, `clip_norm` clips the gradients' global norm."""
+    (an L1L2) adds weight penalties to the loss, `clip_norm` clips the gradients' global norm,
+    `communicator` (a `diynn.distributed.Communicator`) trains data-parallel across MPI ranks."""
 
-    def __init__(self, model, loss, optimizer, metric: str | None = "accuracy", clip_norm=None, penalty=None):
+    def __init__(
+        self, model, loss, optimizer, metric: str | None = "accuracy", clip_norm=None, penalty=None, communicator=None
+    ):
         if metric not in (None, "accuracy"):
             raise ValueError(f"unknown metric {metric!r}; valid: 'accuracy' or None")
         self.model, self.loss, self.optimizer, self.metric = model, loss, optimizer, metric
-        self.clip_norm, self.penalty = clip_norm, penalty
+        self.clip_norm, self.penalty, self.communicator = clip_norm, penalty, communicator
 
     @property
     def dtype(self):
@@ -53,11 +56,16 @@ class Trainer:
         """Where the model's parameters live: data given to fit / evaluate go there."""
         return self.model.backend or get_backend()
 
-    def step(self, x, y):
-        """One optimisation step on a batch; returns the batch loss and its outputs (on device)."""
+    def step(self, x, y, share=None):
+        """One optimisation step on a batch; returns the batch loss and its outputs (on device).
+        Data-parallel, (x, y) is this rank's part of a global batch and `share` its fraction of
+        the global batch (default: 1 / ranks); the gradients are then averaged across ranks."""
         output = self.model.forward(x)
         value = self.loss.forward(output, y)
         self.model.backward(self.loss.backward(), input_grad=False)
+        if self.communicator is not None:
+            share = 1 / self.communicator.size if share is None else share
+            self.communicator.allreduce_gradients(self.model.parameters(), share)
         if self.penalty is not None:
             value = value + self.penalty.apply(self.model.parameters())
         if self.clip_norm is not None:
@@ -103,6 +111,13 @@ class Trainer:
                 "it needs metric=None and takes no validation_data or cuda_graph"
             )
         x, y = self.prepare(x, y)
+        comm = self.communicator
+        if comm is not None:
+            if cuda_graph:
+                raise ValueError("cuda_graph=True and data-parallel training (a communicator) do not combine")
+            comm.broadcast_model(self.model)  # every rank starts from rank 0's weights
+            seed = comm.broadcast_object(seed)  # and draws the same shuffled order
+            progress = progress if comm.rank == 0 else False
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (x_val, y_val)")
@@ -119,31 +134,42 @@ class Trainer:
             start = time.perf_counter()
             self.model.train()
             order = rng.permutation(n)
-            losses, correct = [], []
+            losses, correct, seen = [], [], 0
             batches = range(steps)
             if bar and tqdm is not None:
                 batches = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False)
             for step in batches:
                 index = order[step * batch_size : min(n, (step + 1) * batch_size)]
+                share = None
+                if comm is not None:  # this rank's part of the global batch
+                    if index.shape[0] < comm.size:  # a last batch too small to share out is left out
+                        continue
+                    local = comm.shard(index)
+                    share, index = local.shape[0] / index.shape[0], local
                 xb, yb = xp.take(x, index, axis=0), None if y is None else xp.take(y, index, axis=0)
                 if augment is not None:
                     xb = augment(xb)
                 if captured is not None and xb.shape[0] == batch_size:
                     value, output = captured(xb, yb)
                 else:
-                    value, output = self.step(xb, yb)
+                    value, output = self.step(xb, yb, share)
                 losses.append(value * index.shape[0])  # samples drawn (an augmentation may add views)
+                seen += index.shape[0]
                 if self.metric:
                     correct.append(count_correct(output, yb))
             totals = xp.stack(losses)  # one transfer per epoch: the step losses, then the correct count
             if self.metric:
                 total_correct = xp.astype(xp.sum(xp.stack(correct)), totals.dtype)
                 totals = xp.concat([totals, xp.reshape(total_correct, (1,))])
-            totals = backend.to_numpy(totals)
-            _check_finite(totals[:steps], epoch, batch_size, n)
-            history["loss"].append(float(totals[:steps].sum()) / n)
+            if comm is not None:  # the sums over every rank's samples, and their number
+                totals = comm.sum(xp.concat([totals, xp.asarray([seen], dtype=totals.dtype, device=totals.device)]))
+                totals, seen = totals[:-1], int(totals[-1])
+                comm.average_buffers(self.model)
+            totals, done = backend.to_numpy(totals), len(losses)
+            _check_finite(totals[:done], epoch, batch_size, n)
+            history["loss"].append(float(totals[:done].sum()) / seen)
             if self.metric:
-                history.setdefault("accuracy", []).append(float(totals[steps]) / n)
+                history.setdefault("accuracy", []).append(float(totals[done]) / seen)
             if validation_data is not None:
                 for name, value in self.evaluate(
                     *validation_data, batch_size=max(batch_size, EVALUATION_BATCH)

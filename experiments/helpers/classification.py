@@ -86,7 +86,14 @@ def parse_args(dataset: str, argv=None):
     parser.add_argument(
         "--cuda-graph", action="store_true", help="replay each training step from a CUDA graph (cupy backend)"
     )
+    parser.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="train on every rank of an MPI job (mpiexec -n 2 python ...), each on its share of every batch",
+    )
     args = parser.parse_args(argv)
+    if args.data_parallel and (args.compare_activations or args.cuda_graph):
+        parser.error("--data-parallel trains one model, eagerly: not with --compare-activations or --cuda-graph")
     if args.epochs is None:
         args.epochs = 20 if args.model == "mlp" else 15
     if args.shift is None:
@@ -122,14 +129,15 @@ def build_model(args, input_shape):
     return diynn.mlp([input_shape[0], *args.hidden, 10], activation=args.activation, rng=args.seed)
 
 
-def train(args, splits, activation=None):
-    """Train one model; returns (model, history, test accuracy, test predictions, seconds)."""
+def train(args, splits, activation=None, communicator=None):
+    """Train one model (data-parallel with a communicator); returns (model, history, test
+    accuracy, test predictions, seconds)."""
     if activation:
         args = argparse.Namespace(**{**vars(args), "activation": activation})
     (x_train, y_train), validation, (x_test, y_test), _ = splits
     model = build_model(args, x_train.shape[1:])
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
-    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer, communicator=communicator)
     callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
     augment = diynn.RandomShift(args.shift, rng=args.seed + 1) if args.shift else None
     start = time.perf_counter()
@@ -158,7 +166,15 @@ def main(dataset: str, argv=None) -> dict:
     out = output_dir(args.out)
     if args.compare_activations:
         return compare_activations(dataset, args, splits, out)
-    model, history, test_accuracy, predictions, train_seconds = train(args, splits)
+    communicator = None
+    if args.data_parallel:
+        from diynn.distributed import communicator as make_communicator
+
+        communicator = make_communicator(diynn.get_backend())
+        communicator.abort_on_exception()  # a failing rank ends the job instead of hanging the others
+    model, history, test_accuracy, predictions, train_seconds = train(args, splits, communicator=communicator)
+    if communicator is not None and communicator.rank != 0:  # the ranks hold the same model: rank 0 reports
+        return {"test_accuracy": test_accuracy, "rank": communicator.rank}
     (_, _), _, (x_test, y_test), class_names = splits
     title = f"{dataset} {args.model} ({args.activation})"
     plot_curves(history, out / "curves.png", title=title)
@@ -185,6 +201,7 @@ def main(dataset: str, argv=None) -> dict:
         "train_time_s": train_seconds,
         "wall_time_s": time.perf_counter() - start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "ranks": communicator.size if communicator is not None else 1,
         **backend_info(),
     }
     write_json(out / "metrics.json", metrics)

@@ -1,0 +1,68 @@
+"""Run under `mpiexec -n 2` by tests/test_distributed.py: data-parallel training of a small model
+on fixed data; each rank saves its final state (and the history) to <out>/rank<r>.npz.
+
+    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,die,nccl}
+
+nccl: the MLP on the active backend (DIYNN_BACKEND=cupy) with `communicator(backend)`, NCCL's.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import diynn
+from diynn.distributed import Communicator, communicator
+
+
+def data(model_kind):
+    rng = np.random.default_rng(0)
+    shape = (90, 12) if model_kind == "mlp" else (90, 1, 8, 8)
+    return rng.normal(size=shape).astype(np.float32), rng.integers(0, 3, 90)
+
+
+def model_for(kind, seed):
+    if kind == "mlp":
+        return diynn.mlp([12, 16, 3], rng=seed)
+    return diynn.Sequential(
+        diynn.Conv2d(1, 4, 3, padding=1, rng=seed),
+        diynn.BatchNorm2d(4),
+        diynn.ReLU(),
+        diynn.MaxPool2d(2),
+        diynn.Flatten(),
+        diynn.Linear(64, 3, rng=seed + 1),
+    )
+
+
+def train(kind, communicator=None, seed=0, callbacks=()):
+    model = model_for("cnn" if kind == "cnn" else "mlp", seed)
+    trainer = diynn.Trainer(
+        model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.01), communicator=communicator
+    )
+    x, y = data("cnn" if kind == "cnn" else "mlp")
+    history = trainer.fit(x, y, epochs=3, batch_size=15, seed=0, progress=False, callbacks=callbacks)
+    return model, history
+
+
+def main():
+    out, kind = Path(sys.argv[1]), sys.argv[2]
+    ranks = communicator(diynn.get_backend()) if kind == "nccl" else Communicator()
+    ranks.abort_on_exception()
+    callbacks = ()
+    if kind == "die":
+
+        def die(epoch, history):
+            if ranks.rank == 1 and epoch == 2:
+                raise RuntimeError("rank 1 fails on purpose")
+
+        callbacks = (die,)
+    # each rank starts from other weights: the broadcast from rank 0 must make them equal
+    model, history = train(kind, ranks, seed=ranks.rank, callbacks=callbacks)
+    backend = model.backend
+    state = {name.replace(".", "/"): backend.to_numpy(value) for name, value in model.state_dict().items()}
+    np.savez(out / f"rank{ranks.rank}.npz", history=json.dumps(history), **state)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Data-parallel training on MPI: two ranks started with the mpich wheel's mpiexec end with the
+same parameters on every rank, equal to one process training on the global batches; batch norm's
+running statistics agree across ranks; a rank that fails stops the job instead of hanging it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py", reason='data-parallel training needs mpi4py (pip install -e ".[mpi]")')
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import mpi_training  # noqa: E402
+
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
+def _two_ranks(tmp_path, kind, timeout=120, **environment):
+    if MPIEXEC is None:
+        pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **environment}
+    command = [MPIEXEC, "-n", "2", sys.executable, str(HERE / "mpi_training.py"), str(tmp_path), kind]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+def _rank(tmp_path, rank):
+    saved = np.load(tmp_path / f"rank{rank}.npz")
+    state = {name.replace("/", "."): saved[name] for name in saved.files if name != "history"}
+    return state, json.loads(str(saved["history"]))
+
+
+def test_two_ranks_train_like_one_process_on_the_global_batch(tmp_path):
+    result = _two_ranks(tmp_path, "mlp")
+    assert result.returncode == 0, result.stderr
+    (first, history), (second, _) = _rank(tmp_path, 0), _rank(tmp_path, 1)
+    model, expected = mpi_training.train("mlp")  # one process, same seed, global batches of 15
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(first[name], second[name], err_msg=f"ranks differ in {name}")
+        np.testing.assert_allclose(first[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history["accuracy"], expected["accuracy"])
+
+
+def test_batch_norm_statistics_are_averaged_across_ranks(tmp_path):
+    result = _two_ranks(tmp_path, "cnn")
+    assert result.returncode == 0, result.stderr
+    (first, _), (second, _) = _rank(tmp_path, 0), _rank(tmp_path, 1)
+    assert "1.running_mean" in first and not np.allclose(first["1.running_mean"], 0)
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_a_failing_rank_stops_the_job_instead_of_hanging_it(tmp_path):
+    result = _two_ranks(tmp_path, "die", timeout=60)  # a hang would raise TimeoutExpired
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr  # the failing rank's report (the launcher may cut it short)
+    assert not (tmp_path / "rank0.npz").exists()
+
+
+def test_a_single_process_is_unchanged_without_a_communicator():
+    model, history = mpi_training.train("mlp")
+    again, repeated = mpi_training.train("mlp")
+    assert history["loss"] == repeated["loss"]
+
+
+def test_shards_cover_a_global_batch_once():
+    from diynn.distributed import Communicator
+
+    communicator = Communicator.__new__(Communicator)
+    parts = []
+    for rank in range(3):
+        communicator.rank, communicator.size = rank, 3
+        parts.append(communicator.shard(np.arange(10)))
+    assert [len(p) for p in parts] == [3, 3, 4] and np.array_equal(np.concatenate(parts), np.arange(10))
+
+
+def test_the_classification_script_trains_data_parallel(tmp_path):
+    from test_notebooks import _fashion_mnist_present
+
+    if not _fashion_mnist_present():
+        pytest.skip("Fashion-MNIST is not installed here: apt-get install dataset-fashion-mnist")
+    if MPIEXEC is None:
+        pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
+    script = HERE.parent / "experiments" / "fashion_mnist.py"
+    arguments = ["--data-parallel", "--limit", "1200", "--epochs", "2", "--out", str(tmp_path / "out"), "--no-progress"]
+    command = [MPIEXEC, "-n", "2", sys.executable, str(script), *arguments]
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("test accuracy") == 1  # rank 0 alone reports and writes
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["ranks"] == 2 and metrics["test_accuracy"] > 0.5
+
+
+def test_nccl_all_reduces_between_two_gpus(tmp_path):
+    try:
+        import cupy
+
+        gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        gpus = 0
+    if gpus < 2:
+        pytest.skip("NCCL between ranks needs CuPy and two CUDA GPUs")
+    result = _two_ranks(tmp_path, "nccl", DIYNN_BACKEND="cupy")
+    assert result.returncode == 0, result.stderr
+    (first, history), (second, _) = _rank(tmp_path, 0), _rank(tmp_path, 1)
+    _, expected = mpi_training.train("mlp")
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-4)
