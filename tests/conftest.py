@@ -42,3 +42,10 @@ def cupy_graph_refusal():
     except backends.BackendError as error:
         return str(error)
     return None
+
+
+def fashion_mnist_present() -> bool:
+    """Whether the real Fashion-MNIST is installed where diynn looks (never downloaded by a test)."""
+    from diynn.datasets import FASHION_MNIST, search_folders
+
+    return any((folder / FASHION_MNIST.files[0].name).is_file() for folder in search_folders(FASHION_MNIST, None))

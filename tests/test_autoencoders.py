@@ -138,3 +138,23 @@ def test_perceptual_script(fashion, tmp_path):
         assert 0 <= result["ssim"] <= 1 and 0 <= result["linear_probe"] <= 1 and result["pixel_mse"] > 0
     assert "| pixel MSE + perceptual |" in (tmp_path / "o" / "perceptual.md").read_text()
     assert (tmp_path / "o" / "reconstructions.png").stat().st_size > 0
+
+
+def test_self_supervised_script(fashion, tmp_path):
+    """A quick run: pretraining without labels, the probes of every representation, the label
+    shares (at least 10 labels each), the table, figures, metrics and the saved encoder."""
+    import self_supervised
+
+    import diynn
+
+    out = tmp_path / "o"
+    arguments = [*fashion, "--batch-size", "32", "--tsne-samples", "60", "--autoencoder", str(tmp_path / "none.npz")]
+    metrics = self_supervised.main([*arguments, "--out", str(out), "--no-progress"])
+    assert metrics["probes"].keys() >= {"SimCLR-pretrained encoder", self_supervised.RANDOM, "raw pixels"}
+    assert all(0 <= p["linear_probe"] <= 1 and 0 <= p["knn"] <= 1 for p in metrics["probes"].values())
+    assert [s["labels"] for s in metrics["label_efficiency"].values()] == [10, 12, 120]
+    assert len(metrics["pretraining"]["loss"]) == 1 and np.isfinite(metrics["pretraining"]["loss"]).all()
+    text = (out / "self_supervised.md").read_text()
+    assert "| SimCLR-pretrained encoder | 3136 |" in text and "| 1% (10) |" in text and "Targets:" in text
+    assert {"label_efficiency.png", "tsne.png", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert diynn.load_model(out / "encoder.npz")(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3136)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fashion_mnist_present
 
 pytest.importorskip("mpi4py", reason='data-parallel training needs mpi4py (pip install -e ".[mpi]")')
 
@@ -81,9 +82,7 @@ def test_shards_cover_a_global_batch_once():
 
 
 def test_the_classification_script_trains_data_parallel(tmp_path):
-    from test_notebooks import _fashion_mnist_present
-
-    if not _fashion_mnist_present():
+    if not fashion_mnist_present():
         pytest.skip("Fashion-MNIST is not installed here: apt-get install dataset-fashion-mnist")
     if MPIEXEC is None:
         pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
@@ -114,3 +113,14 @@ def test_nccl_all_reduces_between_two_gpus(tmp_path):
     for name in first:
         np.testing.assert_allclose(first[name], second[name], rtol=1e-6, err_msg=name)
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-4)
+
+
+def test_the_data_parallel_benchmark_measures_both_set_ups():
+    if MPIEXEC is None:
+        pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    import data_parallel
+
+    one, two = data_parallel.run("mlp", 1), data_parallel.run("mlp", 2)
+    assert one["samples_per_s"] > 0 and one["allreduce_ms"] == 0
+    assert two["samples_per_s"] > 0 and two["allreduce_ms"] > 0
