@@ -4,6 +4,7 @@ on a batch, and runs `fit` over shuffled mini-batches with validation and a hist
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import sys
 import time
@@ -14,8 +15,11 @@ from . import arguments
 from .cuda_graphs import CapturedStep
 from .regularisation import clip_grad_norm
 
-try:
-    from tqdm.auto import tqdm
+try:  # a widget bar in Jupyter where ipywidgets is installed, a text bar everywhere else
+    if importlib.util.find_spec("ipywidgets"):
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
 except ImportError:  # the progress bar is a convenience, not a requirement
     tqdm = None
 

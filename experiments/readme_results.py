@@ -34,6 +34,7 @@ REQUIRED = {
     "denoising/denoising.md": "python experiments/denoising.py",
     "hpo/metrics.json": "python experiments/hpo.py --trials 20 --limit 10000",
     "perceptual/perceptual.md": "python experiments/perceptual.py",
+    "self_supervised/self_supervised.md": "python experiments/self_supervised.py",
 }
 
 
@@ -154,6 +155,11 @@ def main(argv=None):
             "Perceptual loss (`experiments/perceptual.py`)",
             "perceptual/perceptual.md",
             ["perceptual/reconstructions.png"],
+        ),
+        (
+            "Self-supervised pretraining (`experiments/self_supervised.py`)",
+            "self_supervised/self_supervised.md",
+            ["self_supervised/label_efficiency.png", "self_supervised/tsne.png"],
         ),
     ]
     for title, table, figure_names in sections:
