@@ -6,7 +6,7 @@ separate processes taking turns, round after round; the report gives medians and
 On a 2-core machine this measures the overhead of splitting the work, not a speed-up: both
 set-ups use the same two cores.
 
-    python benchmarks/data_parallel.py [--rounds 3] [--out benchmarks/results]
+    python benchmarks/data_parallel.py [--rounds 3] [--out benchmarks/results/data-parallel]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="turns of each set-up per model")
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "data-parallel")
     parser.add_argument("--worker", choices=list(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--ranks", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
         worker(args.worker, args.ranks)
         return 0
     from machine import machine_info
+    from report import device_label
 
     from diynn.files import atomic_write
 
@@ -119,7 +120,8 @@ def main(argv=None) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     report = json.dumps({"host": host, "results": results}, indent=2) + "\n"
-    for name, content in (("data-parallel.md", text), ("data-parallel.json", report)):
+    label = device_label(host)  # one file per host kind, as the benchmark report's
+    for name, content in ((f"{label}.md", text), (f"{label}.json", report)):
         with atomic_write(args.out / name, "w") as file:
             file.write(content)
     print(text)
