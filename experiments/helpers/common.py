@@ -10,7 +10,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # scripts draw into files; a notebook keeps its inline figures
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
