@@ -135,6 +135,13 @@ class Backend:
         (the caller then runs its portable array code). Called as kernel(*inputs, *outputs)."""
         return None
 
+    def collective_group(self, size: int, rank: int, share):
+        """Collectives on this backend's device arrays among `size` processes, this one `rank`
+        (NCCL on CuPy: allreduce_sum(array), broadcast(array) from rank 0), or None where there
+        are none. `share(value)` returns rank 0's value on every rank (e.g. an MPI broadcast); it
+        hands out the group's id."""
+        return None
+
     def graph(self):
         """A recorder that captures device work once and replays it (CUDA graphs, CuPy only)."""
         raise BackendError(f"CUDA graph capture needs the cupy backend; the active backend is {self.name!r}")

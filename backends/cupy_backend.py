@@ -81,6 +81,38 @@ class CupyBackend(Backend):
     def graph(self):
         return CudaGraph(self._cupy)
 
+    def collective_group(self, size, rank, share):
+        try:
+            from cupy.cuda import nccl
+        except ImportError:  # a CuPy built without NCCL
+            return None
+        cuda = self._cupy.cuda
+        cuda.Device(rank % cuda.runtime.getDeviceCount()).use()  # one GPU per rank on each machine
+        self.device = cuda.Device()
+        unique_id = share(nccl.get_unique_id() if rank == 0 else None)
+        return NcclGroup(self._cupy, nccl, nccl.NcclCommunicator(size, unique_id, rank))
+
+
+class NcclGroup:
+    """NCCL collectives on float CuPy arrays, on the current stream; each returns the result array."""
+
+    def __init__(self, cupy, nccl, communicator):
+        self._cupy, self._nccl, self._communicator = cupy, nccl, communicator
+        self._types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+
+    def allreduce_sum(self, array):
+        array = self._cupy.ascontiguousarray(array)
+        stream = self._cupy.cuda.get_current_stream().ptr
+        kind = self._types[str(array.dtype)]
+        self._communicator.allReduce(array.data.ptr, array.data.ptr, array.size, kind, self._nccl.NCCL_SUM, stream)
+        return array
+
+    def broadcast(self, array):
+        array = self._cupy.ascontiguousarray(array)
+        stream = self._cupy.cuda.get_current_stream().ptr
+        self._communicator.bcast(array.data.ptr, array.size, self._types[str(array.dtype)], 0, stream)
+        return array
+
 
 class CudaGraph:
     """Device work recorded once from Python and replayed with a single launch.

@@ -16,12 +16,11 @@ hand out NCCL's unique id; `communicator()` picks it where it can.
 
 from __future__ import annotations
 
+import math
 import sys
 import traceback
 
-import numpy as np
-
-from backends import backend_of
+from backends import BackendError, backend_of
 
 
 class Communicator:
@@ -95,57 +94,43 @@ class Communicator:
     # -- transport ---------------------------------------------------------------------------
     def _allreduce_flat(self, flat):
         backend = backend_of(flat)
-        host = np.ascontiguousarray(backend.to_numpy(flat))
+        host = backend.to_numpy(flat)  # a new contiguous array: flat comes from a concatenation
         self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
         return backend.asarray(host)
 
     def _broadcast_flat(self, flat):
         backend = backend_of(flat)
-        host = np.ascontiguousarray(backend.to_numpy(flat))
+        host = backend.to_numpy(flat)
         self.comm.Bcast(host, root=0)
         return backend.asarray(host)
 
 
 class NcclCommunicator(Communicator):
-    """The same collectives on CuPy arrays through NCCL, GPU to GPU (one GPU per rank: rank r uses
-    device r modulo the GPUs of its machine). MPI only broadcasts NCCL's unique id."""
+    """The same collectives on GPU arrays through NCCL (the backend's collective group), GPU to GPU,
+    one GPU per rank (rank r uses device r modulo its machine's GPUs). MPI only hands out NCCL's id."""
 
-    def __init__(self, comm=None):
+    def __init__(self, backend, comm=None):
         super().__init__(comm)
-        import cupy
-        from cupy.cuda import nccl
-
-        cupy.cuda.Device(self.rank % cupy.cuda.runtime.getDeviceCount()).use()
-        unique_id = self.comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
-        self.cupy, self.nccl = cupy, nccl
-        self.nccl_comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
+        self.group = backend.collective_group(self.size, self.rank, self.broadcast_object)
+        if self.group is None:
+            raise BackendError(f"backend {backend.name!r} has no collective group (NCCL) here")
 
     def _allreduce_flat(self, flat):
-        flat = self.cupy.ascontiguousarray(flat)
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.nccl_comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, _nccl_type(self.nccl, flat), 0, stream)
-        return flat  # NCCL_SUM is 0
+        return self.group.allreduce_sum(flat)
 
     def _broadcast_flat(self, flat):
-        flat = self.cupy.ascontiguousarray(flat)
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.nccl_comm.bcast(flat.data.ptr, flat.size, _nccl_type(self.nccl, flat), 0, stream)
-        return flat
+        return self.group.broadcast(flat)
 
 
 def communicator(backend=None) -> Communicator:
     """NCCL on CuPy where it works, else MPI (host buffers)."""
     if backend is not None and backend.name == "cupy":
         try:
-            return NcclCommunicator()
+            return NcclCommunicator(backend)
         except Exception:  # no NCCL in this CuPy, or it cannot start: MPI still works
             traceback.print_exc()
             sys.stderr.write("NCCL unavailable: gradients are all-reduced through MPI and host memory\n")
     return Communicator()
-
-
-def _nccl_type(nccl, array):
-    return {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}[str(array.dtype)]
 
 
 def _concat(arrays):
@@ -157,7 +142,7 @@ def _split(flat, like):
     xp = backend_of(flat).xp
     pieces, start = [], 0
     for array in like:
-        size = int(np.prod(array.shape))
+        size = math.prod(array.shape)
         pieces.append(xp.astype(xp.reshape(flat[start : start + size], array.shape), array.dtype, copy=False))
         start += size
     return pieces

@@ -124,3 +124,43 @@ def test_the_data_parallel_benchmark_measures_both_set_ups():
     one, two = data_parallel.run("mlp", 1), data_parallel.run("mlp", 2)
     assert one["samples_per_s"] > 0 and one["allreduce_ms"] == 0
     assert two["samples_per_s"] > 0 and two["allreduce_ms"] > 0
+
+
+def test_a_gpu_communicator_sends_its_collectives_through_the_backends_group():
+    """The NCCL glue without a GPU: a one-rank job whose backend offers a recording group."""
+    import diynn
+    from diynn.distributed import NcclCommunicator
+
+    class Group:
+        calls = []
+
+        def allreduce_sum(self, array):
+            self.calls.append(("allreduce", array.shape))
+            return array * 2  # as if a second rank held the same values
+
+        def broadcast(self, array):
+            self.calls.append(("broadcast", array.shape))
+            return array
+
+    class Backend:
+        name = "fake-gpu"
+
+        def collective_group(self, size, rank, share):
+            assert (size, rank, share("id")) == (1, 0, "id")
+            return Group()
+
+    communicator = NcclCommunicator(Backend())
+    model = diynn.mlp([3, 2], rng=0)
+    communicator.broadcast_model(model)
+    for parameter in model.parameters():
+        parameter.grad = np.ones_like(parameter.data)
+    communicator.allreduce_gradients(model.parameters(), share=0.5)
+    assert Group.calls == [("broadcast", (8,)), ("allreduce", (8,))]
+    assert all(np.array_equal(p.grad, np.ones_like(p.data)) for p in model.parameters())  # 2 x 0.5 x 1
+
+    class Without(Backend):
+        def collective_group(self, size, rank, share):
+            return None
+
+    with pytest.raises(diynn.BackendError, match="no collective group"):
+        NcclCommunicator(Without())
