@@ -139,6 +139,8 @@ class TwoViews:
     augment=TwoViews(...))` and NTXentLoss, fit pretrains without labels (SimCLR)."""
 
     def __init__(self, augmentation):
+        if not callable(augmentation):
+            raise TypeError(f"TwoViews needs an augmentation (a callable on image batches), got {augmentation!r}")
         self.augmentation = augmentation
 
     def __call__(self, x):

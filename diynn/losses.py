@@ -9,7 +9,10 @@ from .layers.activations import sigmoid
 
 
 class Loss:
-    """Base class: `forward(prediction, target) -> 0-d array`, `backward() -> d loss / d prediction`."""
+    """Base class: `forward(prediction, target) -> 0-d array`, `backward() -> d loss / d prediction`.
+    `needs_target` is False for a loss computed from the predictions alone (NTXentLoss)."""
+
+    needs_target = True
 
     def __call__(self, prediction, target):
         return self.forward(prediction, target)
@@ -244,6 +247,8 @@ class NTXentLoss(Loss):
     u = z / |z|, s = u u^T / temperature with the diagonal left out; the loss is the mean over the
     2N rows of -log softmax(s_a)[positive(a)]. No target: call it as loss(z, None).
     """
+
+    needs_target = False
 
     def __init__(self, temperature: float = 0.5):
         self.temperature = arguments.real("temperature", temperature, low=0, low_open=True)

@@ -114,6 +114,11 @@ class Trainer:
                 "fit(x, None) trains without targets (a self-supervised loss such as NTXentLoss): "
                 "it needs metric=None and takes no validation_data or cuda_graph"
             )
+        if y is None and getattr(self.loss, "needs_target", True):
+            raise ValueError(
+                f"{type(self.loss).__name__} compares predictions with targets: give fit the targets y, "
+                "or use a loss without targets (NTXentLoss) for fit(x, None)"
+            )
         x, y = self.prepare(x, y)
         comm = self.communicator
         if comm is not None:

@@ -172,6 +172,11 @@ def test_two_views_stack_two_draws_and_fit_pretrains_without_labels(backend, num
     labelled = diynn.Trainer(model, NTXentLoss(0.5), diynn.Adam(model.parameters()))
     with pytest.raises(ValueError, match="metric=None"):
         labelled.fit(x, None, epochs=1, progress=False)
+    targeted = diynn.Trainer(model, diynn.MSELoss(), diynn.Adam(model.parameters()), metric=None)
+    with pytest.raises(ValueError, match="MSELoss compares predictions with targets"):
+        targeted.fit(x, None, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="TwoViews needs an augmentation"):
+        TwoViews(0.5)
 
 
 def backend_scope(backend):
