@@ -43,15 +43,8 @@ class RandomResizedCrop:
     """
 
     def __init__(self, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3), rng=None):
-        self.scale = tuple(arguments.real("scale", s, low=0, high=1, low_open=True) for s in scale)
-        self.ratio = tuple(arguments.real("ratio", r, low=0, low_open=True) for r in ratio)
-        if (
-            len(self.scale) != 2
-            or len(self.ratio) != 2
-            or self.scale[0] > self.scale[1]
-            or self.ratio[0] > self.ratio[1]
-        ):
-            raise ValueError(f"scale and ratio are (min, max) ranges, got {scale} and {ratio}")
+        self.scale = _range("scale", scale, high=1, low_open=True)
+        self.ratio = _range("ratio", ratio, low_open=True)
         self.rng = as_generator(rng)
 
     def __call__(self, x):
@@ -92,10 +85,8 @@ class RandomErasing:
 
     def __init__(self, p: float = 0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), value: float = 0.0, rng=None):
         self.p = arguments.real("p", p, low=0, high=1)
-        self.scale = tuple(arguments.real("scale", s, low=0, high=1) for s in scale)
-        self.ratio = tuple(arguments.real("ratio", r, low=0, low_open=True) for r in ratio)
-        if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
-            raise ValueError(f"scale and ratio are (min, max) ranges, got {scale} and {ratio}")
+        self.scale = _range("scale", scale, high=1)
+        self.ratio = _range("ratio", ratio, low_open=True)
         self.value = arguments.real("value", value)
         self.rng = as_generator(rng)
 
@@ -165,6 +156,16 @@ def _shift_matrices(shifts, size, dtype):
     positions = xp.arange(size, device=shifts.device)
     source = positions[None, :, None] - shifts[:, None, None]
     return xp.astype(source == positions[None, None, :], dtype)[:, None, :, :]
+
+
+def _range(name, bounds, high=math.inf, low_open=False):
+    """A (min, max) pair of reals >= 0 (> 0 with low_open, <= high), min <= max."""
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise TypeError(f"{name} must be a (min, max) pair, got {bounds!r}")
+    low, top = (arguments.real(name, bound, low=0, high=high, low_open=low_open) for bound in bounds)
+    if low > top:
+        raise ValueError(f"{name} is a (min, max) range, got {bounds!r}")
+    return low, top
 
 
 def _resampling_matrices(start, length, size, dtype):

@@ -43,6 +43,11 @@ CLEAR_ERRORS = {
     "StepLR step 0": (lambda: diynn.StepLR(diynn.SGD(params(), lr=0.1), 0), ValueError, "step_size"),
     "CosineLR epochs 0": (lambda: diynn.CosineLR(diynn.SGD(params(), lr=0.1), 0), ValueError, "epochs"),
     "EarlyStopping patience 0": (lambda: diynn.EarlyStopping(None, patience=0), ValueError, "patience"),
+    "RandomResizedCrop scale 0.5": (lambda: diynn.RandomResizedCrop(scale=0.5), TypeError, "scale must be a"),
+    "RandomResizedCrop scale (0, 1)": (lambda: diynn.RandomResizedCrop(scale=(0, 1)), ValueError, "scale"),
+    "RandomErasing ratio (3, 1)": (lambda: diynn.RandomErasing(ratio=(3, 1)), ValueError, "ratio is a"),
+    "TwoViews(None)": (lambda: diynn.TwoViews(None), TypeError, "TwoViews needs an augmentation"),
+    "NTXentLoss temperature 0": (lambda: diynn.NTXentLoss(0), ValueError, "temperature"),
 }
 
 

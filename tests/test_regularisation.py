@@ -151,7 +151,7 @@ def test_random_resized_crop_resamples_a_box_of_the_asked_size(backend):
     widths = out[:, 0, 0, -1] - out[:, 0, 0, 0]  # box width sqrt(share) * 16, less one pixel
     assert np.all(widths >= 0.5 * 16 - 2) and np.all(widths <= np.sqrt(0.5) * 16)
     assert len(set(np.round(out[:, 0, 0, 0], 3))) > 1  # boxes at different places
-    with pytest.raises(ValueError, match="ranges"):
+    with pytest.raises(ValueError, match=r"scale is a \(min, max\) range"):
         RandomResizedCrop(scale=(0.9, 0.5))
 
 
