@@ -4,7 +4,6 @@ on a batch, and runs `fit` over shuffled mini-batches with validation and a hist
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import sys
 import time
@@ -13,16 +12,8 @@ from backends import backend_of, get_backend
 
 from . import arguments
 from .cuda_graphs import CapturedStep
+from .progress import progress_bar
 from .regularisation import clip_grad_norm
-
-try:  # a widget bar in Jupyter where ipywidgets is installed, a text bar everywhere else
-    if importlib.util.find_spec("ipywidgets"):
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
-except ImportError:  # the progress bar is a convenience, not a requirement
-    tqdm = None
-
 
 # Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes, small
 # enough that a CNN's im2col buffers stay small (1024 images of the default CNN held ~700 MiB).
@@ -101,10 +92,10 @@ class Trainer:
         `fn(epoch, history)` runs after each epoch and may raise StopTraining; one with an
         `on_train_end(history)` method has it called at the end. `augment(x_batch)` transforms
         each training batch. Raises TrainingDiverged on a NaN or infinite loss. `progress`: None
-        (default) shows a bar on a terminal and prints one line per epoch (loss, metrics, seconds)
-        to stderr; True forces the bar; False is silent. `cuda_graph=True` (CuPy backend) replays
-        the full-size batches' steps from a CUDA graph (see CapturedStep); a smaller last batch
-        runs normally.
+        (default) shows a bar on a terminal (a widget in Jupyter, with ipywidgets) and prints one
+        line per epoch (loss, metrics, seconds) to stderr; True forces the bar; False is silent.
+        `cuda_graph=True` (CuPy backend) replays the full-size batches' steps from a CUDA graph
+        (see CapturedStep); a smaller last batch runs normally.
         """
         backend = self.backend
         xp = backend.xp
@@ -136,17 +127,15 @@ class Trainer:
         steps = math.ceil(n / batch_size)
         captured = CapturedStep(self) if cuda_graph else None
         history: dict[str, list] = {"loss": [], "time": []}
-        # progress: None = a bar on a terminal and one line per epoch either way; True = both; False = silent
-        bar = sys.stderr.isatty() if progress is None else progress
+        # progress: None = a bar on a terminal or in Jupyter, and one line per epoch; True = both; False = silent
         lines = progress is not False
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             self.model.train()
             order = rng.permutation(n)
             losses, correct, seen = [], [], 0
-            batches = range(steps)
-            if bar and tqdm is not None:
-                batches = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False)
+            bar = progress_bar(range(steps), progress, desc=f"epoch {epoch}/{epochs}", leave=False)
+            batches = bar if bar is not None else range(steps)
             for step in batches:
                 index = order[step * batch_size : min(n, (step + 1) * batch_size)]
                 share = None

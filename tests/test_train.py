@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,15 @@ def test_predict_keeps_the_models_mode(numpy_rng):
     trainer.model.eval()
     diynn.predict(trainer.model, numpy_rng.normal(size=(3, 2)))
     assert not trainer.model.training
+
+
+def test_progress_bar_is_drawn_where_it_can_be_seen(monkeypatch):
+    """None: a bar on a terminal (or a Jupyter widget), none in a log; True forces a text bar."""
+    from diynn.progress import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert progress_bar(range(3), None) is None and progress_bar(range(3), False) is None
+    forced = progress_bar(range(3), True, leave=False, disable=False)
+    assert list(forced) == [0, 1, 2] and type(forced).__module__ == "tqdm.std"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert progress_bar(range(3), None) is not None

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from ..files import atomic_write
+from ..progress import progress_bar
 from .errors import DatasetError
-
-try:
-    from tqdm.auto import tqdm
-except ImportError:
-    tqdm = None
 
 
 class Unreachable(OSError):
@@ -48,8 +43,7 @@ def download(url: str, destination: Path, md5: str, size: int | None = None, pro
 
 def _copy(response, file, total, label, progress) -> tuple[int, str]:
     """Copy the response into `file`; returns the bytes written and their MD5."""
-    show = (sys.stderr.isatty() if progress is None else progress) and tqdm is not None
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) if show else None
+    bar = progress_bar(show=progress, total=total, unit="B", unit_scale=True, desc=label, leave=False)
     written, digest = 0, hashlib.md5()
     while chunk := response.read(1 << 16):
         file.write(chunk)

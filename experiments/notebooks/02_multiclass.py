@@ -48,7 +48,7 @@ print("cross-entropy gradient agrees:", diynn.gradcheck_loss(diynn.CrossEntropyL
 iris = datasets.load_iris()
 model = diynn.mlp([4, 16, 3], rng=0)
 trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.01))
-trainer.fit(iris.x_train, iris.y_train, epochs=20 if QUICK else 100, batch_size=16, progress=True)
+trainer.fit(iris.x_train, iris.y_train, epochs=20 if QUICK else 100, batch_size=16)
 print(f"Iris test accuracy: {diynn.accuracy(model, iris.x_test, iris.y_test):.3f}")
 
 # %% [markdown]
@@ -73,7 +73,6 @@ history = trainer.fit(
     batch_size=128,
     validation_data=(x[split:], y[split:]),
     callbacks=[diynn.CosineLR(optimizer, epochs)],
-    progress=True,
 )
 print(f"Fashion-MNIST test accuracy: {diynn.accuracy(model, fashion.x_test, fashion.y_test):.4f}")
 plot_curves(history, OUT / "mlp_curves.png", title="MLP on Fashion-MNIST")

@@ -58,9 +58,7 @@ for kind, model in models.items():
     inputs = flat(x_train) if kind == "dense" else x_train
     optimizer = diynn.Adam(model.parameters(), lr=2e-3)
     trainer = diynn.Trainer(model, diynn.MSELoss(), optimizer, metric=None)
-    trainer.fit(
-        inputs, inputs, epochs=EPOCHS, batch_size=128, callbacks=[diynn.CosineLR(optimizer, EPOCHS)], progress=True
-    )
+    trainer.fit(inputs, inputs, epochs=EPOCHS, batch_size=128, callbacks=[diynn.CosineLR(optimizer, EPOCHS)])
     test_inputs = flat(x_test) if kind == "dense" else x_test
     reconstructions[kind] = diynn.predict(model, test_inputs).reshape(x_test.shape)
     print(f"{kind}: test MSE per pixel {mse_per_pixel(reconstructions[kind], x_test):.5f}")

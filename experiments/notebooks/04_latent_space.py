@@ -41,7 +41,6 @@ trainer.fit(
     epochs=epochs,
     batch_size=128,
     callbacks=[diynn.CosineLR(optimizer, epochs)],
-    progress=True,
 )
 codes_train, codes_test = encode(model, "dense", x_train), encode(model, "dense", x_test)
 

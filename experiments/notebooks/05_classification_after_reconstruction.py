@@ -34,9 +34,7 @@ EPOCHS = 1 if QUICK else 5
 autoencoder = diynn.conv_autoencoder(32, rng=0)
 optimizer = diynn.Adam(autoencoder.parameters(), lr=2e-3)
 trainer = diynn.Trainer(autoencoder, diynn.MSELoss(), optimizer, metric=None)
-trainer.fit(
-    x_train, x_train, epochs=EPOCHS, batch_size=128, callbacks=[diynn.CosineLR(optimizer, EPOCHS)], progress=True
-)
+trainer.fit(x_train, x_train, epochs=EPOCHS, batch_size=128, callbacks=[diynn.CosineLR(optimizer, EPOCHS)])
 
 inputs = {
     "original images": (flat(x_train), flat(x_test)),

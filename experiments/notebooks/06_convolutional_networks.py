@@ -72,7 +72,6 @@ history = trainer.fit(
     batch_size=128,
     augment=diynn.RandomShift(1, rng=1),
     callbacks=[diynn.CosineLR(optimizer, epochs)],
-    progress=True,
 )
 test_accuracy = diynn.accuracy(model, fashion.x_test, fashion.y_test)
 print(f"test accuracy after {epochs} epochs: {test_accuracy:.4f}")

@@ -97,7 +97,6 @@ history = trainer.fit(
     batch_size=256,
     augment=views,
     callbacks=[diynn.CosineLR(optimizer, EPOCHS)],
-    progress=True,
 )
 
 # %% [markdown]
