@@ -68,7 +68,7 @@ print("gradients agree:", diynn.gradcheck(network, np.random.default_rng(1).norm
 # A 2-layer network with 32 tanh units, the MSE loss and Adam. `Trainer.fit` runs the loop:
 # forward, loss, backward through every layer in reverse, optimiser step. It draws a progress bar
 # in Jupyter (with ipywidgets, which `pip install -e ".[notebooks]"` brings) and prints one line
-# per epoch.
+# per epoch; `progress=False` keeps these 300 short epochs quiet.
 
 # %%
 rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ x = rng.uniform(-3, 3, size=(400, 1))
 y = np.sin(2 * x) + 0.5 * x + 0.1 * rng.normal(size=x.shape)
 model = diynn.mlp([1, 32, 1], activation="tanh", rng=0)
 trainer = diynn.Trainer(model, diynn.MSELoss(), diynn.Adam(model.parameters(), lr=0.01), metric=None)
-history = trainer.fit(x, y, epochs=EPOCHS, batch_size=32)
+history = trainer.fit(x, y, epochs=EPOCHS, batch_size=32, progress=False)  # 300 short epochs: quiet
 
 grid = np.linspace(-3, 3, 300)[:, None]
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -101,7 +101,7 @@ points, labels = make_moons(n_samples=400, noise=0.2, random_state=0)
 x_train, x_test, y_train, y_test = train_test_split(points, labels, test_size=0.25, stratify=labels, random_state=0)
 classifier = diynn.mlp([2, 32, 2], activation="relu", rng=0)
 trainer = diynn.Trainer(classifier, diynn.CrossEntropyLoss(), diynn.Adam(classifier.parameters(), lr=0.01))
-history = trainer.fit(x_train, y_train, epochs=EPOCHS, batch_size=32)
+history = trainer.fit(x_train, y_train, epochs=EPOCHS, batch_size=32, progress=False)
 print(f"held-out accuracy: {diynn.accuracy(classifier, x_test, y_test):.3f}")
 
 xx, yy = np.meshgrid(np.linspace(-2, 3, 200), np.linspace(-1.5, 2, 200))
