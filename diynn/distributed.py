@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import traceback
 
 from backends import BackendError, backend_of
@@ -81,12 +82,12 @@ class Communicator:
     def abort_on_exception(self) -> None:
         """An uncaught exception on any rank aborts the whole job instead of leaving the other
         ranks waiting in a collective (what `python -m mpi4py` does)."""
-        previous = sys.excepthook
 
         def hook(kind, value, trace):
-            sys.stderr.write(f"rank {self.rank}: aborting the MPI job after this error\n")
-            previous(kind, value, trace)
+            report = "".join(traceback.format_exception(kind, value, trace))
+            sys.stderr.write(f"rank {self.rank}: aborting the MPI job after this error\n{report}")
             sys.stderr.flush()
+            time.sleep(0.5)  # let the launcher forward the report before the job is torn down
             self.comm.Abort(1)
 
         sys.excepthook = hook
