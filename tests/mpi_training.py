@@ -1,12 +1,14 @@
 """Run under `mpiexec -n 2` by tests/test_distributed.py: data-parallel training of a small model
 on fixed data; each rank saves its final state (and the history) to <out>/rank<r>.npz.
 
-    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,die,nccl}
+    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,die,kill,nccl}
 
 nccl: the MLP on the active backend (DIYNN_BACKEND=cupy) with `communicator(backend)`, NCCL's.
 """
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -50,10 +52,12 @@ def main():
     ranks = communicator(diynn.get_backend()) if kind == "nccl" else Communicator()
     ranks.abort_on_exception()
     callbacks = ()
-    if kind == "die":
+    if kind in ("die", "kill"):
 
         def die(epoch, history):
             if ranks.rank == 1 and epoch == 2:
+                if kind == "kill":  # no Python error to catch: the process is gone
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError("rank 1 fails on purpose")
 
         callbacks = (die,)

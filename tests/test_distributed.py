@@ -64,6 +64,13 @@ def test_a_failing_rank_stops_the_job_instead_of_hanging_it(tmp_path):
     assert not (tmp_path / "rank0.npz").exists()
 
 
+def test_a_killed_rank_ends_the_job_instead_of_hanging_it(tmp_path):
+    """No Python error to report: mpiexec itself tears the job down when a rank dies."""
+    result = _two_ranks(tmp_path, "kill", timeout=60)  # a hang would raise TimeoutExpired
+    assert result.returncode != 0 and not (tmp_path / "rank0.npz").exists()
+    assert "signal 9" in result.stdout + result.stderr
+
+
 def test_a_single_process_is_unchanged_without_a_communicator():
     model, history = mpi_training.train("mlp")
     again, repeated = mpi_training.train("mlp")
