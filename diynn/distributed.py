@@ -47,8 +47,8 @@ class Communicator:
         """Rank 0's parameters and buffers copied into every rank's model, in one broadcast."""
         state = model.state_dict()
         if state:
-            flat = self._broadcast_flat(_concat(list(state.values())))
-            model.load_state_dict(dict(zip(state, _split(flat, list(state.values())))))
+            arrays = list(state.values())
+            model.load_state_dict(dict(zip(state, _split(self._broadcast_flat(_concat(arrays)), arrays))))
 
     def allreduce_gradients(self, parameters, share: float) -> None:
         """grad <- sum over ranks of share_r * grad_r, for every parameter that takes gradients:
@@ -69,7 +69,8 @@ class Communicator:
         parameters = {name for name, _ in model.named_parameters()}
         buffers = {name: value for name, value in state.items() if name not in parameters}
         if buffers:
-            averaged = _split(self._allreduce_flat(_concat(list(buffers.values()))) / self.size, list(buffers.values()))
+            arrays = list(buffers.values())
+            averaged = _split(self._allreduce_flat(_concat(arrays)) / self.size, arrays)
             model.load_state_dict({**state, **dict(zip(buffers, averaged))})
 
     def sum(self, array):

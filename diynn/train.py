@@ -115,6 +115,11 @@ class Trainer:
         if comm is not None:
             if cuda_graph:
                 raise ValueError("cuda_graph=True and data-parallel training (a communicator) do not combine")
+            if min(batch_size, x.shape[0]) < comm.size:  # every rank needs a sample of every batch
+                raise ValueError(
+                    f"data-parallel fit on {comm.size} ranks needs batches of at least {comm.size} samples, "
+                    f"got batch_size={batch_size} and {x.shape[0]} samples"
+                )
             comm.broadcast_model(self.model)  # every rank starts from rank 0's weights
             seed = comm.broadcast_object(seed)  # and draws the same shuffled order
             progress = progress if comm.rank == 0 else False
@@ -193,8 +198,8 @@ class Trainer:
 
     def prepare(self, x, y, name="fit"):
         """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
-        targets in the model's dtype (y None stays None), on the model's backend. Each conversion (and the check that
-        the data are non-empty, of matching lengths and finite) happens once, here."""
+        targets in the model's dtype (y None stays None), on the model's backend. Each conversion
+        (and the check that the data are non-empty, of matching lengths and finite) happens once, here."""
         backend = self.backend
         xp = backend.xp
         x = _on(backend, x, self.dtype, f"{name}: x")

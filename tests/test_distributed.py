@@ -171,3 +171,18 @@ def test_a_gpu_communicator_sends_its_collectives_through_the_backends_group():
 
     with pytest.raises(diynn.BackendError, match="no collective group"):
         NcclCommunicator(Without())
+
+
+def test_batches_smaller_than_the_ranks_are_a_clear_error():
+    """Each rank needs a share of every global batch: fewer samples than ranks is refused up front."""
+    import diynn
+    from diynn.distributed import Communicator
+
+    communicator = Communicator.__new__(Communicator)
+    communicator.rank, communicator.size = 0, 4
+    model = diynn.mlp([12, 3], rng=0)
+    optimizer = diynn.SGD(model.parameters(), lr=0.1)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer, communicator=communicator)
+    x, y = mpi_training.data("mlp")
+    with pytest.raises(ValueError, match="on 4 ranks needs batches of at least 4 samples, got batch_size=2"):
+        trainer.fit(x, y, batch_size=2, progress=False)
