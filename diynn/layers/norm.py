@@ -9,6 +9,19 @@ from ..checks import check_input
 from ..module import Module, Parameter
 
 
+def per_channel_sum(x3):
+    """(N, C, L) -> (C,): the sum over the batch first, which adds whole contiguous (C, L) blocks."""
+    xp = backend_of(x3).xp
+    return xp.sum(xp.sum(x3, axis=0), axis=-1)
+
+
+def per_channel(values, x3):
+    """A (C,) vector laid out as a (C, L) block for an (N, C, L) operand: broadcasting it then runs
+    over C L contiguous values per image instead of L at a time."""
+    xp = backend_of(x3).xp
+    return values[:, None] * xp.ones((1, x3.shape[2]), dtype=values.dtype, device=values.device)
+
+
 class _BatchNorm(Module):
     """y = gamma (x - mean) / sqrt(var + eps) + beta, per feature/channel (axis 1).
 
@@ -45,18 +58,18 @@ class _BatchNorm(Module):
         if self.training:
             if self.count < 2:
                 raise ValueError(f"{name} in training mode needs more than one value per channel, got {tuple(x.shape)}")
-            mean = xp.sum(xp.sum(x3, axis=-1), axis=0) / self.count
-            self.centred = x3 - mean[:, None]
+            mean = per_channel_sum(x3) / self.count
+            self.centred = x3 - per_channel(mean, x3)
             var = xp.sum(xp.vecdot(self.centred, self.centred, axis=-1), axis=0) / self.count
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
             self.running_var += (self.momentum * self.count / (self.count - 1)) * var
         else:
-            self.centred, var = x3 - self.running_mean[:, None], self.running_var
+            self.centred, var = x3 - per_channel(self.running_mean, x3), self.running_var
         self.inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
-        y = self.centred * (self.weight.data * self.inv_std)[:, None]
-        y += self.bias.data[:, None]
+        y = self.centred * per_channel(self.weight.data * self.inv_std, x3)
+        y += per_channel(self.bias.data, x3)
         return xp.reshape(y, x.shape)
 
     def backward(self, grad_output, input_grad=True):
@@ -65,17 +78,20 @@ class _BatchNorm(Module):
         # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); in eval dL/dx = gamma inv_std g
         xp = backend_of(grad_output).xp
         g = xp.reshape(grad_output, self.centred.shape)
-        sum_g = xp.sum(xp.sum(g, axis=-1), axis=0)
+        sum_g = per_channel_sum(g)
         sum_g_centred = xp.sum(xp.vecdot(g, self.centred, axis=-1), axis=0)
         self.weight.accumulate(sum_g_centred * self.inv_std)
         self.bias.accumulate(sum_g)
         if not input_grad:
             return None
         scale = self.weight.data * self.inv_std  # gamma inv_std, (C,)
-        grad = g * scale[:, None]
-        if self.training:  # the two mean terms, written on the centred x: x_hat = centred inv_std
-            grad += self.centred * (-scale * self.inv_std**2 * sum_g_centred / self.count)[:, None]
-            grad += (-scale * sum_g / self.count)[:, None]
+        if not self.training:
+            return xp.reshape(g * per_channel(scale, g), grad_output.shape)
+        # the two mean terms, written on the centred x: x_hat = centred inv_std
+        grad = self.centred * per_channel(-(self.inv_std**2) * sum_g_centred / self.count, g)
+        grad += g
+        grad -= per_channel(sum_g / self.count, g)
+        grad *= per_channel(scale, g)
         return xp.reshape(grad, grad_output.shape)
 
     @classmethod
