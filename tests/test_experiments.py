@@ -118,3 +118,20 @@ def test_each_configuration_has_its_own_default_folder():
         "results/fashion-mnist-activations",
         "results/kmnist-mlp",
     }
+
+
+def test_augmentation_options_build_shifts_and_flips():
+    from helpers import classification
+
+    import diynn
+
+    def augmentation(*argv):
+        return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", "cnn", *argv]))
+
+    assert isinstance(augmentation(), diynn.RandomShift)  # the CNN's default: 1-pixel shifts
+    assert augmentation("--shift", "0") is None
+    assert isinstance(augmentation("--shift", "0", "--flip"), diynn.RandomHorizontalFlip)
+    both = augmentation("--flip")
+    assert [type(step) for step in both.augmentations] == [diynn.RandomShift, diynn.RandomHorizontalFlip]
+    with pytest.raises(SystemExit):  # augmentation is for images: not with the MLP
+        classification.parse_args("fashion-mnist", ["--flip"])

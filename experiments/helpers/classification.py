@@ -69,6 +69,12 @@ def parse_args(dataset: str, argv=None):
         default=None,
         help="augmentation: shift each training image by up to this many pixels (default: 1 for the CNN, 0 otherwise)",
     )
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="augmentation: mirror half the training images left-right (CNN only)",
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the split, the weights, the shuffling, augmentation"
@@ -98,8 +104,8 @@ def parse_args(dataset: str, argv=None):
         args.epochs = 20 if args.model == "mlp" else 15
     if args.shift is None:
         args.shift = 0 if args.model == "mlp" else 1
-    if args.shift and args.model != "cnn":
-        parser.error("--shift (image augmentation) needs --model cnn")
+    if (args.shift or args.flip) and args.model != "cnn":
+        parser.error("--shift and --flip (image augmentation) need --model cnn")
     if args.hidden is None:
         args.hidden = [256, 128] if args.model == "mlp" else [256]
     if args.out is None:
@@ -129,6 +135,14 @@ def build_model(args, input_shape):
     return diynn.mlp([input_shape[0], *args.hidden, 10], activation=args.activation, rng=args.seed)
 
 
+def augmentation(args):
+    """The training images' random shifts and flips, or None."""
+    steps = [diynn.RandomShift(args.shift, rng=args.seed + 1)] if args.shift else []
+    if args.flip:
+        steps.append(diynn.RandomHorizontalFlip(rng=args.seed + 2))
+    return diynn.Compose(*steps) if len(steps) > 1 else (steps[0] if steps else None)
+
+
 def train(args, splits, activation=None, communicator=None):
     """Train one model (data-parallel with a communicator); returns (model, history, test
     accuracy, test predictions, seconds)."""
@@ -139,7 +153,7 @@ def train(args, splits, activation=None, communicator=None):
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer, communicator=communicator)
     callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
-    augment = diynn.RandomShift(args.shift, rng=args.seed + 1) if args.shift else None
+    augment = augmentation(args)
     start = time.perf_counter()
     history = trainer.fit(
         x_train,
