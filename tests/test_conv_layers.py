@@ -26,10 +26,11 @@ CONVS = {
 }
 
 
+@pytest.mark.parametrize("in_channels", [2, 1], ids=["channel_major", "one_channel_batch_major"])
 @pytest.mark.parametrize("name", CONVS)
-def test_conv2d_gradients(backend, name, numpy_rng):
-    layer = Conv2d(2, 3, rng=0, **CONVS[name])
-    assert gradcheck(layer, numpy_rng.normal(size=(2, 2, 5, 7)), max_checks=60)
+def test_conv2d_gradients(backend, name, in_channels, numpy_rng):
+    layer = Conv2d(in_channels, 3, rng=0, **CONVS[name])
+    assert gradcheck(layer, numpy_rng.normal(size=(2, in_channels, 5, 7)), max_checks=60)
 
 
 TRANSPOSED = {

@@ -125,6 +125,10 @@ CONV_MODULES = {
         lambda: diynn.Conv2d(3, 4, (3, 2), stride=2, padding=1, rng=0),
         lambda: torch.nn.Conv2d(3, 4, (3, 2), stride=2, padding=1),
     ),
+    "conv2d_one_channel": (  # one input channel: the batch-major path
+        lambda: diynn.Conv2d(1, 4, (3, 2), stride=2, padding=1, rng=0),
+        lambda: torch.nn.Conv2d(1, 4, (3, 2), stride=2, padding=1),
+    ),
     "conv_transpose2d": (
         lambda: diynn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, rng=0),
         lambda: torch.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
@@ -143,7 +147,8 @@ CONV_MODULES = {
 @pytest.mark.parametrize("name", CONV_MODULES)
 def test_conv_module_matches_torch(backend, name, numpy_rng):
     ours, theirs = CONV_MODULES[name]
-    compare_module(ours(), theirs(), numpy_rng.normal(size=(2, 3, 6, 5)), backend, numpy_rng)
+    channels = 1 if name == "conv2d_one_channel" else 3
+    compare_module(ours(), theirs(), numpy_rng.normal(size=(2, channels, 6, 5)), backend, numpy_rng)
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])

@@ -15,7 +15,7 @@ from .. import arguments
 from ..checks import check_input
 from ..init import INITS, as_generator, initial_weight
 from ..module import Module, Parameter
-from .geometry import crop, output_size, pad_channel_major, to_batch_major
+from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 
 
 class _Convolution(Module):
@@ -119,9 +119,11 @@ class Conv2d(_Convolution):
             bias = None if self.bias is None else self.bias.data
             self.cudnn.convolution_forward(x, self.weight.data, bias, y, *self._cudnn_geometry(), **CUDNN_OPTIONS)
             return y
+        if self.in_channels == 1:
+            return self._forward_one_channel(backend, x, oh, ow)
         padded = pad_channel_major(x, self.padding)
         self.padded_shape = padded.shape
-        self.cols = backend_of(x).im2col(padded, self.kernel_size, self.stride)  # (C kh kw, N OH OW)
+        self.cols = backend.im2col(padded, self.kernel_size, self.stride)  # (C kh kw, N OH OW)
         y = xp.reshape(self.weight.data, (self.out_channels, -1)) @ self.cols  # (O, N OH OW)
         if self.bias is not None:
             y += self.bias.data[:, None]
@@ -133,6 +135,8 @@ class Conv2d(_Convolution):
         xp = backend.xp
         if self.cudnn is not None:
             return self._backward_cudnn(xp, grad_output, input_grad)
+        if self.in_channels == 1:
+            return self._backward_one_channel(backend, grad_output, input_grad)
         grad = xp.reshape(xp.permute_dims(grad_output, (1, 0, 2, 3)), (self.out_channels, -1))  # (O, N OH OW)
         weight = xp.reshape(self.weight.data, (self.out_channels, -1))
         if self.weight.requires_grad:
@@ -143,6 +147,39 @@ class Conv2d(_Convolution):
             return None
         padded = backend.col2im(weight.T @ grad, self.padded_shape, self.kernel_size, self.stride)
         return xp.permute_dims(crop(padded, self.padding), (1, 0, 2, 3))
+
+    # A first layer on one-channel images has a tiny kh kw inner dimension: its products are cheap
+    # and the two transposes of the channel-major path (output, output gradient) would cost the
+    # most. Batch-major instead: each image's windows (kh kw, OH OW) times the (O, kh kw) weight
+    # is that image's (O, OH OW) output, one batched product, no transposes. The windows come from
+    # the same im2col with the batch in the channels' place: (N, 1, H, W) -> (N kh kw, OH OW).
+
+    def _forward_one_channel(self, backend, x, oh, ow):
+        xp = backend.xp
+        n = x.shape[0]
+        padded = pad2d(x, self.padding)  # (N, 1, H + 2 ph, W + 2 pw)
+        self.padded_shape = padded.shape
+        cols = backend.im2col(padded, self.kernel_size, self.stride)  # (N kh kw, OH OW)
+        self.cols = xp.reshape(cols, (n, -1, oh * ow))  # (N, kh kw, OH OW)
+        y = xp.reshape(self.weight.data, (self.out_channels, -1)) @ self.cols  # (N, O, OH OW)
+        if self.bias is not None:
+            y += self.bias.data[:, None]
+        return xp.reshape(y, (n, self.out_channels, oh, ow))
+
+    def _backward_one_channel(self, backend, grad_output, input_grad):
+        xp = backend.xp
+        n = grad_output.shape[0]
+        grad = xp.reshape(grad_output, (n, self.out_channels, -1))  # (N, O, OH OW)
+        weight = xp.reshape(self.weight.data, (self.out_channels, -1))
+        if self.weight.requires_grad:  # sum over images of dY_n X_cols_n^T
+            per_image = grad @ xp.permute_dims(self.cols, (0, 2, 1))  # (N, O, kh kw)
+            self.weight.accumulate(xp.reshape(xp.sum(per_image, axis=0), self.weight.shape))
+        if self.bias is not None and self.bias.requires_grad:
+            self.bias.accumulate(xp.sum(xp.sum(grad, axis=0), axis=-1))
+        if not input_grad:
+            return None
+        cols = xp.reshape(weight.T @ grad, (-1, grad.shape[2]))  # (N kh kw, OH OW)
+        return crop(backend.col2im(cols, self.padded_shape, self.kernel_size, self.stride), self.padding)
 
     def _backward_cudnn(self, xp, grad_output, input_grad):
         """The same gradients from cuDNN: the weight's from (x, dY), the input's from (W, dY)."""
