@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from steps import step_flops  # noqa: E402
-from workers import CONV_SHAPES, Worker  # noqa: E402
+from workers import CONV_SHAPES, LAYER_SHAPES, Worker  # noqa: E402
 
 from diynn.files import atomic_write  # noqa: E402
 
@@ -113,6 +113,14 @@ def measure(args, environment_note: str) -> dict:
             columns = (c_out if transposed else c_in) * kernel * kernel
             positions = size * size if transposed else ((size + 2 * padding - kernel) // stride + 1) ** 2
             conv[shape]["im2col_buffer_mb"] = columns * args.conv_batch * positions * 4 / 2**20
+        layers = {}
+        for shape in args.layer_shapes:
+            layer_workers = {f"layer-diynn:{shape}": numpy_side}
+            if torch_side:
+                layer_workers[f"layer-torch:{shape}"] = torch_side
+            layers[shape] = interleaved(
+                layer_workers, list(layer_workers), args.conv_batch, args.rounds, args.seconds, args.gap
+            )
         memory = numpy_side.call("memory", "diynn-numpy", 128, args.memory_steps)
     finally:
         for worker in {id(w): w for w in workers.values()}.values():
@@ -124,6 +132,8 @@ def measure(args, environment_note: str) -> dict:
         "steps": steps,
         "cnn": cnn,
         "conv": conv,
+        "layers": layers,
+        "conv_batch": args.conv_batch,
         "memory": memory,
         "graph_unavailable": graph_unavailable,
     }
@@ -240,8 +250,8 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {batch} | {times['diynn-cnn'] * 1e3:.2f} | {torch_ms} | {torch_ratio} |")
         lines += [
             "",
-            "Convolutions, forward + backward at batch 128: the CNN's (conv1, conv2) and the conv "
-            "autoencoder's (enc: 4x4 stride 2; dec: 4x4 stride-2 transposed):",
+            f"Convolutions, forward + backward at batch {run.get('conv_batch', 128)}: the CNN's (conv1, conv2) "
+            "and the conv autoencoder's (enc: 4x4 stride 2; dec: 4x4 stride-2 transposed):",
             "",
             "| layer | diynn ms | PyTorch ms | diynn / PyTorch | im2col buffer |",
             "|---|---|---|---|---|",
@@ -257,6 +267,7 @@ def markdown(report: dict) -> str:
                 f"| {shape} ({kind}{c_in}->{c_out}, {kernel}x{kernel} stride {stride}, {size}x{size}) | "
                 f"{times[0] * 1e3:.2f} | {torch_ms} | {ratio_text} | {result['im2col_buffer_mb']:.1f} MiB |"
             )
+        lines += _layer_table(run)
         memory = run["memory"]
         lines += [
             "",
@@ -338,6 +349,30 @@ def plot(report: dict, path: Path) -> None:
         plt.close(figure)
 
 
+def _layer_table(run: dict) -> list[str]:
+    """The CNN's max-pools and batch norms, forward + backward, against PyTorch's."""
+    if not run.get("layers"):
+        return []
+    lines = [
+        "",
+        f"The CNN's max-pools and batch norms (training mode), forward + backward at batch {run['conv_batch']}:",
+        "",
+        "| layer | diynn ms | PyTorch ms | diynn / PyTorch |",
+        "|---|---|---|---|",
+    ]
+    for shape, result in run["layers"].items():
+        times = list(result["median_s"].values())
+        ratio = next(iter(result["ratio"].values()), None)
+        kind, channels, size = LAYER_SHAPES[shape]
+        torch_ms = f"{times[1] * 1e3:.2f}" if len(times) > 1 else "-"
+        ratio_text = f"{ratio:.2f}" if ratio is not None else "-"
+        lines.append(
+            f"| {shape} ({kind}, {channels} channels, {size}x{size}) | {times[0] * 1e3:.2f} | {torch_ms} "
+            f"| {ratio_text} |"
+        )
+    return lines
+
+
 def _write_atomic(path: Path, text: str) -> None:
     with atomic_write(path, "w") as file:
         file.write(text)
@@ -351,7 +386,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batches", type=int, nargs="*", default=list(BATCHES))
     parser.add_argument("--cnn-batches", type=int, nargs="*", default=list(CNN_BATCHES))
     parser.add_argument("--conv-shapes", nargs="*", default=list(CONV_SHAPES))
-    parser.add_argument("--conv-batch", type=int, default=128)
+    parser.add_argument("--layer-shapes", nargs="*", default=list(LAYER_SHAPES))
+    parser.add_argument("--conv-batch", type=int, default=128, help="batch of the convolution and layer tables")
     parser.add_argument("--memory-steps", type=int, default=1000)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-gpu", action="store_true")

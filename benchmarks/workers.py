@@ -23,6 +23,14 @@ CONV_SHAPES = {
     "dec2": (16, 1, 14, 4, 2, 1, True),
 }
 
+# The CNN's other layers with a cost of their own: (kind, channels, H = W of the input)
+LAYER_SHAPES = {
+    "pool1": ("max-pool 2x2", 32, 28),
+    "pool2": ("max-pool 2x2", 64, 14),
+    "bn1": ("batch norm", 32, 14),
+    "bn2": ("batch norm", 64, 7),
+}
+
 
 def make_step(name: str, batch: int):
     """(step, synchronize) for an implementation name such as "diynn-numpy" or "torch-cpu"."""
@@ -38,6 +46,8 @@ def make_step(name: str, batch: int):
         return step_library.torch_step(batch, name.removeprefix("torch-"))
     if name.startswith("conv-"):
         return conv_step(name.removeprefix("conv-"), batch)
+    if name.startswith("layer-"):
+        return layer_step(name.removeprefix("layer-"), batch)
     raise ValueError(f"unknown implementation {name!r}")
 
 
@@ -74,6 +84,41 @@ def conv_step(name: str, batch: int):
         layer.zero_grad()
         layer(x_b)
         layer.backward(ones, input_grad=input_grad)
+
+    return step, backend.synchronize
+
+
+def layer_step(name: str, batch: int):
+    """Forward + backward (training mode) of a max-pool or batch norm: "diynn:pool1" or "torch:bn2"."""
+    import numpy as np
+
+    library, shape = name.split(":")
+    kind, channels, size = LAYER_SHAPES[shape]
+    x = np.random.default_rng(0).standard_normal((batch, channels, size, size), dtype=np.float32)
+    if library == "torch":
+        import torch
+
+        layer = torch.nn.MaxPool2d(2) if kind.startswith("max-pool") else torch.nn.BatchNorm2d(channels)
+        x_t = torch.from_numpy(x).requires_grad_(True)
+
+        def step():
+            layer.zero_grad(set_to_none=True)
+            x_t.grad = None
+            y = layer(x_t)
+            y.backward(torch.ones_like(y))
+
+        return step, lambda: None
+    import diynn
+
+    backend = diynn.set_backend(library.removeprefix("diynn") or "numpy")
+    layer = diynn.MaxPool2d(2) if kind.startswith("max-pool") else diynn.BatchNorm2d(channels)
+    x_b = backend.asarray(x)
+    ones = backend.xp.ones_like(layer(x_b))
+
+    def step():
+        layer.zero_grad()
+        layer(x_b)
+        layer.backward(ones)
 
     return step, backend.synchronize
 

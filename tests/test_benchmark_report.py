@@ -25,6 +25,9 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
             "--conv-shapes",
             "conv1",
             "dec2",
+            "--layer-shapes",
+            "pool1",
+            "bn2",
             "--conv-batch",
             "2",
             "--memory-steps",
@@ -47,6 +50,8 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
         assert saved["runs"][0]["cnn"]["4"]["ratio"]["torch-cnn"] > 0
     assert "| dec2 (transposed 16->1, 4x4 stride 2, 14x14) |" in next(tmp_path.glob("*.md")).read_text()
     assert "| 8 |" in next(tmp_path.glob("*.md")).read_text()
+    assert saved["runs"][0]["layers"]["bn2"]["median_s"]["layer-diynn:bn2"] > 0
+    assert "| pool1 (max-pool 2x2, 32 channels, 28x28) |" in next(tmp_path.glob("*.md")).read_text()
     assert "On the GPU" not in next(tmp_path.glob("*.md")).read_text()
 
     # the GPU table, from the same run with the lines a GPU machine adds
