@@ -97,7 +97,7 @@ def measure(args, environment_note: str) -> dict:
             cnn_workers = {"diynn-cnn": numpy_side}
             if torch_side:
                 cnn_workers["torch-cnn"] = torch_side
-            cnn[batch] = interleaved(cnn_workers, list(cnn_workers), batch, args.rounds, args.seconds, args.gap)
+            cnn[batch] = interleaved(cnn_workers, list(cnn_workers), batch, args.rounds, args.cnn_seconds, args.gap)
             print(
                 f"cnn batch {batch}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in cnn[batch]["median_s"].items())
             )
@@ -385,6 +385,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--gap", type=float, default=0.2, help="idle seconds before each turn")
     parser.add_argument("--batches", type=int, nargs="*", default=list(BATCHES))
     parser.add_argument("--cnn-batches", type=int, nargs="*", default=list(CNN_BATCHES))
+    parser.add_argument(
+        "--cnn-seconds", type=float, default=1.5, help="timing per turn of the CNN step (tens of steps, not five)"
+    )
     parser.add_argument("--conv-shapes", nargs="*", default=list(CONV_SHAPES))
     parser.add_argument("--layer-shapes", nargs="*", default=list(LAYER_SHAPES))
     parser.add_argument("--conv-batch", type=int, default=128, help="batch of the convolution and layer tables")

@@ -22,6 +22,8 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
             "8",
             "--cnn-batches",
             "4",
+            "--cnn-seconds",
+            "0.01",
             "--conv-shapes",
             "conv1",
             "dec2",
