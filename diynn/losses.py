@@ -47,30 +47,43 @@ class CrossEntropyLoss(Loss):
     (one-hot or soft labels). The gradient is computed with the loss, in the same pass over
     the logits. A label outside [0, C) raises ValueError (on the GPU, where checking would cost a
     synchronisation per step, the loss becomes NaN instead, and Trainer.fit stops on it).
+    `label_smoothing` = e mixes the target with the uniform distribution, t' = (1 - e) t + e / C
+    (Szegedy et al. 2016; as in PyTorch).
     """
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = arguments.real("label_smoothing", label_smoothing, low=0, high=1)
 
     def forward(self, logits, target):
         xp = backend_of(logits).xp
         if logits.ndim != 2:
             raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
-        n = logits.shape[0]
+        n, classes = logits.shape
         if target.ndim == 1 and xp.isdtype(target.dtype, "integral"):
             if target.shape[0] != n:
                 raise ValueError(f"CrossEntropyLoss: {target.shape[0]} labels for {n} logits rows")
-            value, self.grad = softmax_cross_entropy(logits, target)
-            return value
-        if target.ndim == 2 and xp.isdtype(target.dtype, "real floating"):
+            if not self.label_smoothing:
+                value, self.grad = softmax_cross_entropy(logits, target)
+                return value
+            target = one_hot(target, classes, logits.dtype)
+        elif target.ndim == 2 and xp.isdtype(target.dtype, "real floating"):
             check_same_shape(logits, target, "CrossEntropyLoss")
-            value, self.grad = soft_cross_entropy(logits, target)
-            return value
-        raise ValueError(
-            "CrossEntropyLoss expects integer labels (N,) or float probabilities (N, C), "
-            f"got shape {tuple(target.shape)} of dtype {target.dtype}"
-        )
+        else:
+            raise ValueError(
+                "CrossEntropyLoss expects integer labels (N,) or float probabilities (N, C), "
+                f"got shape {tuple(target.shape)} of dtype {target.dtype}"
+            )
+        if self.label_smoothing:
+            target = (1 - self.label_smoothing) * target + self.label_smoothing / classes
+        value, self.grad = soft_cross_entropy(logits, target)
+        return value
 
     def backward(self):
         # d loss / d logits = (softmax(z) - t) / N
         return self.grad
+
+    def config(self):
+        return {"label_smoothing": self.label_smoothing}
 
 
 def soft_cross_entropy(logits, target):
@@ -132,11 +145,18 @@ def softmax_cross_entropy(logits, labels):
         grad = xp.empty_like(logits)
         fused(logits, labels, classes, 1.0 / n, losses, grad)
         return xp.mean(losses), grad
-    one_hot = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), logits.dtype)
-    if float(xp.sum(one_hot)) != n:  # a row without its label
+    return soft_cross_entropy(logits, one_hot(labels, classes, logits.dtype))
+
+
+def one_hot(labels, classes: int, dtype):
+    """Integer labels (N,) -> (N, classes) rows of `dtype` with a 1 at each label; a label outside
+    [0, classes) raises ValueError (the check reads one number on the host)."""
+    xp = backend_of(labels).xp
+    rows = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), dtype)
+    if float(xp.sum(rows)) != labels.shape[0]:  # a row without its label
         bad = labels[(labels < 0) | (labels >= classes)]
         raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
-    return soft_cross_entropy(logits, one_hot)
+    return rows
 
 
 class BCELoss(Loss):

@@ -20,6 +20,25 @@ def test_cross_entropy_gradient_with_soft_targets(backend, numpy_rng):
     assert gradcheck_loss(CrossEntropyLoss(), numpy_rng.normal(size=(4, 3)), backend.asarray(target))
 
 
+def test_cross_entropy_gradient_with_label_smoothing(backend, numpy_rng):
+    labels = backend.asarray(np.array([0, 2, 1, 2]))
+    assert gradcheck_loss(CrossEntropyLoss(label_smoothing=0.2), numpy_rng.normal(size=(4, 3)), labels)
+    target = backend.asarray(numpy_rng.dirichlet(np.ones(3), size=4))
+    assert gradcheck_loss(CrossEntropyLoss(label_smoothing=0.2), numpy_rng.normal(size=(4, 3)), target)
+
+
+def test_label_smoothing_is_the_smoothed_one_hot_target(backend, numpy_rng):
+    logits = backend.asarray(numpy_rng.normal(size=(5, 4)))
+    labels = np.array([3, 0, 1, 1, 2])
+    smoothed = np.eye(4)[labels] * 0.9 + 0.1 / 4
+    by_label = float(CrossEntropyLoss(label_smoothing=0.1)(logits, backend.asarray(labels)))
+    assert by_label == pytest.approx(float(CrossEntropyLoss()(logits, backend.asarray(smoothed))), rel=1e-12)
+    with pytest.raises(ValueError, match="class labels must be in"):
+        CrossEntropyLoss(label_smoothing=0.1)(logits, backend.asarray(np.array([0, 1, 4, 1, 2])))
+    with pytest.raises(ValueError, match="label_smoothing must be"):
+        CrossEntropyLoss(label_smoothing=1.5)
+
+
 def test_bce_gradients(backend, numpy_rng):
     target = backend.asarray(numpy_rng.uniform(size=(3, 4)))
     assert gradcheck_loss(BCELoss(), numpy_rng.uniform(0.05, 0.95, size=(3, 4)), target)

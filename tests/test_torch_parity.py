@@ -53,6 +53,16 @@ LOSSES = {
     "mse": (diynn.MSELoss, torch.nn.MSELoss, "float"),
     "cross_entropy": (diynn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "labels"),
     "cross_entropy_soft": (diynn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "probabilities"),
+    "cross_entropy_smoothed": (
+        lambda: diynn.CrossEntropyLoss(label_smoothing=0.1),
+        lambda: torch.nn.CrossEntropyLoss(label_smoothing=0.1),
+        "labels",
+    ),
+    "cross_entropy_soft_smoothed": (
+        lambda: diynn.CrossEntropyLoss(label_smoothing=0.3),
+        lambda: torch.nn.CrossEntropyLoss(label_smoothing=0.3),
+        "probabilities",
+    ),
     "bce": (diynn.BCELoss, torch.nn.BCELoss, "float"),
     "bce_logits": (diynn.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, "float"),
 }

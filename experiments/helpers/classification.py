@@ -75,6 +75,9 @@ def parse_args(dataset: str, argv=None):
         default=False,
         help="augmentation: mirror half the training images left-right (CNN only)",
     )
+    parser.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="mix the targets with the uniform distribution (0: off)"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the split, the weights, the shuffling, augmentation"
@@ -151,7 +154,8 @@ def train(args, splits, activation=None, communicator=None):
     (x_train, y_train), validation, (x_test, y_test), _ = splits
     model = build_model(args, x_train.shape[1:])
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
-    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), optimizer, communicator=communicator)
+    loss = diynn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    trainer = diynn.Trainer(model, loss, optimizer, communicator=communicator)
     callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
     augment = augmentation(args)
     start = time.perf_counter()
