@@ -1,7 +1,8 @@
 """Convolutions as im2col + one matrix product, and their transposes; cuDNN on CuPy.
 
 Images are (N, C, H, W). The portable path works channel-major, (C, N, H, W), so that the
-im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output.
+im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output;
+a convolution of one-channel images works batch-major instead (see `_forward_one_channel`).
 Where the backend has cuDNN (CuPy with cupyx.cudnn), each layer's three products (forward,
 weight gradient, input gradient) are cuDNN's convolution routines instead, as in Chainer's
 convolution_2d; the transposed convolution is the same three routines in another order.
