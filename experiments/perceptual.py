@@ -78,6 +78,22 @@ def evaluate(model, data, args) -> dict:
     }
 
 
+def targets(results: dict) -> str:
+    """The issue's two targets for the perceptual loss, each said to be met or not."""
+    pixel, perceptual = results["pixel MSE"], results["pixel MSE + perceptual"]
+
+    def verdict(met):
+        return "met" if met else "NOT met"
+
+    drop_points = 100 * perceptual["drop"]
+    return (
+        f"Targets: the classifier's drop on reconstructions at most 0.5 points: {verdict(drop_points <= 0.5)} "
+        f"({drop_points:.2f}, pixel loss {100 * pixel['drop']:.2f}); the latent linear probe above the pixel-loss "
+        f"autoencoder's: {verdict(perceptual['linear_probe'] > pixel['linear_probe'])} "
+        f"({perceptual['linear_probe']:.4f} vs {pixel['linear_probe']:.4f})."
+    )
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, epochs=6, out="results/perceptual")
@@ -117,7 +133,7 @@ def main(argv=None) -> dict:
         )
     text = (
         f"Conv autoencoder, latent 32, {args.epochs} epochs each, {len(x_train)} training images; the same MLP "
-        f"[256, 128] on the original images: {baseline:.4f}.\n\n" + "\n".join(rows) + "\n"
+        f"[256, 128] on the original images: {baseline:.4f}.\n\n" + "\n".join(rows) + "\n\n" + targets(results) + "\n"
     )
     write_atomic(out / "perceptual.md", text)
     title = "Test images and their reconstructions: pixel loss vs pixel + perceptual loss"

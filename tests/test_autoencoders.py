@@ -140,6 +140,20 @@ def test_perceptual_script(fashion, tmp_path):
     assert (tmp_path / "o" / "reconstructions.png").stat().st_size > 0
 
 
+def test_perceptual_targets_are_said_met_or_not():
+    import perceptual
+
+    pixel = {"drop": 0.014, "linear_probe": 0.80}
+    assert perceptual.targets(
+        {"pixel MSE": pixel, "pixel MSE + perceptual": {"drop": 0.004, "linear_probe": 0.81}}
+    ) == (
+        "Targets: the classifier's drop on reconstructions at most 0.5 points: met (0.40, pixel loss 1.40); "
+        "the latent linear probe above the pixel-loss autoencoder's: met (0.8100 vs 0.8000)."
+    )
+    worse = perceptual.targets({"pixel MSE": pixel, "pixel MSE + perceptual": {"drop": 0.011, "linear_probe": 0.79}})
+    assert worse.count("NOT met") == 2 and "(1.10, pixel loss 1.40)" in worse
+
+
 def test_self_supervised_script(fashion, tmp_path):
     """A quick run: pretraining without labels, the probes of every representation, the label
     shares (at least 10 labels each), the table, figures, metrics and the saved encoder."""
