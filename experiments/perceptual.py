@@ -39,11 +39,12 @@ from helpers.common import backend_info, output_dir, plot_image_rows, run, write
 import diynn  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-FEATURE_LAYERS = {3: 1.0, 7: 1.0}  # the CNN's ReLUs after conv block 1 (32x14x14) and block 2 (64x7x7)
+# the CNN's ReLUs after conv block 1 (32x14x14) and block 2 (64x7x7); 10 is the ReLU of its dense head (256)
+FEATURE_LAYERS = (3, 7)
 
 
 def feature_network(args):
-    """The frozen CNN whose features the perceptual loss compares, its first eight layers."""
+    """The frozen CNN whose features the perceptual loss compares, up to the deepest feature layer."""
     path = Path(args.classifier)
     if not path.is_file():
         print(f"{path} not found: training the CNN classifier first (experiments/fashion_mnist.py --model cnn)")
@@ -54,7 +55,9 @@ def feature_network(args):
             command += ["--data-dir", args.data_dir]
         subprocess.run(command, check=True)
     cnn = diynn.load_model(path)
-    return diynn.Sequential(*cnn.layers[: max(FEATURE_LAYERS) + 1])
+    if min(args.feature_layers) < 0 or max(args.feature_layers) >= len(cnn.layers):
+        raise SystemExit(f"--feature-layers: the classifier has layers 0..{len(cnn.layers) - 1}")
+    return diynn.Sequential(*cnn.layers[: max(args.feature_layers) + 1])
 
 
 def ssim(reconstructions, originals) -> float:
@@ -103,13 +106,21 @@ def main(argv=None) -> dict:
         help="the trained CNN whose features the perceptual loss compares (trained first if missing)",
     )
     parser.add_argument("--perceptual-weight", type=float, default=1.0, help="weight of the feature distances")
+    parser.add_argument(
+        "--feature-layers",
+        type=int,
+        nargs="+",
+        default=list(FEATURE_LAYERS),
+        help="indices of the classifier's layers whose outputs are compared, each weighted alike "
+        "(default: 3 7, the two conv blocks; 10 adds the dense head's features)",
+    )
     parser.add_argument("--classifier-epochs", type=int, default=10, help="epochs of each judging MLP")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     out = output_dir(args.out)
     x_train, y_train, x_test, y_test, _ = load_images(args)
     data = (x_train, y_train, x_test, y_test)
-    layers = {index: args.perceptual_weight * weight for index, weight in FEATURE_LAYERS.items()}
+    layers = {index: args.perceptual_weight for index in args.feature_layers}
     losses = {
         "pixel MSE": diynn.MSELoss(),
         "pixel MSE + perceptual": diynn.PerceptualLoss(feature_network(args), layers, pixel_weight=1.0),

@@ -132,6 +132,7 @@ def test_perceptual_script(fashion, tmp_path):
     classifier = diynn.save_model(diynn.cnn(rng=0), tmp_path / "cnn.npz")
     metrics = perceptual.main(
         [*fashion, "--classifier", str(classifier), "--classifier-epochs", "1", "--out", str(tmp_path / "o")]
+        + ["--feature-layers", "3", "10"]  # a conv block's and the dense head's features
     )
     assert set(metrics["results"]) == {"pixel MSE", "pixel MSE + perceptual"}
     for result in metrics["results"].values():
