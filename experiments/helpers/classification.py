@@ -62,7 +62,7 @@ def parse_args(dataset: str, argv=None):
         default="cosine",
         help="learning rate: cosine decay to 0 over the epochs, or constant",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 15 for the CNN")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 18 for the CNN")
     parser.add_argument(
         "--shift",
         type=int,
@@ -76,7 +76,10 @@ def parse_args(dataset: str, argv=None):
         help="augmentation: mirror half the training images left-right (CNN only)",
     )
     parser.add_argument(
-        "--label-smoothing", type=float, default=0.0, help="mix the targets with the uniform distribution (0: off)"
+        "--label-smoothing",
+        type=float,
+        default=None,
+        help="mix the targets with the uniform distribution (default: 0.1 for the CNN, 0 otherwise)",
     )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument(
@@ -104,7 +107,9 @@ def parse_args(dataset: str, argv=None):
     if args.data_parallel and (args.compare_activations or args.cuda_graph):
         parser.error("--data-parallel trains one model, eagerly: not with --compare-activations or --cuda-graph")
     if args.epochs is None:
-        args.epochs = 20 if args.model == "mlp" else 15
+        args.epochs = 20 if args.model == "mlp" else 18
+    if args.label_smoothing is None:
+        args.label_smoothing = 0.0 if args.model == "mlp" else 0.1
     if args.shift is None:
         args.shift = 0 if args.model == "mlp" else 1
     if (args.shift or args.flip) and args.model != "cnn":
