@@ -55,6 +55,15 @@ def interleaved(workers: dict, names: list[str], batch: int, rounds: int, second
     }
 
 
+def against_torch(kind: str, shape: str, numpy_side, torch_side, args) -> dict:
+    """One layer's forward + backward ("conv" or "layer" steps of `shape`) in diynn against PyTorch
+    (where it is installed), taking turns at the convolution batch."""
+    pair = {f"{kind}-diynn:{shape}": numpy_side}
+    if torch_side:
+        pair[f"{kind}-torch:{shape}"] = torch_side
+    return interleaved(pair, list(pair), args.conv_batch, args.rounds, args.seconds, args.gap)
+
+
 def measure(args, environment_note: str) -> dict:
     """All worker-based measurements under the current environment."""
     numpy_side = Worker("numpy")
@@ -103,24 +112,12 @@ def measure(args, environment_note: str) -> dict:
             )
         conv = {}
         for shape in args.conv_shapes:
-            conv_workers = {f"conv-diynn:{shape}": numpy_side}
-            if torch_side:
-                conv_workers[f"conv-torch:{shape}"] = torch_side
-            conv[shape] = interleaved(
-                conv_workers, list(conv_workers), args.conv_batch, args.rounds, args.seconds, args.gap
-            )
+            conv[shape] = against_torch("conv", shape, numpy_side, torch_side, args)
             c_in, c_out, size, kernel, stride, padding, transposed = CONV_SHAPES[shape]
             columns = (c_out if transposed else c_in) * kernel * kernel
             positions = size * size if transposed else ((size + 2 * padding - kernel) // stride + 1) ** 2
             conv[shape]["im2col_buffer_mb"] = columns * args.conv_batch * positions * 4 / 2**20
-        layers = {}
-        for shape in args.layer_shapes:
-            layer_workers = {f"layer-diynn:{shape}": numpy_side}
-            if torch_side:
-                layer_workers[f"layer-torch:{shape}"] = torch_side
-            layers[shape] = interleaved(
-                layer_workers, list(layer_workers), args.conv_batch, args.rounds, args.seconds, args.gap
-            )
+        layers = {shape: against_torch("layer", shape, numpy_side, torch_side, args) for shape in args.layer_shapes}
         memory = numpy_side.call("memory", "diynn-numpy", 128, args.memory_steps)
     finally:
         for worker in {id(w): w for w in workers.values()}.values():
@@ -257,15 +254,11 @@ def markdown(report: dict) -> str:
             "|---|---|---|---|---|",
         ]
         for shape, result in run["conv"].items():
-            times = list(result["median_s"].values())
-            ratio = next(iter(result["ratio"].values()), None)
             c_in, c_out, size, kernel, stride, _, transposed = CONV_SHAPES[shape]
             kind = "transposed " if transposed else ""
-            torch_ms = f"{times[1] * 1e3:.2f}" if len(times) > 1 else "-"
-            ratio_text = f"{ratio:.2f}" if ratio is not None else "-"
             lines.append(
                 f"| {shape} ({kind}{c_in}->{c_out}, {kernel}x{kernel} stride {stride}, {size}x{size}) | "
-                f"{times[0] * 1e3:.2f} | {torch_ms} | {ratio_text} | {result['im2col_buffer_mb']:.1f} MiB |"
+                f"{_against_torch_cells(result)} | {result['im2col_buffer_mb']:.1f} MiB |"
             )
         lines += _layer_table(run)
         memory = run["memory"]
@@ -361,16 +354,18 @@ def _layer_table(run: dict) -> list[str]:
         "|---|---|---|---|",
     ]
     for shape, result in run["layers"].items():
-        times = list(result["median_s"].values())
-        ratio = next(iter(result["ratio"].values()), None)
         kind, channels, size = LAYER_SHAPES[shape]
-        torch_ms = f"{times[1] * 1e3:.2f}" if len(times) > 1 else "-"
-        ratio_text = f"{ratio:.2f}" if ratio is not None else "-"
-        lines.append(
-            f"| {shape} ({kind}, {channels} channels, {size}x{size}) | {times[0] * 1e3:.2f} | {torch_ms} "
-            f"| {ratio_text} |"
-        )
+        lines.append(f"| {shape} ({kind}, {channels} channels, {size}x{size}) | {_against_torch_cells(result)} |")
     return lines
+
+
+def _against_torch_cells(result: dict) -> str:
+    """ "diynn ms | PyTorch ms | ratio" of one `against_torch` result ("-" where PyTorch is missing)."""
+    times = list(result["median_s"].values())
+    ratio = next(iter(result["ratio"].values()), None)
+    torch_ms = f"{times[1] * 1e3:.2f}" if len(times) > 1 else "-"
+    ratio_text = f"{ratio:.2f}" if ratio is not None else "-"
+    return f"{times[0] * 1e3:.2f} | {torch_ms} | {ratio_text}"
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -58,34 +58,12 @@ def conv_step(name: str, batch: int):
     library, shape = name.split(":")
     c_in, c_out, size, kernel, stride, padding, transposed = CONV_SHAPES[shape]
     x = np.random.default_rng(0).random((batch, c_in, size, size), dtype=np.float32)
-    input_grad = c_in > 1  # a first layer needs no input gradient
-    if library == "torch":
-        import torch
 
-        kind = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
-        layer = kind(c_in, c_out, kernel, stride=stride, padding=padding)
-        x_t = torch.from_numpy(x).requires_grad_(input_grad)
+    def make(nn, **init):
+        kind = nn.ConvTranspose2d if transposed else nn.Conv2d
+        return kind(c_in, c_out, kernel, stride=stride, padding=padding, **init)
 
-        def step():
-            layer.zero_grad(set_to_none=True)
-            y = layer(x_t)
-            y.backward(torch.ones_like(y))
-
-        return step, lambda: None
-    import diynn
-
-    backend = diynn.set_backend(library.removeprefix("diynn") or "numpy")
-    kind = diynn.ConvTranspose2d if transposed else diynn.Conv2d
-    layer = kind(c_in, c_out, kernel, stride=stride, padding=padding, rng=0)
-    x_b = backend.asarray(x)
-    ones = backend.xp.ones_like(layer(x_b))
-
-    def step():
-        layer.zero_grad()
-        layer(x_b)
-        layer.backward(ones, input_grad=input_grad)
-
-    return step, backend.synchronize
+    return _forward_backward_step(library, make, x, input_grad=c_in > 1)  # a first layer needs no input gradient
 
 
 def layer_step(name: str, batch: int):
@@ -95,11 +73,21 @@ def layer_step(name: str, batch: int):
     library, shape = name.split(":")
     kind, channels, size = LAYER_SHAPES[shape]
     x = np.random.default_rng(0).standard_normal((batch, channels, size, size), dtype=np.float32)
+
+    def make(nn, **init):  # neither layer has weights to initialise
+        return nn.MaxPool2d(2) if kind.startswith("max-pool") else nn.BatchNorm2d(channels)
+
+    return _forward_backward_step(library, make, x, input_grad=True)
+
+
+def _forward_backward_step(library: str, make, x, input_grad: bool):
+    """(step, synchronize) running forward + backward of `make(nn, **init)`, the layer built from
+    torch.nn or from diynn (init: diynn's seed), on the NumPy input x, a gradient of ones."""
     if library == "torch":
         import torch
 
-        layer = torch.nn.MaxPool2d(2) if kind.startswith("max-pool") else torch.nn.BatchNorm2d(channels)
-        x_t = torch.from_numpy(x).requires_grad_(True)
+        layer = make(torch.nn)
+        x_t = torch.from_numpy(x).requires_grad_(input_grad)
 
         def step():
             layer.zero_grad(set_to_none=True)
@@ -111,14 +99,14 @@ def layer_step(name: str, batch: int):
     import diynn
 
     backend = diynn.set_backend(library.removeprefix("diynn") or "numpy")
-    layer = diynn.MaxPool2d(2) if kind.startswith("max-pool") else diynn.BatchNorm2d(channels)
+    layer = make(diynn, rng=0)
     x_b = backend.asarray(x)
     ones = backend.xp.ones_like(layer(x_b))
 
     def step():
         layer.zero_grad()
         layer(x_b)
-        layer.backward(ones)
+        layer.backward(ones, input_grad=input_grad)
 
     return step, backend.synchronize
 
