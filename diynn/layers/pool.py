@@ -50,15 +50,12 @@ class _Pool2d(Module):
         ]
 
     def gather(self, parts):
-        """Sum window-offset gradients (one array per offset, the output's shape) onto the input."""
+        """Sum window-offset gradients (one array per offset, the output's shape) onto the input;
+        pixels in no window (stride larger than the kernel, or a remainder) get exactly zero."""
         xp = backend_of(parts[0]).xp
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel_size))
-        tiled = (
-            not overlapping
-            and all(  # the windows cover every pixel once: no zeros needed
-                size == (size - k) // s * s + k
-                for size, k, s in zip(self.padded_shape[2:], self.kernel_size, self.stride)
-            )
+        tiled = all(  # the windows cover every pixel exactly once: no zeros needed
+            s == k and size % k == 0 for size, k, s in zip(self.padded_shape[2:], self.kernel_size, self.stride)
         )
         make = xp.empty if tiled else xp.zeros
         grad = make(self.padded_shape, dtype=self.dtype, device=parts[0].device)
