@@ -18,7 +18,7 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int = 2, rng=None):
-        self.max_shift = max_shift
+        self.max_shift = arguments.integer("max_shift", max_shift, minimum=0)
         self.rng = as_generator(rng)
 
     def __call__(self, x):
@@ -66,7 +66,7 @@ class RandomHorizontalFlip:
     """Mirror each image left-right with probability p (for data without a handedness, e.g. clothes)."""
 
     def __init__(self, p: float = 0.5, rng=None):
-        self.p = p
+        self.p = arguments.real("p", p, low=0, high=1)
         self.rng = as_generator(rng)
 
     def __call__(self, x):

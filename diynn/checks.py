@@ -34,6 +34,14 @@ def check_same_backend(x, parameter, name: str) -> None:
 
 
 def check_same_shape(prediction, target, name: str) -> None:
-    """Raise ValueError unless the two arrays have the same shape (no silent broadcasting)."""
+    """Raise ValueError unless the two arrays have the same shape (no silent broadcasting) and hold
+    at least one example (a mean over an empty batch is undefined)."""
+    check_not_empty(prediction, name)
     if tuple(prediction.shape) != tuple(target.shape):
         raise ValueError(f"{name}: prediction shape {tuple(prediction.shape)} != target shape {tuple(target.shape)}")
+
+
+def check_not_empty(prediction, name: str) -> None:
+    """Raise ValueError if `prediction` has no elements (a loss averaged over nothing would be NaN)."""
+    if prediction.size == 0:
+        raise ValueError(f"{name} got an empty batch (prediction shape {tuple(prediction.shape)}); nothing to average")

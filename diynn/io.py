@@ -19,6 +19,10 @@ from .module import Module
 FORMAT = "diynn-model-1"
 _ARCHITECTURE_KEY = "__architecture__"
 MAX_DEPTH = 64  # modules nested in modules; deeper files are refused before anything is built
+# An architecture may need this many numbers more than a model file holds and still be built, so
+# that a missing or mis-shaped weight is named (entry and shape) by the state-dict check; beyond
+# it the file is refused before anything is allocated.
+BUDGET_SLACK = 2**20
 
 
 class ModelFileError(ValueError):
@@ -110,7 +114,7 @@ def load_model(path, backend=None) -> Module:
     as "cupy"; default: the active backend)."""
     header, arrays = _read(path)
     with backends.use(backend) if backend is not None else contextlib.nullcontext():
-        model = build(header["architecture"], budget=sum(array.size for array in arrays.values()))
+        model = build(header["architecture"], budget=sum(array.size for array in arrays.values()) + BUDGET_SLACK)
         saved = {array.dtype for array in arrays.values()}
         if len(saved) == 1 and next(iter(saved)) != np.float32:  # keep the saved precision (float64 stays)
             model.astype(getattr(backends.get_backend().xp, saved.pop().name))
@@ -138,7 +142,7 @@ def _read(path):
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile) as error:
         raise ModelFileError(f"{path} is not a readable .npz model file (truncated or corrupt?): {error}") from error
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):
@@ -165,7 +169,7 @@ def _load_into(model, arrays, path):
     try:
         model.load_state_dict(arrays)
     except (KeyError, ValueError) as error:
-        raise ModelFileError(f"{path} does not match the model: {error}") from error
+        raise ModelFileError(f"{path} does not match the model: {_message(error)}") from error
 
 
 def _encode(value):

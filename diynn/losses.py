@@ -4,7 +4,7 @@
 from backends import Elementwise, backend_of
 
 from . import arguments
-from .checks import check_same_shape
+from .checks import check_not_empty, check_same_shape
 from .layers.activations import sigmoid
 
 
@@ -58,6 +58,7 @@ class CrossEntropyLoss(Loss):
         xp = backend_of(logits).xp
         if logits.ndim != 2:
             raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
+        check_not_empty(logits, "CrossEntropyLoss")
         n, classes = logits.shape
         if target.ndim == 1 and xp.isdtype(target.dtype, "integral"):
             if target.shape[0] != n:

@@ -1,5 +1,6 @@
 """Ready-made models used by the experiments, built from the public layers."""
 
+from . import arguments
 from .autoencoder import Autoencoder
 from .init import as_generator
 from .layers import (
@@ -41,9 +42,9 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
     return Sequential(*layers)
 
 
-def cnn_encoder(channels=(32, 64), batch_norm=True, image_size=28, rng=None) -> Sequential:
+def cnn_encoder(channels=(32, 64), batch_norm=True, rng=None) -> Sequential:
     """The convolutional part of `cnn`: conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU)
-    and a Flatten. x: (N, 1, image_size, image_size) -> features (N, channels[-1] * (size / 2^blocks)^2).
+    and a Flatten. x: (N, 1, S, S) -> features (N, channels[-1] * (S // 2^blocks)^2), for any S >= 2^blocks.
     Pooling comes before the ReLU: max-pool and ReLU commute, and the ReLU then runs on a quarter
     of the values."""
     rng = as_generator(rng)
@@ -61,7 +62,8 @@ def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=True, classes=10,
     """`cnn_encoder`'s conv blocks and a dense head with dropout. x: (N, 1, image_size, image_size)
     -> logits (N, classes)."""
     rng = as_generator(rng)
-    encoder = cnn_encoder(channels, batch_norm, image_size, rng)
+    encoder = cnn_encoder(channels, batch_norm, rng)
+    image_size = arguments.integer("image_size", image_size, minimum=2 ** len(channels))
     features = channels[-1] * (image_size // 2 ** len(channels)) ** 2
     head = [Linear(features, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng), Linear(hidden, classes, rng=rng)]
     return Sequential(*encoder.layers, *head)

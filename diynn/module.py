@@ -153,7 +153,8 @@ class Module:
         missing = sorted(set(current) - set(state))
         unexpected = sorted(set(state) - set(current))
         if missing or unexpected:
-            raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
+            expected = ", ".join(f"{name!r} of shape {tuple(current[name].shape)}" for name in missing) or "none"
+            raise KeyError(f"state_dict mismatch: missing {expected}; unexpected {unexpected}")
         for name, value in state.items():
             if not _real_floating(value):
                 raise ValueError(

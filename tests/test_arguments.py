@@ -48,6 +48,31 @@ CLEAR_ERRORS = {
     "RandomErasing ratio (3, 1)": (lambda: diynn.RandomErasing(ratio=(3, 1)), ValueError, "ratio is a"),
     "TwoViews(None)": (lambda: diynn.TwoViews(None), TypeError, "TwoViews needs an augmentation"),
     "NTXentLoss temperature 0": (lambda: diynn.NTXentLoss(0), ValueError, "temperature"),
+    "RandomShift('a')": (lambda: diynn.RandomShift("a"), TypeError, "max_shift must be an integer >= 0"),
+    "RandomShift(-1)": (lambda: diynn.RandomShift(-1), ValueError, "max_shift must be an integer >= 0"),
+    "RandomHorizontalFlip(2)": (
+        lambda: diynn.RandomHorizontalFlip(2),
+        ValueError,
+        r"p must be a finite number in \[0, 1\]",
+    ),
+    "RandomHorizontalFlip('x')": (lambda: diynn.RandomHorizontalFlip("x"), TypeError, "p must be a real number"),
+    "cnn_encoder(image_size=)": (lambda: diynn.cnn_encoder(image_size=28), TypeError, "image_size"),
+    "cnn(image_size=3)": (lambda: diynn.cnn(image_size=3), ValueError, "image_size must be an integer >= 4"),
+    "CrossEntropyLoss on no rows": (
+        lambda: diynn.CrossEntropyLoss()(np.zeros((0, 10), np.float32), np.zeros(0, np.int64)),
+        ValueError,
+        r"CrossEntropyLoss got an empty batch \(prediction shape \(0, 10\)\)",
+    ),
+    "MSELoss on no rows": (
+        lambda: diynn.MSELoss()(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)),
+        ValueError,
+        "MSELoss got an empty batch",
+    ),
+    "Unflatten((3, 3)) on 10 features": (
+        lambda: diynn.Unflatten((3, 3))(np.zeros((2, 10), np.float32)),
+        ValueError,
+        r"Unflatten expects size 9 on axis 1, got shape \(2, 10\)",
+    ),
 }
 
 

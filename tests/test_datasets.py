@@ -75,6 +75,11 @@ def test_parse_idx_errors():
         parse_idx(header + bytes(2 * 784 + 1), "x.idx")
     with pytest.raises(DatasetError, match="truncated IDX header"):
         parse_idx(bytes([0, 0, 8, 3, 0, 0]), "x.idx")
+    huge = bytes([0, 0, 8, 3]) + np.array([2**32 - 1] * 3, ">u4").tobytes()
+    with pytest.raises(
+        DatasetError, match=r"x.idx: IDX dimensions \(4294967295, 4294967295, 4294967295\) are too large"
+    ):
+        parse_idx(huge, "x.idx")
 
 
 def test_truncated_gzip_names_the_file(source):

@@ -15,9 +15,7 @@ import diynn
 
 torch = pytest.importorskip("torch")
 
-EXAMPLES = settings(
-    max_examples=500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
+EXAMPLES = settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

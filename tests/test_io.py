@@ -117,6 +117,7 @@ EDITS = {
         lambda a: a["config"]["layers"][0]["__module__"]["config"].update(in_features=10**6, out_features=10**6),
         "more parameters than the file holds",
     ),
+    "layers not a list": (lambda a: a["config"].update(layers=3), "Sequential's layers must be a list of modules"),
 }
 
 
@@ -230,3 +231,36 @@ def test_every_kind_of_layer_survives_the_architecture_checks(tmp_path, make):
     assert sum(type(m).stored_size(m.config()) for m in model.modules()) == sum(
         int(np.prod(v.shape)) for v in model.state_dict().values()
     )
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda arrays: arrays.pop("0.weight"), r"missing '0.weight' of shape \(3, 4\)"),
+        (
+            lambda arrays: arrays.update({"0.weight": np.array(1.0)}),
+            r"'0.weight' has shape \(\), the model expects \(3, 4\)",
+        ),
+    ],
+    ids=["missing", "0-d"],
+)
+def test_a_missing_or_wrong_weight_names_the_entry_and_its_shape(tmp_path, damage, message):
+    architecture, arrays = _saved(tmp_path)
+    damage(arrays)
+    path = _write_model_file(tmp_path / "damaged.npz", architecture, arrays)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_unknown_zip_compression_is_a_model_file_error(tmp_path):
+    """Zip members compressed with a method Python cannot read (here: a made-up method 99)."""
+    path = save_model(diynn.mlp([3, 2], rng=0), tmp_path / "m.npz")
+    raw = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central headers
+        start = raw.find(signature)
+        while start >= 0:
+            raw[start + offset : start + offset + 2] = (99).to_bytes(2, "little")
+            start = raw.find(signature, start + 4)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="m.npz is not a readable .npz model file"):
+        load_model(path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
+import sys
 import zlib
 from pathlib import Path
 
@@ -35,7 +37,11 @@ def parse_idx(payload: bytes, source) -> np.ndarray:
         raise DatasetError(f"{source}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(payload, dtype=">u4", count=rank, offset=4))
     dtype = np.dtype(_DTYPES[payload[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if expected > sys.maxsize:
+        raise DatasetError(
+            f"{source}: IDX dimensions {shape} are too large ({expected} bytes: more than memory can address)"
+        )
     if len(payload) != expected:
         problem = "truncated" if len(payload) < expected else "has trailing bytes"
         raise DatasetError(f"{source}: IDX data {problem}: {len(payload)} bytes, shape {shape} needs {expected}")

@@ -31,7 +31,10 @@ class Sequential(Module):
 
     @classmethod
     def from_config(cls, config):
-        return cls(*config["layers"])
+        layers = config["layers"]
+        if not isinstance(layers, list):
+            raise TypeError(f"Sequential's layers must be a list of modules, got {type(layers).__name__}")
+        return cls(*layers)
 
     def extra_repr(self):
         return ""

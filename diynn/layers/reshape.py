@@ -1,8 +1,11 @@
 """Shape changes between convolutional and dense parts of a network."""
 
+import math
+
 from backends import backend_of
 
 from .. import arguments
+from ..checks import check_input
 from ..module import Module
 
 
@@ -18,7 +21,8 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """(N, d1 d2 ...) -> (N, *shape), e.g. from a dense layer into a convolutional decoder."""
+    """(N, d1 d2 ...) -> (N, *shape), e.g. from a dense layer into a convolutional decoder;
+    the input's features must number d1 d2 ... exactly."""
 
     def __init__(self, shape):
         super().__init__()
@@ -27,6 +31,7 @@ class Unflatten(Module):
         self.shape = tuple(arguments.integer(f"shape[{i}]", size) for i, size in enumerate(shape))
 
     def forward(self, x):
+        check_input(x, ndim=2, name="Unflatten", sizes={1: math.prod(self.shape)})
         return backend_of(x).xp.reshape(x, (x.shape[0], *self.shape))
 
     def backward(self, grad_output, input_grad=True):
