@@ -11,8 +11,8 @@ import pytest
 
 import diynn
 from backends import BackendError
-from diynn.layers.activations import relu_backward
-from diynn.losses import softmax_cross_entropy
+from diynn.functional.activations import relu_backward
+from diynn.functional.losses import softmax_cross_entropy
 
 try:
     GPU = diynn.set_backend("cupy")

@@ -3,6 +3,7 @@ running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
 from backends import BackendError, get_backend, set_backend, use
 
+from . import functional
 from .augment import (
     Compose,
     GaussianNoise,
@@ -15,6 +16,7 @@ from .augment import (
 from .autoencoder import Autoencoder, add_noise
 from .callbacks import EarlyStopping
 from .cuda_graphs import CapturedStep
+from .grad_mode import enable_grad, no_grad
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .io import ModelFileError, load_model, load_weights, save_model
 from .layers import (
@@ -48,6 +50,9 @@ from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
 __version__ = "0.1.0"
 
 __all__ = [
+    "enable_grad",
+    "functional",
+    "no_grad",
     "Adam",
     "AdamW",
     "Autoencoder",

@@ -10,6 +10,8 @@ import random
 
 from backends import get_backend
 
+from .grad_mode import enable_grad, no_grad
+
 
 class GradcheckError(AssertionError):
     """An analytic gradient differs from its finite-difference estimate."""
@@ -18,7 +20,8 @@ class GradcheckError(AssertionError):
 def gradcheck(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed=0) -> bool:
     """Check d L / d x and d L / d (every parameter) of `module` at input `x`.
 
-    The module is converted to float64 in place (its parameters keep their values).
+    The module is converted to float64 in place (its parameters keep their values); it is checked
+    in the mode it is in (training or eval), its backward consuming the one forward it keeps.
     At most `max_checks` entries of each array are checked, chosen at random.
     Returns True or raises GradcheckError naming the array, the entry and both values.
     """
@@ -26,13 +29,16 @@ def gradcheck(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed
     xp = backend.xp
     module.astype(xp.float64)
     x = xp.astype(backend.asarray(x), xp.float64)
-    weights = backend.rng(seed).normal(tuple(module.forward(x).shape), dtype=xp.float64)
+    with no_grad():
+        weights = backend.rng(seed).normal(tuple(module.forward(x).shape), dtype=xp.float64)
 
     def objective():
-        return float(xp.sum(module.forward(x) * weights))
+        with no_grad():
+            return float(xp.sum(module.forward(x) * weights))
 
     module.zero_grad()
-    module.forward(x)
+    with enable_grad():  # in eval mode too
+        module.forward(x)
     grad_x = module.backward(weights)
     arrays = [("input", x, grad_x)]
     arrays += [(name, p.data, p.grad) for name, p in module.named_parameters()]
@@ -52,7 +58,8 @@ def gradcheck_loss(loss, prediction, target, *, eps=1e-6, rtol=1e-5, atol=1e-7, 
     analytic = loss.backward()
 
     def objective():
-        return float(loss.forward(prediction, target))
+        with no_grad():
+            return float(loss.forward(prediction, target))
 
     _compare("prediction", prediction, analytic, objective, eps, rtol, atol, max_checks, seed)
     return True

@@ -1,8 +1,11 @@
 """`Parameter` and `Module`: the base of every layer, with explicit, hand-written backward passes.
 
-Unlike PyTorch there is no autograd graph: `forward` caches what its derivative needs, and
-`backward(grad_output)` returns the gradient with respect to the input and adds the gradients
-of the parameters to their `.grad`.
+Unlike PyTorch there is no autograd graph: a layer's `forward` calls its op in
+`diynn.functional`, which returns the output and a cache of what the derivative needs; the module
+keeps that cache (`save_for_backward`) while gradients are wanted (see `grad_mode`), and
+`backward(grad_output)` consumes the latest one, returns the gradient with respect to the input
+and adds the parameters' gradients to their `.grad`. A module called twice before its backwards
+holds two caches; the backwards consume them latest first, as autograd does for a shared layer.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Iterator
 
 import backends
 from backends import backend_of
+
+from .grad_mode import PendingCaches
 
 
 class Parameter:
@@ -44,7 +49,7 @@ class Parameter:
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
 
-class Module:
+class Module(PendingCaches):
     """A differentiable function with parameters, buffers and child modules.
 
     Attributes that hold a `Parameter` or a `Module` are registered by assignment, as in
@@ -90,6 +95,22 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def wants_parameter_grads(self) -> bool:
+        """Whether any of this module's own parameters is trained (not frozen)."""
+        return any(parameter.requires_grad for parameter in self._parameters.values())
+
+    def accumulate_grads(self, **grads) -> None:
+        """Add each gradient given by name (None: not computed) to that parameter's `.grad`."""
+        for name, grad in grads.items():
+            if grad is not None:
+                self._parameters[name].accumulate(grad)
+
+    def clear_pending(self) -> Module:
+        """Forget the caches of forwards still waiting for a backward, in this module and below."""
+        for module in self.modules():
+            PendingCaches.clear_pending(module)
+        return self
 
     # -- parameters and state ----------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:

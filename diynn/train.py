@@ -12,11 +12,13 @@ from backends import backend_of, get_backend
 
 from . import arguments
 from .cuda_graphs import CapturedStep
+from .grad_mode import no_grad
 from .progress import progress_bar
 from .regularisation import clip_grad_norm
 
-# Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes, small
-# enough that a CNN's im2col buffers stay small (1024 images of the default CNN held ~700 MiB).
+# Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes. An
+# evaluation keeps no cache, so only one layer's buffers live at a time: predict on 10,000 images
+# through the default CNN peaks at 94 MiB traced (190 MiB when the layers kept their last call).
 EVALUATION_BATCH = 256
 
 
@@ -272,11 +274,13 @@ def predict(model, x, batch_size: int = EVALUATION_BATCH):
 
 @contextlib.contextmanager
 def evaluating(model):
-    """Run a block with `model` in eval mode, then restore its previous mode."""
+    """Run a block with `model` in eval mode and nothing kept for a backward (neither the model's
+    caches nor the loss's), then restore its previous mode."""
     was_training = model.training
     model.eval()
     try:
-        yield model
+        with no_grad():
+            yield model
     finally:
         model.train(was_training)
 

@@ -94,7 +94,7 @@ def _without_fused_kernels(backend, function):
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
 def test_activation_backward_matches_the_portable_code(backend, numpy_rng, name):
-    from diynn.layers import activations
+    from diynn.functional import activations
 
     function = getattr(activations, f"{name}_backward")
     y = backend.asarray(np.tanh(numpy_rng.normal(size=(9, 4))).astype(np.float32))
@@ -105,7 +105,7 @@ def test_activation_backward_matches_the_portable_code(backend, numpy_rng, name)
 
 
 def test_softmax_cross_entropy_matches_the_portable_code(backend, numpy_rng):
-    from diynn.losses import softmax_cross_entropy
+    from diynn.functional.losses import softmax_cross_entropy
 
     logits = backend.asarray((numpy_rng.normal(size=(40, 10)) * 20).astype(np.float32))
     labels = backend.asarray(numpy_rng.integers(0, 10, 40))

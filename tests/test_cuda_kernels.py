@@ -19,8 +19,8 @@ from cuda_emulator import Emulator
 import diynn
 from backends import Elementwise, use
 from backends.cupy_backend import CompiledKernel
-from diynn import losses, optim
-from diynn.layers import activations
+from diynn import optim
+from diynn.functional import activations, losses
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the kernel bodies")
 

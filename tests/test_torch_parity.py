@@ -20,7 +20,8 @@ def compare_module(ours, theirs, x, backend, numpy_rng):
     with torch.no_grad():
         for (_, p), q in zip(ours.named_parameters(), theirs.parameters()):
             q.copy_(to_torch(backend.to_numpy(p.data)))
-    y = ours(backend.asarray(x, dtype=xp.float64))
+    with diynn.enable_grad():  # eval-mode modules too keep what their backward needs
+        y = ours(backend.asarray(x, dtype=xp.float64))
     grad_output = numpy_rng.normal(size=tuple(y.shape))
     grad_x = ours.backward(backend.asarray(grad_output))
     x_t = to_torch(x).requires_grad_(True)

@@ -1,12 +1,7 @@
-"""Elementwise activations and Softmax; each caches the value its derivative is written in.
-
-The backward of ReLU, Tanh and Sigmoid is one elementwise formula of the cached output y and the
-incoming gradient; on CuPy each runs as one fused kernel (the source beside the portable code).
-"""
-
-from backends import Elementwise, backend_of
+"""Elementwise activations and Softmax: thin modules over `diynn.functional.activations`."""
 
 from .. import arguments
+from .. import functional as F
 from ..module import Module
 
 
@@ -14,23 +9,12 @@ class ReLU(Module):
     """y = max(x, 0), any shape."""
 
     def forward(self, x):
-        self.y = backend_of(x).xp.maximum(x, 0)
-        return self.y
+        y, cache = F.relu(x)
+        self.save_for_backward(cache)
+        return y
 
     def backward(self, grad_output, input_grad=True):
-        return relu_backward(self.y, grad_output)
-
-
-RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diynn_relu_backward")
-
-
-def relu_backward(y, grad_output):
-    """dL/dx = grad_output where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
-    backend = backend_of(y)
-    fused = backend.elementwise(RELU_BACKWARD)
-    if fused is not None:
-        return fused(y, grad_output)
-    return grad_output * backend.xp.astype(y > 0, grad_output.dtype)
+        return F.relu_backward(self.saved_for_backward(), grad_output)
 
 
 class LeakyReLU(Module):
@@ -42,13 +26,12 @@ class LeakyReLU(Module):
         self.negative_slope = arguments.real("negative_slope", negative_slope, low=-1e30, high=1e30)
 
     def forward(self, x):
-        xp = backend_of(x).xp
-        # slope where x <= 0, 1 where x > 0: y = x * dy/dx
-        self.derivative = self.negative_slope + (1 - self.negative_slope) * xp.astype(x > 0, x.dtype)
-        return x * self.derivative
+        y, cache = F.leaky_relu(x, self.negative_slope)
+        self.save_for_backward(cache)
+        return y
 
     def backward(self, grad_output, input_grad=True):
-        return grad_output * self.derivative
+        return F.leaky_relu_backward(self.saved_for_backward(), grad_output)
 
     def config(self):
         return {"negative_slope": self.negative_slope}
@@ -58,52 +41,24 @@ class Tanh(Module):
     """y = tanh(x), any shape."""
 
     def forward(self, x):
-        self.y = backend_of(x).xp.tanh(x)
-        return self.y
+        y, cache = F.tanh(x)
+        self.save_for_backward(cache)
+        return y
 
     def backward(self, grad_output, input_grad=True):
-        return tanh_backward(self.y, grad_output)
-
-
-TANH_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * (1 - y * y)", "diynn_tanh_backward")
-
-
-def tanh_backward(y, grad_output):
-    """dL/dx = grad_output (1 - y^2) (dy/dx = 1 - tanh(x)^2)."""
-    fused = backend_of(y).elementwise(TANH_BACKWARD)
-    if fused is not None:
-        return fused(y, grad_output)
-    return grad_output * (1 - y * y)
+        return F.tanh_backward(self.saved_for_backward(), grad_output)
 
 
 class Sigmoid(Module):
     """y = 1 / (1 + exp(-x)), any shape; computed without overflow for large |x|."""
 
     def forward(self, x):
-        self.y = sigmoid(x)
-        return self.y
+        y, cache = F.sigmoid(x)
+        self.save_for_backward(cache)
+        return y
 
     def backward(self, grad_output, input_grad=True):
-        return sigmoid_backward(self.y, grad_output)
-
-
-SIGMOID_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * y * (1 - y)", "diynn_sigmoid_backward")
-
-
-def sigmoid(x):
-    """1 / (1 + exp(-x)) written as (1 + tanh(x / 2)) / 2, which never overflows."""
-    y = backend_of(x).xp.tanh(x / 2)
-    y += 1
-    y /= 2
-    return y
-
-
-def sigmoid_backward(y, grad_output):
-    """dL/dx = grad_output y (1 - y) (dy/dx = sigmoid(x) (1 - sigmoid(x)))."""
-    fused = backend_of(y).elementwise(SIGMOID_BACKWARD)
-    if fused is not None:
-        return fused(y, grad_output)
-    return grad_output * y * (1 - y)
+        return F.sigmoid_backward(self.saved_for_backward(), grad_output)
 
 
 class Softmax(Module):
@@ -118,22 +73,12 @@ class Softmax(Module):
         self.axis = arguments.integer("axis", axis, minimum=-(2**31))
 
     def forward(self, x):
-        self.y = softmax(x, self.axis)
-        return self.y
+        y, cache = F.softmax(x, self.axis)
+        self.save_for_backward(cache)
+        return y
 
     def backward(self, grad_output, input_grad=True):
-        # dL/dx_i = y_i (g_i - sum_j g_j y_j)
-        xp = backend_of(grad_output).xp
-        inner = xp.sum(grad_output * self.y, axis=self.axis, keepdims=True)
-        return self.y * (grad_output - inner)
+        return F.softmax_backward(self.saved_for_backward(), grad_output)
 
     def config(self):
         return {"axis": self.axis}
-
-
-def softmax(x, axis=-1):
-    """exp(x - max x) normalised along `axis`."""
-    xp = backend_of(x).xp
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-    e /= xp.sum(e, axis=axis, keepdims=True)
-    return e

@@ -1,8 +1,7 @@
-"""Inverted dropout."""
-
-from backends import backend_of
+"""Inverted dropout: a thin module over `diynn.functional.dropout`."""
 
 from .. import arguments
+from .. import functional as F
 from ..init import as_generator, following
 from ..module import Module
 
@@ -19,18 +18,14 @@ class Dropout(Module):
         self.rng = as_generator(rng)
 
     def forward(self, x):
-        if not self.training or self.p == 0:
-            self.scale = None
-            return x
-        xp = backend_of(x).xp
-        self.rng = following(self.rng, x)
-        keep = self.rng.uniform(0.0, 1.0, tuple(x.shape), dtype=x.dtype) >= self.p
-        self.scale = xp.astype(keep, x.dtype) / (1 - self.p)
-        return x * self.scale
+        if self.training and self.p:
+            self.rng = following(self.rng, x)
+        y, cache = F.dropout(x, self.p, self.rng, self.training)
+        self.save_for_backward(cache)
+        return y
 
     def backward(self, grad_output, input_grad=True):
-        # dy/dx = mask / (1 - p)
-        return grad_output if self.scale is None else grad_output * self.scale
+        return F.dropout_backward(self.saved_for_backward(), grad_output)
 
     def config(self):
         return {"p": self.p}

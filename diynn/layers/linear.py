@@ -1,8 +1,9 @@
 """Fully connected layer."""
 
-from backends import backend_of, get_backend
+from backends import get_backend
 
 from .. import arguments
+from .. import functional as F
 from ..checks import check_input
 from ..init import INITS, as_generator, initial_weight
 from ..module import Module, Parameter
@@ -36,19 +37,16 @@ class Linear(Module):
 
     def forward(self, x):
         check_input(x, ndim=2, name="Linear", sizes={1: self.in_features}, like=self.weight.data)
-        self.x = x
-        y = x @ self.weight.data.T
-        if self.bias is not None:
-            y += self.bias.data
+        y, cache = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        self.save_for_backward(cache)
         return y
 
     def backward(self, grad_output, input_grad=True):
-        # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
-        if self.weight.requires_grad:
-            self.weight.accumulate(grad_output.T @ self.x)
-        if self.bias is not None and self.bias.requires_grad:
-            self.bias.accumulate(backend_of(grad_output).xp.sum(grad_output, axis=0))
-        return grad_output @ self.weight.data if input_grad else None
+        grad_x, grad_weight, grad_bias = F.linear_backward(
+            self.saved_for_backward(), grad_output, input_grad, self.wants_parameter_grads()
+        )
+        self.accumulate_grads(weight=grad_weight, bias=grad_bias)
+        return grad_x
 
     @classmethod
     def stored_size(cls, config):

@@ -13,11 +13,11 @@ class Flatten(Module):
     """(N, d1, d2, ...) -> (N, d1 d2 ...)."""
 
     def forward(self, x):
-        self.input_shape = x.shape
+        self.save_for_backward(x.shape)
         return backend_of(x).xp.reshape(x, (x.shape[0], -1))
 
     def backward(self, grad_output, input_grad=True):
-        return backend_of(grad_output).xp.reshape(grad_output, self.input_shape)
+        return backend_of(grad_output).xp.reshape(grad_output, self.saved_for_backward())
 
 
 class Unflatten(Module):

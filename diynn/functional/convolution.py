@@ -1,0 +1,226 @@
+"""Convolutions and transposed convolutions as functional pairs: im2col + one matrix product, or
+cuDNN on CuPy.
+
+Images are (N, C, H, W). The portable path works channel-major, (C, N, H, W), so that the im2col
+matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output; a
+convolution of one-channel images works batch-major instead (see `_conv2d_one_channel`). Where the
+backend has cuDNN (CuPy with cupyx.cudnn), the three products (forward, weight gradient, input
+gradient) are cuDNN's convolution routines, as in Chainer's convolution_2d; the transposed
+convolution is the same three routines in another order.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from backends import backend_of
+
+from .. import arguments
+from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
+
+CUDNN_OPTIONS = {"auto_tune": False, "tensor_core": "never"}  # float32 stays float32 (no TF32)
+CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
+
+
+class ConvCache(NamedTuple):
+    """What a convolution's backward needs: which `path` computed it ("channel_major",
+    "one_channel" or "cudnn"), the saved operand (im2col windows, or the input for cuDNN), the
+    weight, whether there was a bias, the padded input's shape and the (stride, padding) pairs."""
+
+    path: str
+    saved: object
+    weight: object
+    has_bias: bool
+    padded_shape: tuple
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+def conv_output_shape(height, width, kernel, stride, padding, name="conv2d"):
+    """(OH, OW), with a ValueError naming the sizes where the kernel does not fit."""
+    oh, ow = (output_size(s, k, st, p) for s, k, st, p in zip((height, width), kernel, stride, padding))
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{name}: input {height}x{width} with padding {padding} is smaller than the kernel "
+            f"{kernel} (output would be {oh}x{ow})"
+        )
+    return oh, ow
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) or None ->
+    y: (N, C_out, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Returns (y, ConvCache).
+    """
+    backend = backend_of(x)
+    xp = backend.xp
+    stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
+    out_channels, in_channels, kh, kw = weight.shape
+    n, _, height, width = x.shape
+    oh, ow = conv_output_shape(height, width, (kh, kw), stride, padding)
+    cudnn = backend.library("cudnn")
+    if cudnn is not None:
+        y = xp.empty((n, out_channels, oh, ow), dtype=x.dtype, device=x.device)
+        cudnn.convolution_forward(x, weight, bias, y, padding, stride, (1, 1), 1, **CUDNN_OPTIONS)
+        return y, ConvCache("cudnn", x, weight, bias is not None, x.shape, stride, padding)
+    if in_channels == 1:
+        return _conv2d_one_channel(backend, x, weight, bias, stride, padding, (oh, ow))
+    padded = pad_channel_major(x, padding)
+    cols = backend.im2col(padded, (kh, kw), stride)  # (C kh kw, N OH OW)
+    y = xp.reshape(weight, (out_channels, -1)) @ cols  # (O, N OH OW)
+    if bias is not None:
+        y += bias[:, None]
+    y = to_batch_major(xp.reshape(y, (out_channels, n, oh, ow)))
+    return y, ConvCache("channel_major", cols, weight, bias is not None, padded.shape, stride, padding)
+
+
+def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True):
+    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
+    # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
+    backend = backend_of(grad_y)
+    xp = backend.xp
+    if cache.path == "cudnn":
+        return _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
+    if cache.path == "one_channel":
+        return _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads)
+    weight = cache.weight
+    out_channels, kernel = weight.shape[0], weight.shape[2:]
+    grad = xp.reshape(xp.permute_dims(grad_y, (1, 0, 2, 3)), (out_channels, -1))  # (O, N OH OW)
+    grad_weight = xp.reshape(grad @ cache.saved.T, weight.shape) if param_grads else None
+    grad_bias = xp.sum(grad, axis=1) if param_grads and cache.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    columns = xp.reshape(weight, (out_channels, -1)).T @ grad
+    padded = backend.col2im(columns, cache.padded_shape, kernel, cache.stride)
+    return xp.permute_dims(crop(padded, cache.padding), (1, 0, 2, 3)), grad_weight, grad_bias
+
+
+# A first layer on one-channel images has a tiny kh kw inner dimension: its products are cheap
+# and the two transposes of the channel-major path (output, output gradient) would cost the most.
+# Batch-major instead: each image's windows (kh kw, OH OW) times the (O, kh kw) weight is that
+# image's (O, OH OW) output, one batched product, no transposes. The windows come from the same
+# im2col with the batch in the channels' place: (N, 1, H, W) -> (N kh kw, OH OW).
+
+
+def _conv2d_one_channel(backend, x, weight, bias, stride, padding, output_shape):
+    xp = backend.xp
+    n, out_channels = x.shape[0], weight.shape[0]
+    padded = pad2d(x, padding)  # (N, 1, H + 2 ph, W + 2 pw)
+    cols = backend.im2col(padded, weight.shape[2:], stride)  # (N kh kw, OH OW)
+    cols = xp.reshape(cols, (n, -1, output_shape[0] * output_shape[1]))  # (N, kh kw, OH OW)
+    y = xp.reshape(weight, (out_channels, -1)) @ cols  # (N, O, OH OW)
+    if bias is not None:
+        y += bias[:, None]
+    y = xp.reshape(y, (n, out_channels, *output_shape))
+    return y, ConvCache("one_channel", cols, weight, bias is not None, padded.shape, stride, padding)
+
+
+def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads):
+    xp = backend.xp
+    weight = cache.weight
+    n, out_channels = grad_y.shape[0], weight.shape[0]
+    grad = xp.reshape(grad_y, (n, out_channels, -1))  # (N, O, OH OW)
+    grad_weight = grad_bias = None
+    if param_grads:  # sum over images of dY_n X_cols_n^T
+        per_image = grad @ xp.permute_dims(cache.saved, (0, 2, 1))  # (N, O, kh kw)
+        grad_weight = xp.reshape(xp.sum(per_image, axis=0), weight.shape)
+        grad_bias = xp.sum(xp.sum(grad, axis=0), axis=-1) if cache.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    cols = xp.reshape(xp.reshape(weight, (out_channels, -1)).T @ grad, (-1, grad.shape[2]))  # (N kh kw, OH OW)
+    padded = backend.col2im(cols, cache.padded_shape, weight.shape[2:], cache.stride)
+    return crop(padded, cache.padding), grad_weight, grad_bias
+
+
+def _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
+    """The same gradients from cuDNN: the weight's from (x, dY), the input's from (W, dY)."""
+    xp, cudnn, x = backend.xp, backend.library("cudnn"), cache.saved
+    grad_weight, grad_bias = _cudnn_parameter_gradients(xp, cudnn, cache, x, grad_y, grad_y, param_grads)
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    grad_x = xp.empty_like(x)
+    cudnn.convolution_backward_data(
+        cache.weight, grad_y, None, grad_x, cache.padding, cache.stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS
+    )
+    return grad_x, grad_weight, grad_bias
+
+
+def _cudnn_parameter_gradients(xp, cudnn, cache, source, result, grad_y, param_grads):
+    """cuDNN's weight gradient of the convolution that maps `source` to `result` (the input and
+    the output gradient; the other way round for a transposed convolution), and the bias's."""
+    if not param_grads:
+        return None, None
+    grad_weight = xp.empty_like(cache.weight)
+    cudnn.convolution_backward_filter(
+        source, result, grad_weight, cache.padding, cache.stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS
+    )
+    return grad_weight, xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution (the adjoint of conv2d), for upsampling in decoders.
+
+    x: (N, C_in, H, W), weight: (C_in, C_out, kh, kw) as in PyTorch, bias: (C_out,) or None ->
+    y: (N, C_out, OH, OW), OH = (H - 1) sh - 2 ph + kh + output_padding. Returns (y, ConvCache)
+    with `padded_shape` the (C_out, N, FH, FW) output before cropping the padding.
+    """
+    backend = backend_of(x)
+    xp = backend.xp
+    stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
+    output_padding = arguments.integer_pair("output_padding", output_padding, minimum=0)
+    in_channels, out_channels, kh, kw = weight.shape
+    n, _, height, width = x.shape
+    # output_padding adds rows/columns that no input reaches: extend by whole strides' worth
+    full_height = (height - 1) * stride[0] + kh + output_padding[0]
+    full_width = (width - 1) * stride[1] + kw + output_padding[1]
+    full = (out_channels, n, full_height, full_width)
+    cudnn = backend.library("cudnn")
+    if cudnn is not None:  # the forward of a transposed convolution is a convolution's input gradient
+        y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
+        y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
+        cudnn.convolution_backward_data(weight, x, bias, y, padding, stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS)
+        return y, ConvCache("cudnn", x, weight, bias is not None, full, stride, padding)
+    x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
+    cols = xp.reshape(weight, (in_channels, -1)).T @ x_rows  # (C_out kh kw, N H W)
+    y = crop(backend.col2im(cols, full, (kh, kw), stride), padding)
+    if bias is not None:
+        y += bias[:, None, None, None]
+    return to_batch_major(y), ConvCache("channel_major", x_rows, weight, bias is not None, full, stride, padding)
+
+
+def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True):
+    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
+    # forward is X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) = dCols, then
+    # dL/dW = X dCols^T and dL/dX = W dCols
+    backend = backend_of(grad_y)
+    xp = backend.xp
+    weight = cache.weight
+    in_channels = weight.shape[0]
+    if cache.path == "cudnn":
+        return _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
+    n = grad_y.shape[0]
+    full = pad_channel_major(grad_y, cache.padding)  # the cropped border restored: (C_out, N, FH, FW)
+    cols = backend.im2col(full, weight.shape[2:], cache.stride)  # (C_out kh kw, N H W)
+    grad_weight = xp.reshape(cache.saved @ cols.T, weight.shape) if param_grads else None
+    grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    grad = xp.reshape(weight, (in_channels, -1)) @ cols  # (C_in, N H W)
+    # the input's (H, W): FH = (H - 1) sh + kh + output_padding with output_padding < sh
+    input_shape = [(f - k) // s + 1 for f, k, s in zip(cache.padded_shape[2:], weight.shape[2:], cache.stride)]
+    grad_x = xp.permute_dims(xp.reshape(grad, (in_channels, n, *input_shape)), (1, 0, 2, 3))
+    return grad_x, grad_weight, grad_bias
+
+
+def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
+    """With cuDNN: the weight's gradient as a convolution's weight gradient with the roles of input
+    and output swapped, the input's gradient as a convolution of dY with W."""
+    xp, cudnn, x = backend.xp, backend.library("cudnn"), cache.saved
+    grad_weight, grad_bias = _cudnn_parameter_gradients(xp, cudnn, cache, grad_y, x, grad_y, param_grads)
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    grad_x = xp.empty_like(x)
+    geometry = (cache.padding, cache.stride, (1, 1), 1)
+    cudnn.convolution_forward(grad_y, cache.weight, None, grad_x, *geometry, **CUDNN_OPTIONS)
+    return grad_x, grad_weight, grad_bias

@@ -1,0 +1,196 @@
+"""Losses as functional pairs: `loss(prediction, target, ...) -> (value, cache)`, value a 0-d array
+(a mean over the batch, kept on the device), and `loss_backward(cache, grad_value=1.0)` -> d loss /
+d prediction scaled by grad_value."""
+
+from __future__ import annotations
+
+from backends import Elementwise, backend_of
+
+from ..checks import check_not_empty, check_same_shape
+from .activations import sigmoid
+
+
+def _scaled(grad, grad_value):
+    return grad if grad_value == 1.0 else grad * grad_value
+
+
+def mse_loss(prediction, target):
+    """mean((prediction - target)^2) over all elements; both of the same shape. Cache: p - t."""
+    check_same_shape(prediction, target, "MSELoss")
+    difference = prediction - target
+    return backend_of(prediction).xp.mean(difference * difference), difference
+
+
+def mse_loss_backward(difference, grad_value=1.0):
+    # d/dp mean((p - t)^2) = 2 (p - t) / size
+    return difference * (2 * grad_value / difference.size)
+
+
+def cross_entropy(logits, target, label_smoothing=0.0):
+    """Softmax cross-entropy on logits, averaged over the batch, with its gradient computed in the
+    same pass. logits: (N, C) float; target: (N,) integer labels or (N, C) class probabilities.
+    label_smoothing = e mixes the target with the uniform distribution, t' = (1 - e) t + e / C.
+    A label outside [0, C) raises ValueError (NaN on the GPU's fused kernel). Cache: the gradient."""
+    xp = backend_of(logits).xp
+    if logits.ndim != 2:
+        raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
+    check_not_empty(logits, "CrossEntropyLoss")
+    n, classes = logits.shape
+    if target.ndim == 1 and xp.isdtype(target.dtype, "integral"):
+        if target.shape[0] != n:
+            raise ValueError(f"CrossEntropyLoss: {target.shape[0]} labels for {n} logits rows")
+        if not label_smoothing:
+            return softmax_cross_entropy(logits, target)
+        target = one_hot(target, classes, logits.dtype)
+    elif target.ndim == 2 and xp.isdtype(target.dtype, "real floating"):
+        check_same_shape(logits, target, "CrossEntropyLoss")
+    else:
+        raise ValueError(
+            "CrossEntropyLoss expects integer labels (N,) or float probabilities (N, C), "
+            f"got shape {tuple(target.shape)} of dtype {target.dtype}"
+        )
+    if label_smoothing:
+        target = (1 - label_smoothing) * target + label_smoothing / classes
+    return soft_cross_entropy(logits, target)
+
+
+def cross_entropy_backward(grad, grad_value=1.0):
+    # d loss / d logits = (softmax(z) - t) / N, computed with the loss
+    return _scaled(grad, grad_value)
+
+
+def soft_cross_entropy(logits, target):
+    """Mean softmax cross-entropy of logits (N, C) against class probabilities target (N, C).
+
+    Returns (loss, grad): loss a 0-d array, mean over rows of -sum_j t_j log softmax(z)_j;
+    grad (N, C) = (softmax(z) - t) / N.
+    """
+    xp = backend_of(logits).xp
+    n = logits.shape[0]
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)  # log-sum-exp shift: no overflow
+    p = xp.exp(shifted)
+    total = xp.sum(p, axis=1, keepdims=True)
+    p /= total
+    loss = xp.sum(target * (xp.log(total) - shifted)) / n  # -log softmax(z) = log(total) - shifted
+    p -= target
+    p /= n
+    return loss, p
+
+
+# One thread per row of logits (N, C) with integer labels (N,): the row's loss
+# log(sum exp z) - z[label] and its gradient (softmax(z) - onehot(label)) * scale, with one pass
+# for the max, one for the sum and one for the gradient. A label outside [0, C) gives NaN.
+SOFTMAX_CROSS_ENTROPY = Elementwise(
+    "raw T logits, raw L labels, int64 classes, T scale",
+    "T loss, raw T grad",
+    """
+    const long long row = i * classes;
+    const long long label = labels[i];
+    T top = logits[row];
+    for (long long j = 1; j < classes; ++j) top = max(top, (T)logits[row + j]);
+    T total = 0;
+    for (long long j = 0; j < classes; ++j) total += exp(logits[row + j] - top);
+    const bool valid = label >= 0 && label < classes;
+    const T nan = T(0) / T(0);
+    loss = valid ? log(total) + top - logits[row + label] : nan;
+    for (long long j = 0; j < classes; ++j) {
+        const T p = exp(logits[row + j] - top) / total;
+        grad[row + j] = valid ? (p - (j == label ? T(1) : T(0))) * scale : nan;
+    }
+    """,
+    "diynn_softmax_cross_entropy",
+)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), and its gradient.
+
+    Returns (loss, grad) as `soft_cross_entropy` does for one-hot targets. Portable code: a label
+    outside [0, C) raises ValueError (the check reads one number on the host). The fused kernel
+    (CuPy) does it in one pass and returns NaN for such a label instead.
+    """
+    backend = backend_of(logits)
+    xp = backend.xp
+    n, classes = logits.shape
+    fused = backend.elementwise(SOFTMAX_CROSS_ENTROPY)
+    if fused is not None:
+        losses = xp.empty((n,), dtype=logits.dtype, device=logits.device)
+        grad = xp.empty_like(logits)
+        fused(logits, labels, classes, 1.0 / n, losses, grad)
+        return xp.mean(losses), grad
+    return soft_cross_entropy(logits, one_hot(labels, classes, logits.dtype))
+
+
+def one_hot(labels, classes: int, dtype):
+    """Integer labels (N,) -> (N, classes) rows of `dtype` with a 1 at each label; a label outside
+    [0, classes) raises ValueError (the check reads one number on the host)."""
+    xp = backend_of(labels).xp
+    rows = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), dtype)
+    if float(xp.sum(rows)) != labels.shape[0]:  # a row without its label
+        bad = labels[(labels < 0) | (labels >= classes)]
+        raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
+    return rows
+
+
+def binary_cross_entropy(p, target, eps=1e-7):
+    """-mean(t log p + (1 - t) log(1 - p)) on probabilities p, clipped to [eps, 1 - eps] so that
+    log never sees 0. Shapes must match. Cache: (clipped p, t)."""
+    check_same_shape(p, target, "BCELoss")
+    xp = backend_of(p).xp
+    p = xp.clip(p, eps, 1 - eps)
+    return -xp.mean(target * xp.log(p) + (1 - target) * xp.log(1 - p)), (p, target)
+
+
+def binary_cross_entropy_backward(cache, grad_value=1.0):
+    # d/dp = (p - t) / (p (1 - p)) / size
+    p, target = cache
+    return (p - target) * grad_value / (p * (1 - p) * p.size)
+
+
+def binary_cross_entropy_with_logits(z, target):
+    """Binary cross-entropy on logits z, fused with the sigmoid and stable for any |z|:
+    mean(max(z, 0) - z t + log(1 + exp(-|z|))). Shapes must match. Cache: (z, t)."""
+    check_same_shape(z, target, "BCEWithLogitsLoss")
+    xp = backend_of(z).xp
+    return xp.mean(xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))), (z, target)
+
+
+def binary_cross_entropy_with_logits_backward(cache, grad_value=1.0):
+    # d/dz = (sigmoid(z) - t) / size
+    z, target = cache
+    return (sigmoid(z)[0] - target) * (grad_value / z.size)
+
+
+def nt_xent(z, temperature=0.5):
+    """SimCLR's normalised-temperature cross-entropy (Chen et al. 2020) for two views of N images.
+
+    z: (2N, D) projections, rows a and a + N the two views of one image (the positive pair).
+    u = z / |z|, s = u u^T / temperature with the diagonal left out; the loss is the mean over the
+    2N rows of -log softmax(s_a)[positive(a)]. Cache: (dL/ds, u, |z|, temperature).
+    """
+    xp = backend_of(z).xp
+    if z.ndim != 2 or z.shape[0] % 2 or z.shape[0] < 4:
+        raise ValueError(f"NTXentLoss expects (2N, D) projections of two views, N >= 2, got {tuple(z.shape)}")
+    rows = z.shape[0]
+    norm = xp.sqrt(xp.sum(z * z, axis=1, keepdims=True))
+    u = z / norm
+    logits = (u @ u.T) / temperature
+    eye = xp.eye(rows, dtype=xp.bool, device=z.device)
+    # the diagonal (a row with itself) drops out: a very negative, finite logit has softmax 0
+    # (-inf would make 0 * inf = NaN in the cross-entropy's sum)
+    excluded = xp.asarray(xp.finfo(z.dtype).min / 4, dtype=z.dtype, device=z.device)
+    logits = xp.where(eye, excluded, logits)
+    half = rows // 2
+    positives = xp.concat([xp.arange(half, rows), xp.arange(0, half)])
+    targets = xp.astype(positives[:, None] == xp.arange(rows)[None, :], z.dtype)
+    value, grad_logits = soft_cross_entropy(logits, targets)
+    return value, (grad_logits, u, norm, temperature)
+
+
+def nt_xent_backward(cache, grad_value=1.0):
+    # dL/ds = (softmax(s) - onehot) / 2N (diagonal 0); s = U U^T / tau gives
+    # dL/dU = (G + G^T) U / tau; u = z / |z| gives dL/dz = (dL/du - u (u . dL/du)) / |z|
+    g, u, norm, temperature = cache
+    grad_u = ((g + g.T) @ u) * (grad_value / temperature)
+    radial = backend_of(g).xp.sum(grad_u * u, axis=1, keepdims=True)
+    return (grad_u - u * radial) / norm
