@@ -34,20 +34,27 @@ def architecture(module: Module) -> dict:
     return {"type": type(module).__name__, "config": _encode(module.config())}
 
 
-def build(description: dict, budget: int | None = None) -> Module:
+def build(description: dict, budget: int | None = None, classes=()) -> Module:
     """The module described by `architecture(module)`, with fresh parameters.
 
     The description is checked before anything is allocated: known module types only, a config
     object for each, at most MAX_DEPTH levels of nesting, and (when `budget` is given, as it is
     for a model file: the numbers the file holds) no more parameters than `budget`. Any violation,
-    or a config value a constructor refuses, is a ModelFileError naming the entry.
+    or a config value a constructor refuses, is a ModelFileError naming the entry. The types built
+    are the library's own modules and the Module subclasses in `classes`, by class name (a class
+    of the caller's with a built-in's name replaces it only when passed here).
     """
-    return _Builder(budget).build(description, "architecture", 0)
+    return _Builder(budget, classes).build(description, "architecture", 0)
 
 
 class _Builder:
-    def __init__(self, budget):
+    def __init__(self, budget, classes):
         self.remaining = budget
+        self.known = dict(Module.registry)
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, Module)):
+                raise TypeError(f"classes must hold Module subclasses, got {cls!r}")
+            self.known[cls.__name__] = cls
 
     def build(self, description, where, depth):
         if depth > MAX_DEPTH:
@@ -55,10 +62,11 @@ class _Builder:
         if not isinstance(description, dict) or set(description) != {"type", "config"}:
             raise ModelFileError(f"{where}: expected an object with 'type' and 'config', got {_short(description)}")
         name, config = description["type"], description["config"]
-        cls = Module.registry.get(name) if isinstance(name, str) else None
+        cls = self.known.get(name) if isinstance(name, str) else None
         if cls is None:
             raise ModelFileError(
-                f"{where}: unknown module type {_short(name)} (import the module that defines it first)"
+                f"{where}: unknown module type {_short(name)} (a class of your own: pass it to "
+                "load_model(path, classes=[...]))"
             )
         if not isinstance(config, dict):
             raise ModelFileError(f"{where} ({name}): config must be an object, got {_short(config)}")
@@ -109,12 +117,14 @@ def save_model(model: Module, path) -> Path:
     return path
 
 
-def load_model(path, backend=None) -> Module:
+def load_model(path, backend=None, classes=()) -> Module:
     """The model saved at `path`, rebuilt and with its saved parameters, on `backend` (a name such
-    as "cupy"; default: the active backend)."""
+    as "cupy"; default: the active backend). The file may name the library's modules and the
+    Module subclasses passed in `classes` (a model with layers of your own), nothing else."""
     header, arrays = _read(path)
     with backends.use(backend) if backend is not None else contextlib.nullcontext():
-        model = build(header["architecture"], budget=sum(array.size for array in arrays.values()) + BUDGET_SLACK)
+        budget = sum(array.size for array in arrays.values()) + BUDGET_SLACK
+        model = build(header["architecture"], budget, classes)
         saved = {array.dtype for array in arrays.values()}
         if len(saved) == 1 and next(iter(saved)) != np.float32:  # keep the saved precision (float64 stays)
             model.astype(getattr(backends.get_backend().xp, saved.pop().name))

@@ -57,11 +57,12 @@ class Module(PendingCaches):
     with `register_buffer`.
     """
 
-    registry: dict[str, type] = {}
+    registry: dict[str, type] = {}  # the library's own modules by name: what load_model builds
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        Module.registry[cls.__name__] = cls
+        if cls.__module__.startswith("diynn.") and not cls.__name__.startswith("_"):
+            Module.registry.setdefault(cls.__name__, cls)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})

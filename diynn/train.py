@@ -11,10 +11,10 @@ import time
 from backends import backend_of, get_backend
 
 from . import arguments
-from .cuda_graphs import CapturedStep
 from .grad_mode import no_grad
 from .progress import progress_bar
 from .regularisation import clip_grad_norm
+from .train_steps import training_step
 
 # Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes. An
 # evaluation keeps no cache, so only one layer's buffers live at a time: predict on 10,000 images
@@ -99,9 +99,39 @@ class Trainer:
         `cuda_graph=True` (CuPy backend) replays the full-size batches' steps from a CUDA graph
         (see CapturedStep); a smaller last batch runs normally.
         """
-        backend = self.backend
-        xp = backend.xp
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
+        self._check_targets(y, validation_data, cuda_graph)
+        x, y = self.prepare(x, y)
+        step = training_step(self, batch_size, x.shape[0], cuda_graph)
+        if self.communicator is not None:
+            seed = self.communicator.broadcast_object(seed)  # every rank draws the same shuffled order
+            progress = progress if self.communicator.rank == 0 else False
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (x_val, y_val)")
+            validation_data = self.prepare(*validation_data, name="validation_data")
+        rng = self.backend.rng(seed)
+        history: dict[str, list] = {"loss": [], "time": []}
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            bar = progress_bar(
+                range(math.ceil(x.shape[0] / batch_size)), progress, desc=f"epoch {epoch}/{epochs}", leave=False
+            )
+            self._train_epoch(step, x, y, rng.permutation(x.shape[0]), batch_size, augment, bar, epoch, history)
+            if validation_data is not None:
+                self._validate(validation_data, batch_size, epoch, history)
+            history["time"].append(time.perf_counter() - start)
+            if progress is not False:  # None: a bar on a terminal or in Jupyter and a line per epoch; True: both
+                print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr, flush=True)
+            if _stopped_by(callbacks, epoch, history):
+                break
+        for callback in callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(history)
+        return history
+
+    def _check_targets(self, y, validation_data, cuda_graph):
+        """A ValueError unless targets are given exactly when the loss and metric need them."""
         if y is None and (self.metric or validation_data is not None or cuda_graph):
             raise ValueError(
                 "fit(x, None) trains without targets (a self-supervised loss such as NTXentLoss): "
@@ -112,91 +142,43 @@ class Trainer:
                 f"{type(self.loss).__name__} compares predictions with targets: give fit the targets y, "
                 "or use a loss without targets (NTXentLoss) for fit(x, None)"
             )
-        x, y = self.prepare(x, y)
-        comm = self.communicator
-        if comm is not None:
-            if cuda_graph:
-                raise ValueError("cuda_graph=True and data-parallel training (a communicator) do not combine")
-            if min(batch_size, x.shape[0]) < comm.size:  # every rank needs a sample of every batch
-                raise ValueError(
-                    f"data-parallel fit on {comm.size} ranks needs batches of at least {comm.size} samples, "
-                    f"got batch_size={batch_size} and {x.shape[0]} samples"
-                )
-            comm.broadcast_model(self.model)  # every rank starts from rank 0's weights
-            seed = comm.broadcast_object(seed)  # and draws the same shuffled order
-            progress = progress if comm.rank == 0 else False
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (x_val, y_val)")
-            validation_data = self.prepare(*validation_data, name="validation_data")
-        n = x.shape[0]
-        rng = backend.rng(seed)
-        steps = math.ceil(n / batch_size)
-        captured = CapturedStep(self) if cuda_graph else None
-        history: dict[str, list] = {"loss": [], "time": []}
-        # progress: None = a bar on a terminal or in Jupyter, and one line per epoch; True = both; False = silent
-        lines = progress is not False
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            self.model.train()
-            order = rng.permutation(n)
-            losses, correct, seen = [], [], 0
-            bar = progress_bar(range(steps), progress, desc=f"epoch {epoch}/{epochs}", leave=False)
-            batches = bar if bar is not None else range(steps)
-            for step in batches:
-                index = order[step * batch_size : min(n, (step + 1) * batch_size)]
-                share = None
-                if comm is not None:  # this rank's part of the global batch
-                    if index.shape[0] < comm.size:  # a last batch too small to share out is left out
-                        continue
-                    local = comm.shard(index)
-                    share, index = local.shape[0] / index.shape[0], local
-                xb, yb = xp.take(x, index, axis=0), None if y is None else xp.take(y, index, axis=0)
-                if augment is not None:
-                    xb = augment(xb)
-                if captured is not None and xb.shape[0] == batch_size:
-                    value, output = captured(xb, yb)
-                else:
-                    value, output = self.step(xb, yb, share)
-                losses.append(value * index.shape[0])  # samples drawn (an augmentation may add views)
-                seen += index.shape[0]
-                if self.metric:
-                    correct.append(count_correct(output, yb))
-            totals = xp.stack(losses)  # one transfer per epoch: the step losses, then the correct count
+
+    def _train_epoch(self, step, x, y, order, batch_size, augment, bar, epoch, history):
+        """One pass over the shuffled rows `order` in batches; appends the epoch's mean loss (and
+        accuracy) to `history`, reading the device once."""
+        xp, n = self.backend.xp, x.shape[0]
+        self.model.train()
+        losses, correct, seen = [], [], 0
+        for batch in bar if bar is not None else range(math.ceil(n / batch_size)):
+            rows = step.rows(order[batch * batch_size : min(n, (batch + 1) * batch_size)])
+            if rows is None:
+                continue
+            index, share = rows
+            xb, yb = xp.take(x, index, axis=0), None if y is None else xp.take(y, index, axis=0)
+            value, output = step(augment(xb) if augment is not None else xb, yb, share)
+            losses.append(value * index.shape[0])  # samples drawn (an augmentation may add views)
+            seen += index.shape[0]
             if self.metric:
-                total_correct = xp.astype(xp.sum(xp.stack(correct)), totals.dtype)
-                totals = xp.concat([totals, xp.reshape(total_correct, (1,))])
-            if comm is not None:  # the sums over every rank's samples, and their number
-                totals = comm.sum(xp.concat([totals, xp.asarray([seen], dtype=totals.dtype, device=totals.device)]))
-                totals, seen = totals[:-1], int(totals[-1])
-                comm.average_buffers(self.model)
-            totals, done = backend.to_numpy(totals), len(losses)
-            _check_finite(totals[:done], epoch, batch_size, n)
-            history["loss"].append(float(totals[:done].sum()) / seen)
-            if self.metric:
-                history.setdefault("accuracy", []).append(float(totals[done]) / seen)
-            if validation_data is not None:
-                for name, value in self.evaluate(
-                    *validation_data, batch_size=max(batch_size, EVALUATION_BATCH)
-                ).items():
-                    history.setdefault(f"val_{name}", []).append(value)
-                if not math.isfinite(history["val_loss"][-1]):
-                    raise TrainingDiverged(
-                        f"validation loss became {history['val_loss'][-1]} at epoch {epoch} (the validation data "
-                        "are finite: the model diverged); try a smaller learning rate"
-                    )
-            history["time"].append(time.perf_counter() - start)
-            if lines:
-                print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr, flush=True)
-            try:
-                for callback in callbacks:
-                    callback(epoch, history)
-            except StopTraining:
-                break
-        for callback in callbacks:
-            if hasattr(callback, "on_train_end"):
-                callback.on_train_end(history)
-        return history
+                correct.append(count_correct(output, yb))
+        totals = xp.stack(losses)  # one transfer per epoch: the step losses, then the correct count
+        if self.metric:
+            totals = xp.concat([totals, xp.reshape(xp.astype(xp.sum(xp.stack(correct)), totals.dtype), (1,))])
+        totals, seen = step.totals(totals, seen)
+        totals, done = self.backend.to_numpy(totals), len(losses)
+        _check_finite(totals[:done], epoch, batch_size, n)
+        history["loss"].append(float(totals[:done].sum()) / seen)
+        if self.metric:
+            history.setdefault("accuracy", []).append(float(totals[done]) / seen)
+
+    def _validate(self, validation_data, batch_size, epoch, history):
+        """Append the validation loss (and accuracy) to `history`; TrainingDiverged if it is not finite."""
+        for name, value in self.evaluate(*validation_data, batch_size=max(batch_size, EVALUATION_BATCH)).items():
+            history.setdefault(f"val_{name}", []).append(value)
+        if not math.isfinite(history["val_loss"][-1]):
+            raise TrainingDiverged(
+                f"validation loss became {history['val_loss'][-1]} at epoch {epoch} (the validation data "
+                "are finite: the model diverged); try a smaller learning rate"
+            )
 
     def prepare(self, x, y, name="fit"):
         """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
@@ -339,6 +321,16 @@ def _check_finite(losses, epoch, batch_size, n):
             "epoch); try a smaller learning rate (on the GPU, a class label outside the model's outputs "
             "also gives a NaN loss)"
         )
+
+
+def _stopped_by(callbacks, epoch, history) -> bool:
+    """Run each epoch callback; True when one raised StopTraining."""
+    try:
+        for callback in callbacks:
+            callback(epoch, history)
+    except StopTraining:
+        return True
+    return False
 
 
 def _summary(history):

@@ -264,3 +264,29 @@ def test_unknown_zip_compression_is_a_model_file_error(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="m.npz is not a readable .npz model file"):
         load_model(path)
+
+
+def test_a_user_class_with_a_built_in_name_changes_nothing(tmp_path):
+    class Linear(diynn.Module):  # a user's own class that happens to share the name
+        def __init__(self, in_features, out_features, bias=True, init="kaiming"):
+            super().__init__()
+
+    path = save_model(diynn.mlp([3, 2], rng=0), tmp_path / "m.npz")
+    assert type(load_model(path)[0]) is diynn.Linear
+    assert Linear is not diynn.Linear
+
+
+def test_user_classes_are_built_only_when_passed(tmp_path):
+    class Doubler(diynn.Module):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad_output, input_grad=True):
+            return 2 * grad_output
+
+    path = save_model(diynn.Sequential(diynn.Linear(3, 2, rng=0), Doubler()), tmp_path / "m.npz")
+    with pytest.raises(ModelFileError, match=r"unknown module type 'Doubler' .*classes=\[\.\.\.\]"):
+        load_model(path)
+    assert type(load_model(path, classes=[Doubler])[1]) is Doubler
+    with pytest.raises(TypeError, match="classes must hold Module subclasses"):
+        load_model(path, classes=["Doubler"])
