@@ -4,6 +4,7 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from .base import Backend
+from .host_memory import keep_freed_memory
 
 
 class NumpyBackend(Backend):
@@ -11,6 +12,10 @@ class NumpyBackend(Backend):
     xp = xp
     device = "cpu"
     ufunc_out = True
+
+    def __init__(self):
+        super().__init__()
+        keep_freed_memory()  # each step reuses the last one's pages (see host_memory)
 
     def asarray(self, values, dtype=None):
         return np.asarray(values, dtype=dtype)

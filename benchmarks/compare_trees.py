@@ -2,7 +2,8 @@
 
 Each turn starts a fresh process for one tree, warms the step up, and reports its median time;
 the trees take turns for `--rounds` rounds, so the host's drift hits both alike, and the ratio
-is the median of the per-round ratios. Example, against the last commit:
+is the median of the per-round ratios; each turn also counts the minor page faults per step (a
+deterministic sign of memory churn, where times are noisy). Example, against the last commit:
 
     git worktree add /tmp/before HEAD
     python benchmarks/compare_trees.py /tmp/before . --case mlp --batch 128
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,13 +73,15 @@ def worker(case: str, batch: int, seconds: float) -> None:
     while time.perf_counter() < warm_until:
         step()
     samples, deadline = [], time.perf_counter() + seconds
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     while time.perf_counter() < deadline or len(samples) < 5:
         start = time.perf_counter()
         step()
         samples.append(time.perf_counter() - start)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(samples)
     import diynn
 
-    print(json.dumps({"median_s": statistics.median(samples), "diynn": diynn.__file__}))
+    print(json.dumps({"median_s": statistics.median(samples), "faults": faults, "diynn": diynn.__file__}))
 
 
 def turn(tree: Path, args) -> float:
@@ -88,7 +92,7 @@ def turn(tree: Path, args) -> float:
     result = json.loads(output.strip().splitlines()[-1])
     if not result["diynn"].startswith(str(tree.resolve())):
         raise RuntimeError(f"the worker imported diynn from {result['diynn']}, not from {tree}")
-    return result["median_s"]
+    return result["median_s"], result["faults"]
 
 
 def main() -> None:
@@ -107,11 +111,13 @@ def main() -> None:
         parser.error("give two source trees")
     sys.path.insert(0, str(HERE))
     a, b = args.trees
-    times = {"A": [], "B": []}
+    times, faults = {"A": [], "B": []}, {"A": [], "B": []}
     for index in range(args.rounds):
         order = [("A", a), ("B", b)] if index % 2 == 0 else [("B", b), ("A", a)]
         for label, tree in order:
-            times[label].append(turn(tree, args))
+            seconds, page_faults = turn(tree, args)
+            times[label].append(seconds)
+            faults[label].append(page_faults)
     ratios = [tb / ta for ta, tb in zip(times["A"], times["B"])]
     from machine import machine_info
 
@@ -119,7 +125,8 @@ def main() -> None:
     blas = ", ".join(f"{pool['internal_api']} {pool['architecture']} x{pool['num_threads']}" for pool in info["blas"])
     print(f"host: {info['cpu']} ({info['cpu_count']} cores), BLAS {blas}; case {args.case}, batch {args.batch}")
     for label, tree in (("A", a), ("B", b)):
-        print(f"{label} {tree}: median {1e3 * statistics.median(times[label]):.2f} ms per step")
+        milliseconds, median_faults = 1e3 * statistics.median(times[label]), statistics.median(faults[label])
+        print(f"{label} {tree}: median {milliseconds:.2f} ms, {median_faults:.0f} page faults per step")
     print(f"B / A: {statistics.median(ratios):.3f} (per-round ratios {', '.join(f'{r:.3f}' for r in ratios)})")
 
 

@@ -1,7 +1,7 @@
 """Copy the experiments' latest tables and one figure each into README.md (between the
-`<!-- results:start -->` and `<!-- results:end -->` markers) and docs/figures/, and the latest
-benchmark report between the performance markers, so that the README shows exactly what the
-scripts produced.
+`<!-- results:start -->` and `<!-- results:end -->` markers) and docs/figures/, a one-table summary
+of the benchmark reports into README.md (the performance markers) and the reports themselves into
+docs/performance.md, so that the README and the site show exactly what the scripts produced.
 
     python experiments/readme_results.py [--results results]
 """
@@ -102,17 +102,38 @@ def classification_section(results: Path, figures: Path) -> list[str]:
     return lines + [""]
 
 
+def benchmark_reports(folder: Path) -> list[tuple[Path, dict]]:
+    """Every benchmark report (one per host kind: CPU and BLAS kernel, or GPU) and its data, newest first."""
+    reports = [(markdown, json.loads(markdown.with_suffix(".json").read_text())) for markdown in folder.glob("*.md")]
+    return sorted(reports, key=lambda report: report[1].get("created", ""), reverse=True)
+
+
 def performance_section(folder: Path) -> str:
-    """Every benchmark report (one per host kind: CPU and BLAS kernel, or GPU), newest first."""
-    reports = []
-    for markdown in folder.glob("*.md"):
-        data = json.loads(markdown.with_suffix(".json").read_text())
-        reports.append((data.get("created", ""), markdown))
+    """Every benchmark report in full, for docs/performance.md (paths as text: they lie outside the site)."""
     parts = []
-    for _, markdown in sorted(reports, reverse=True):
-        link = f"benchmarks/results/{markdown.name}"
-        parts += [f"#### {markdown.stem} ([{link}]({link}))", "", markdown.read_text().strip(), ""]
+    for markdown, _ in benchmark_reports(folder):
+        parts += [f"## {markdown.stem} (`benchmarks/results/{markdown.name}`)", "", markdown.read_text().strip(), ""]
     return "\n".join(parts)
+
+
+def performance_summary(folder: Path) -> str:
+    """One row per report: the headline ratios against PyTorch at batch 128, from its first run."""
+    rows = [
+        "| report | CPU (threads) | measured | MLP step / PyTorch | CNN step / PyTorch | conv2 fwd+bwd / PyTorch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for markdown, data in benchmark_reports(folder):
+        run = data["runs"][0]
+        mlp = run.get("steps", {}).get("128", {}).get("ratio", {}).get("torch-cpu")
+        cnn = run.get("cnn", {}).get("128", {}).get("ratio", {}).get("torch-cnn")
+        conv2 = run.get("conv", {}).get("conv2", {}).get("ratio", {}).get("conv-torch:conv2")
+        cells = " | ".join("-" if value is None else f"{value:.2f}x" for value in (mlp, cnn, conv2))
+        link = f"[{markdown.stem}](benchmarks/results/{markdown.name})"
+        machine = run.get("machine", {})
+        threads = max((pool.get("num_threads", 0) for pool in machine.get("blas", [])), default="?")
+        cpu = f"{machine.get('cpu', '?')} ({threads})"
+        rows.append(f"| {link} | {cpu} | {data.get('created', '?')[:10]} at {data.get('commit', '?')} | {cells} |")
+    return "\n".join(rows)
 
 
 def section(title, table: Path, figures: Path, figure_paths=()) -> list[str]:
@@ -184,15 +205,23 @@ def main(argv=None):
             "",
             f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})",
         ]
-    performance = performance_section(ROOT / "benchmarks" / "results")
-    text = args.readme.read_text()
-    for name, body in (("results", "\n".join(lines)), ("performance", performance)):
-        start, end = MARKERS[name]
-        before, _, rest = text.partition(start)
-        _, _, after = rest.partition(end)
-        text = f"{before}{start}\n{body}\n{end}{after}"
-    write_atomic(args.readme, text)
+    reports = ROOT / "benchmarks" / "results"
+    readme = replace_between(args.readme.read_text(), "results", "\n".join(lines))
+    write_atomic(args.readme, replace_between(readme, "performance", performance_summary(reports)))
+    performance_page = args.readme.parent / "docs" / "performance.md"
+    if performance_page.is_file():
+        write_atomic(
+            performance_page, replace_between(performance_page.read_text(), "performance", performance_section(reports))
+        )
     print(f"README results updated from {r}")
+
+
+def replace_between(text: str, name: str, body: str) -> str:
+    """`text` with what lies between the `name` markers replaced by `body`."""
+    start, end = MARKERS[name]
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    return f"{before}{start}\n{body}\n{end}{after}"
 
 
 if __name__ == "__main__":

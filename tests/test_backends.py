@@ -149,3 +149,18 @@ def test_optimiser_step_matches_the_portable_code(backend, numpy_rng, make):
     fused, portable = train(), _without_fused_kernels(backend, train)
     np.testing.assert_allclose(fused, portable, rtol=2e-6, atol=1e-7)
     assert not np.allclose(fused, start)
+
+
+def test_host_memory_keeps_freed_pages_on_glibc_unless_told_not_to(monkeypatch):
+    from backends import host_memory
+
+    monkeypatch.setenv("DIYNN_KEEP_FREED_MEMORY", "0")
+    assert host_memory.keep_freed_memory() is False
+    monkeypatch.delenv("DIYNN_KEEP_FREED_MEMORY")
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "0")  # the user's own setting wins
+    assert host_memory.keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TOP_PAD_")
+    import platform
+
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert host_memory.keep_freed_memory() is expected
