@@ -37,11 +37,9 @@ LAYERS = {  # the CNN's layers at batch B: (constructor, input shape without the
 
 def make_step(case: str, batch: int):
     import numpy as np
+    import steps
 
     import diynn
-
-    sys.path.insert(0, str(HERE))
-    import steps
 
     rng = np.random.default_rng(0)
     if case == "mlp":
@@ -109,7 +107,6 @@ def main() -> None:
         return
     if len(args.trees) != 2:
         parser.error("give two source trees")
-    sys.path.insert(0, str(HERE))
     a, b = args.trees
     times, faults = {"A": [], "B": []}, {"A": [], "B": []}
     for index in range(args.rounds):

@@ -253,7 +253,7 @@ def fashion_mnist_present() -> bool:
     """Staged in .gpu/ (see --prepare) or found where diynn looks (never downloaded here)."""
     if (STAGE / "data" / "fashion-mnist" / FASHION_FILES[0]).is_file():
         return True
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT))  # the GPU machine's Python has no diynn installed yet: the checkout's
     from diynn.datasets import FASHION_MNIST, search_folders
 
     return any((folder / FASHION_FILES[0]).is_file() for folder in search_folders(FASHION_MNIST, None))
@@ -337,7 +337,6 @@ def prepare(args) -> int:
         command = [python(), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
         command += ["--python-version", "3.12", "-d", str(wheels), f"{name}=={version(name)}"]
         subprocess.run(command, check=True)
-    sys.path.insert(0, str(ROOT))
     from diynn.datasets import FASHION_MNIST, search_folders
 
     source = next((f for f in search_folders(FASHION_MNIST, None) if (f / FASHION_FILES[0]).is_file()), None)

@@ -22,13 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from steps import step_flops
+from workers import CONV_SHAPES, LAYER_SHAPES, Worker
+
+from diynn.files import atomic_write
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from steps import step_flops  # noqa: E402
-from workers import CONV_SHAPES, LAYER_SHAPES, Worker  # noqa: E402
-
-from diynn.files import atomic_write  # noqa: E402
 
 BATCHES = (64, 128, 256, 1024)
 CNN_BATCHES = (64, 128, 256)

@@ -5,15 +5,10 @@ pairs `test_ours_*` with `test_reference_*`, and the report gives their ratio.
 Never part of the test suite.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import diynn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BATCH = 256
 rng = np.random.default_rng(0)

@@ -8,18 +8,21 @@ latent interpolation strip between two test images) and the trained models.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
 import diynn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import add_arguments, flat, load_images, mse_per_pixel, reconstruct, train_autoencoder  # noqa: E402
-from helpers.common import (  # noqa: E402
+from diynn_experiments.autoencoders import (
+    add_arguments,
+    flat,
+    load_images,
+    mse_per_pixel,
+    reconstruct,
+    train_autoencoder,
+)
+from diynn_experiments.common import (
     backend_info,
     output_dir,
     plot_image_rows,

@@ -6,16 +6,12 @@ noise level, with an image grid (clean / noisy / denoised).
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
 import diynn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import add_arguments, load_images, reconstruct, train_autoencoder  # noqa: E402
-from helpers.common import (  # noqa: E402
+from diynn_experiments.autoencoders import add_arguments, load_images, reconstruct, train_autoencoder
+from diynn_experiments.common import (
     backend_info,
     output_dir,
     plot_image_rows,

@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 import diynn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.classification import load_splits  # noqa: E402
-from helpers.common import backend_info, output_dir, run, save_figure, write_json  # noqa: E402
+from diynn_experiments.classification import load_splits
+from diynn_experiments.common import backend_info, output_dir, run, save_figure, write_json
 
 DEFAULTS = {
     "mlp": {

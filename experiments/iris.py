@@ -4,17 +4,13 @@ python experiments/iris.py [--epochs 100] [--seed 0] [--out results/iris]
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 from sklearn.preprocessing import StandardScaler
 
 import diynn
 from diynn.datasets import load_iris
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.common import add_progress_argument, backend_info, output_dir, plot_curves, run, write_json  # noqa: E402
+from diynn_experiments.common import add_progress_argument, backend_info, output_dir, plot_curves, run, write_json
 
 
 def main(argv=None) -> dict:

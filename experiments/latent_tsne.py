@@ -6,8 +6,6 @@ and the class pairs that overlap most in the latent space.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -17,10 +15,8 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 
 import diynn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import add_arguments, encode, flat, load_images, train_autoencoder  # noqa: E402
-from helpers.common import backend_info, output_dir, plot_embeddings, run, write_atomic, write_json  # noqa: E402
+from diynn_experiments.autoencoders import add_arguments, encode, flat, load_images, train_autoencoder
+from diynn_experiments.common import backend_info, output_dir, plot_embeddings, run, write_atomic, write_json
 
 
 def main(argv=None) -> dict:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import (  # noqa: E402
+import diynn
+from diynn_experiments.autoencoders import (
     add_arguments,
     classifier_accuracy,
     encode,
@@ -36,9 +36,7 @@ from helpers.autoencoders import (  # noqa: E402
     reconstruct,
     train_autoencoder,
 )
-from helpers.common import backend_info, output_dir, plot_image_rows, run, write_atomic, write_json  # noqa: E402
-
-import diynn  # noqa: E402
+from diynn_experiments.common import backend_info, output_dir, plot_image_rows, run, write_atomic, write_json
 
 HERE = Path(__file__).resolve().parent
 # Which of the CNN's layers the perceptual loss compares: the ReLUs after conv block 1 (32x14x14) and

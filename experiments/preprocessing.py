@@ -6,11 +6,8 @@ and an MLP); each tested on the matching test inputs.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import (  # noqa: E402
+from diynn_experiments.autoencoders import (
     add_arguments,
     classifier_accuracy,
     encode,
@@ -19,7 +16,7 @@ from helpers.autoencoders import (  # noqa: E402
     reconstruct,
     train_autoencoder,
 )
-from helpers.common import backend_info, output_dir, run, write_atomic, write_json  # noqa: E402
+from diynn_experiments.common import backend_info, output_dir, run, write_atomic, write_json
 
 
 def main(argv=None) -> dict:

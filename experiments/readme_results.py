@@ -9,11 +9,9 @@ docs/performance.md, so that the README and the site show exactly what the scrip
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.common import write_atomic  # noqa: E402
+from diynn_experiments.common import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = {

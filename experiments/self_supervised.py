@@ -18,7 +18,6 @@ encoder's features are judged, on the test set, once:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +26,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.autoencoders import (  # noqa: E402
+import diynn
+from diynn_experiments.autoencoders import (
     classifier_accuracy,
     encode,
     flat,
@@ -36,7 +35,7 @@ from helpers.autoencoders import (  # noqa: E402
     load_images,
     train_autoencoder,
 )
-from helpers.common import (  # noqa: E402
+from diynn_experiments.common import (
     add_progress_argument,
     backend_info,
     output_dir,
@@ -46,8 +45,6 @@ from helpers.common import (  # noqa: E402
     write_atomic,
     write_json,
 )
-
-import diynn  # noqa: E402
 
 RANDOM = "random-init encoder (same architecture, not trained)"
 LABEL_SHARES = (1, 10, 100)  # percent of the training labels

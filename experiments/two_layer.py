@@ -6,8 +6,6 @@ with a plot of the fitted curve and of the decision boundary.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,9 +13,7 @@ from sklearn.datasets import make_moons, make_regression
 from sklearn.model_selection import train_test_split
 
 import diynn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers.common import backend_info, output_dir, run, save_figure, write_json  # noqa: E402
+from diynn_experiments.common import backend_info, output_dir, run, save_figure, write_json
 
 
 def regression(args, out):

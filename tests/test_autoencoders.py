@@ -1,8 +1,6 @@
 """Autoencoder models, and smoke runs of the autoencoder experiments on generated data."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +8,6 @@ from datasets_fixtures import make_files, spec_for
 
 import diynn
 from diynn.datasets import loaders
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv"])
@@ -85,6 +81,7 @@ def fashion(tmp_path, monkeypatch):
     return ["--data-dir", str(folder), "--epochs", "1"]
 
 
+@pytest.mark.slow
 def test_autoencoder_script(fashion, tmp_path):
     import autoencoder
 
@@ -96,6 +93,7 @@ def test_autoencoder_script(fashion, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class")
+@pytest.mark.slow
 def test_latent_tsne_script(fashion, tmp_path):
     import latent_tsne
 
@@ -105,6 +103,7 @@ def test_latent_tsne_script(fashion, tmp_path):
     assert (tmp_path / "out" / "tsne.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_preprocessing_script(fashion, tmp_path):
     import preprocessing
 
@@ -113,6 +112,7 @@ def test_preprocessing_script(fashion, tmp_path):
     assert "linear probe" in (tmp_path / "o" / "preprocessing.md").read_text()
 
 
+@pytest.mark.slow
 def test_denoising_script(fashion, tmp_path):
     import denoising
 
@@ -122,6 +122,7 @@ def test_denoising_script(fashion, tmp_path):
     assert "0.3" in saved["results"] and (tmp_path / "o" / "denoising.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_perceptual_script(fashion, tmp_path):
     """A quick run with a saved (untrained) CNN as the feature network: both autoencoders are
     trained and judged, and the table, figure and metrics are written."""
@@ -163,6 +164,7 @@ def test_perceptual_targets_are_said_met_or_not():
     )
 
 
+@pytest.mark.slow
 def test_self_supervised_script(fashion, tmp_path):
     """A quick run: pretraining without labels, the probes of every representation, the label
     shares (at least 10 labels each), the table, figures, metrics and the saved encoder."""

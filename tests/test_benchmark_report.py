@@ -1,14 +1,13 @@
 """The benchmark report code on a tiny configuration (the benchmarks themselves never run here)."""
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import report  # noqa: E402
-import steps  # noqa: E402
+import pytest
+import report
+import steps
 
 
+@pytest.mark.slow
 def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     result = report.main(
         [
@@ -87,6 +86,7 @@ def test_ceiling_and_diynn_steps_agree():
         np.testing.assert_allclose(model.backend.to_numpy(ours.data), theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
     """Where OPENBLAS_CORETYPE is set, the report also measures with OpenBLAS choosing its own kernel."""
     import os
@@ -101,6 +101,7 @@ def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
     assert "### OPENBLAS_CORETYPE unset" in next(tmp_path.glob("*.md")).read_text()
 
 
+@pytest.mark.slow
 def test_kernel_suite_pairs_ours_with_a_reference():
     """The pytest-benchmark kernel suite, in two very short runs: every group gets both roles."""
     import argparse

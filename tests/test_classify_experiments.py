@@ -1,18 +1,16 @@
 """fashion_mnist.py / kmnist.py end to end on generated files in the official layout."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import cupy_graph_refusal
 from datasets_fixtures import FileServer, make_files, spec_for
+from helpers import classification as classify
 
 import diynn
 from diynn.datasets import loaders
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from helpers import classification as classify  # noqa: E402
+pytestmark = pytest.mark.slow  # the classification scripts end to end
 
 N_TRAIN, N_TEST = 300, 60
 EXPECTED_FILES = {"metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png", "model.npz"}

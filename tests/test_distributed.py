@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mpi_training
 import numpy as np
 import pytest
 from conftest import fashion_mnist_present
@@ -16,8 +17,6 @@ from conftest import fashion_mnist_present
 pytest.importorskip("mpi4py", reason='data-parallel training needs mpi4py (pip install -e ".[mpi]")')
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import mpi_training  # noqa: E402
 
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
@@ -36,6 +35,7 @@ def _rank(tmp_path, rank):
     return state, json.loads(str(saved["history"]))
 
 
+@pytest.mark.slow
 def test_two_ranks_train_like_one_process_on_the_global_batch(tmp_path):
     result = _two_ranks(tmp_path, "mlp")
     assert result.returncode == 0, result.stderr
@@ -48,6 +48,7 @@ def test_two_ranks_train_like_one_process_on_the_global_batch(tmp_path):
     np.testing.assert_allclose(history["accuracy"], expected["accuracy"])
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_are_averaged_across_ranks(tmp_path):
     result = _two_ranks(tmp_path, "cnn")
     assert result.returncode == 0, result.stderr
@@ -57,6 +58,7 @@ def test_batch_norm_statistics_are_averaged_across_ranks(tmp_path):
         np.testing.assert_allclose(first[name], second[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_job_instead_of_hanging_it(tmp_path):
     result = _two_ranks(tmp_path, "die", timeout=60)  # a hang would raise TimeoutExpired
     assert result.returncode != 0
@@ -64,6 +66,7 @@ def test_a_failing_rank_stops_the_job_instead_of_hanging_it(tmp_path):
     assert not (tmp_path / "rank0.npz").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_instead_of_hanging_it(tmp_path):
     """No Python error to report: mpiexec itself tears the job down when a rank dies."""
     result = _two_ranks(tmp_path, "kill", timeout=60)  # a hang would raise TimeoutExpired
@@ -88,6 +91,7 @@ def test_shards_cover_a_global_batch_once():
     assert [len(p) for p in parts] == [3, 3, 4] and np.array_equal(np.concatenate(parts), np.arange(10))
 
 
+@pytest.mark.slow
 def test_the_classification_script_trains_data_parallel(tmp_path):
     if not fashion_mnist_present():
         pytest.skip("Fashion-MNIST is not installed here: apt-get install dataset-fashion-mnist")
@@ -104,6 +108,7 @@ def test_the_classification_script_trains_data_parallel(tmp_path):
     assert metrics["ranks"] == 2 and metrics["test_accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_nccl_all_reduces_between_two_gpus(tmp_path):
     try:
         import cupy
@@ -122,10 +127,10 @@ def test_nccl_all_reduces_between_two_gpus(tmp_path):
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_data_parallel_benchmark_measures_both_set_ups():
     if MPIEXEC is None:
         pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
-    sys.path.insert(0, str(HERE.parent / "benchmarks"))
     import data_parallel
 
     one, two = data_parallel.run("mlp", 1), data_parallel.run("mlp", 2)

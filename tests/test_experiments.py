@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
 
 
+@pytest.mark.slow
 def test_iris_reaches_target(tmp_path):
     import iris
 
@@ -21,6 +21,7 @@ def test_iris_reaches_target(tmp_path):
     assert (tmp_path / "model.npz").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_two_layer_writes_figures(tmp_path):
     import two_layer
 
@@ -30,6 +31,7 @@ def test_two_layer_writes_figures(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["nope", "cupy"])
+@pytest.mark.slow
 def test_bad_backend_is_a_one_line_error(tmp_path, name):
     try:
         import cupy  # noqa: F401
@@ -62,6 +64,7 @@ def _run_script(script, *arguments, environment=None, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_missing_data_is_a_message_not_a_traceback(tmp_path):
     code = (
         "import sys, runpy, dataclasses; sys.argv = ['kmnist.py', '--limit', '10'];"
@@ -78,6 +81,7 @@ def test_missing_data_is_a_message_not_a_traceback(tmp_path):
     assert not (tmp_path / "cache" / "kmnist").exists()  # no empty cache folder left behind
 
 
+@pytest.mark.slow
 def test_missing_gpu_is_reported_before_the_data(tmp_path):
     try:
         import cupy  # noqa: F401
@@ -90,6 +94,7 @@ def test_missing_gpu_is_reported_before_the_data(tmp_path):
     assert result.stderr.startswith("error: backend 'cupy'") and result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_one_line_per_epoch_without_a_terminal_and_readable_files(tmp_path):
     import os
 

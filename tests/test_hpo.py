@@ -1,12 +1,15 @@
 """The Optuna search: two worker processes share one study; a restarted study resumes."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # worker processes, PostgreSQL
 
 optuna = pytest.importorskip("optuna")
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def hpo_command(tmp_path):
     """A command running experiments/hpo.py on generated Fashion-MNIST files (official layout)."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from datasets_fixtures import make_files
 
     folder = tmp_path / "data"
@@ -25,7 +27,6 @@ def hpo_command(tmp_path):
         textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        sys.path[:0] = [{str(ROOT / "tests")!r}, {str(ROOT / "experiments")!r}]
         from datasets_fixtures import spec_for
         from diynn.datasets import loaders
         loaders.FASHION_MNIST = spec_for(Path({str(folder)!r}), n_train=300, n_test=60)
@@ -34,6 +35,7 @@ def hpo_command(tmp_path):
     """)
     )
     env = {"DIYNN_CACHE_DIR": str(tmp_path / "cache"), "PATH": "", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "experiments")])  # the fixtures, hpo.py
 
     def command(*arguments):
         return [

@@ -2,7 +2,6 @@
 quick mode, and each committed .ipynb holds exactly the cells of its paired .py source, with the
 outputs of a full run (figures included)."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,11 @@ from conftest import fashion_mnist_present
 
 pytest.importorskip("nbclient", reason='the notebook tests need nbclient and ipykernel (pip install -e ".[test]")')
 pytest.importorskip("jupytext", reason='the notebook tests need jupytext (pip install -e ".[test]")')
+import run as notebooks  # noqa: E402 (experiments/notebooks/run.py, after the skips)
+
+pytestmark = pytest.mark.slow  # each notebook runs in a fresh kernel
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "experiments" / "notebooks"
-sys.path.insert(0, str(NOTEBOOKS))
-import run as notebooks  # noqa: E402
 
 SOURCES = notebooks.sources()
 

@@ -2,13 +2,10 @@
 incomplete results folder (the tables never mix runs or fall back to another configuration)."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import readme_results  # noqa: E402
+import readme_results
 
 
 def _fake_results(folder: Path):

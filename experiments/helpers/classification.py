@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 import diynn
 from diynn import datasets
 
-from .common import (  # noqa: E402
+from .common import (
     add_progress_argument,
     backend_info,
     output_dir,

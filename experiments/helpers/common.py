@@ -12,12 +12,12 @@ import numpy as np
 
 if "ipykernel" not in sys.modules:  # scripts draw into files; a notebook keeps its inline figures
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-import backends  # noqa: E402
-from diynn.datasets import DatasetError, DatasetNotFoundError  # noqa: E402
-from diynn.files import atomic_write  # noqa: E402
+import backends
+from diynn.datasets import DatasetError, DatasetNotFoundError
+from diynn.files import atomic_write
 
 
 def run(main) -> None:

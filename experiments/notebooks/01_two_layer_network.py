@@ -7,8 +7,6 @@
 
 # %%
 import os
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +17,6 @@ import diynn
 
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"  # the test suite runs every notebook this way
 EPOCHS = 20 if QUICK else 300
-sys.path.insert(0, str(Path.cwd().parent))  # experiments/, for the shared helpers
 
 # %% [markdown]
 # ## The layers

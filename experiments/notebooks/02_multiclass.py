@@ -6,7 +6,6 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ from sklearn.metrics import confusion_matrix
 
 import diynn
 from diynn import datasets
+from diynn_experiments.common import plot_confusion_matrix, plot_curves
 
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
-sys.path.insert(0, str(Path.cwd().parent))  # experiments/, for the shared helpers
-from helpers.common import plot_confusion_matrix, plot_curves  # noqa: E402
 
 OUT = Path("outputs")
 OUT.mkdir(exist_ok=True)

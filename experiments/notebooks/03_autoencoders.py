@@ -7,8 +7,6 @@
 
 # %%
 import os
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,10 +14,9 @@ from sklearn.decomposition import PCA
 
 import diynn
 from diynn import datasets
+from diynn_experiments.autoencoders import flat, mse_per_pixel
 
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
-sys.path.insert(0, str(Path.cwd().parent))  # experiments/, for the shared helpers
-from helpers.autoencoders import flat, mse_per_pixel  # noqa: E402
 
 fashion = datasets.load_fashion_mnist(flat=False)
 n = 2000 if QUICK else 20000

@@ -7,8 +7,6 @@
 
 # %%
 import os
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 from sklearn.cluster import KMeans
@@ -17,10 +15,9 @@ from sklearn.metrics import adjusted_rand_score
 
 import diynn
 from diynn import datasets
+from diynn_experiments.autoencoders import encode, flat, knn_accuracy
 
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
-sys.path.insert(0, str(Path.cwd().parent))  # experiments/, for the shared helpers
-from helpers.autoencoders import encode, flat, knn_accuracy  # noqa: E402
 
 fashion = datasets.load_fashion_mnist(flat=False)
 n = 2000 if QUICK else 60000

@@ -7,15 +7,12 @@
 
 # %%
 import os
-import sys
-from pathlib import Path
 
 import diynn
 from diynn import datasets
+from diynn_experiments.autoencoders import classifier_accuracy, encode, flat, reconstruct
 
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
-sys.path.insert(0, str(Path.cwd().parent))  # experiments/, for the shared helpers
-from helpers.autoencoders import classifier_accuracy, encode, flat, reconstruct  # noqa: E402
 
 fashion = datasets.load_fashion_mnist(flat=False)
 n = 2000 if QUICK else 20000

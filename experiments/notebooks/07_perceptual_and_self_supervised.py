@@ -9,17 +9,14 @@
 
 # %%
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 
 import diynn
 from diynn import datasets
+from diynn_experiments.autoencoders import classifier_accuracy, knn_accuracy
 
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
-sys.path.insert(0, str(Path.cwd().parent))  # experiments/, for the shared helpers
-from helpers.autoencoders import classifier_accuracy, knn_accuracy  # noqa: E402
 
 fashion = datasets.load_fashion_mnist(flat=False)
 n = 2000 if QUICK else 20000

@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from diynn_experiments.common import write_atomic
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from helpers.common import write_atomic  # noqa: E402
 
 
 def sources(names=()) -> list[Path]:
