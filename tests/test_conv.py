@@ -1,4 +1,4 @@
-"""Convolution, pooling, normalisation, dropout and reshaping layers."""
+"""Convolutions (diynn/layers/conv.py, diynn/functional/convolution.py) and the im2col they use."""
 
 import numpy as np
 import pytest
@@ -6,15 +6,12 @@ import pytest
 import diynn
 from backends.base import Backend
 from diynn import (
-    AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
     ConvTranspose2d,
-    Dropout,
     Flatten,
     MaxPool2d,
-    Unflatten,
     gradcheck,
 )
 
@@ -44,34 +41,6 @@ TRANSPOSED = {
 def test_conv_transpose2d_gradients(backend, name, numpy_rng):
     layer = ConvTranspose2d(2, 3, rng=0, **TRANSPOSED[name])
     assert gradcheck(layer, numpy_rng.normal(size=(2, 2, 4, 3)), max_checks=60)
-
-
-POOLS = {
-    "max2": lambda: MaxPool2d(2),
-    "max3_stride2_pad1": lambda: MaxPool2d(3, stride=2, padding=1),
-    "avg2": lambda: AvgPool2d(2),
-    "avg_rect": lambda: AvgPool2d((2, 3), stride=1, padding=(1, 1)),
-}
-
-
-@pytest.mark.parametrize("name", POOLS)
-def test_pool_gradients(backend, name, numpy_rng):
-    assert gradcheck(POOLS[name](), numpy_rng.normal(size=(2, 3, 6, 5)), max_checks=80)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_batchnorm_gradients(backend, training, numpy_rng):
-    for layer, shape in ((BatchNorm1d(3), (5, 3)), (BatchNorm1d(3), (4, 3, 2)), (BatchNorm2d(3), (4, 3, 2, 3))):
-        layer.weight.data = backend.asarray(numpy_rng.normal(size=3).astype(np.float32))
-        layer.train(training)
-        if not training:
-            layer.running_mean = backend.asarray(numpy_rng.normal(size=3).astype(np.float32))
-            layer.running_var = backend.asarray(numpy_rng.uniform(0.5, 2, size=3).astype(np.float32))
-        assert gradcheck(layer, numpy_rng.normal(size=shape), max_checks=60)
-
-
-def test_flatten_and_unflatten_gradients(backend, numpy_rng):
-    assert gradcheck(diynn.Sequential(Flatten(), Unflatten((3, 4))), numpy_rng.normal(size=(2, 3, 4)))
 
 
 def test_small_cnn_gradients(backend, numpy_rng):
@@ -104,33 +73,6 @@ def test_col2im_is_the_adjoint_of_im2col(backend, numpy_rng):
     assert np.sum(backend.to_numpy(cols) * c) == pytest.approx(np.sum(x * backend.to_numpy(back)), rel=1e-10)
 
 
-def test_dropout_scales_and_is_identity_in_eval(backend, numpy_rng):
-    layer = Dropout(0.25, rng=0)
-    x = backend.asarray(np.ones((200, 50), np.float32))
-    y = backend.to_numpy(layer(x))
-    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
-    assert (y == 0).mean() == pytest.approx(0.25, abs=0.02)
-    grad = backend.to_numpy(layer.backward(backend.asarray(np.full((200, 50), 2.0, np.float32))))
-    np.testing.assert_array_equal(grad, 2 * y)  # the same mask scales the gradient
-    layer.eval()
-    assert layer(x) is x
-    with diynn.enable_grad():  # a backward in eval mode
-        assert layer(x) is x and layer.backward(x) is x
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        Dropout(1.0)
-
-
-def test_batchnorm_running_statistics(backend, numpy_rng):
-    layer = BatchNorm2d(2, momentum=0.5)
-    x = numpy_rng.normal(loc=3.0, scale=2.0, size=(8, 2, 4, 4)).astype(np.float32)
-    layer(backend.asarray(x))
-    mean = x.mean(axis=(0, 2, 3))
-    var = x.var(axis=(0, 2, 3), ddof=1)
-    np.testing.assert_allclose(backend.to_numpy(layer.running_mean), 0.5 * mean, rtol=1e-5)
-    np.testing.assert_allclose(backend.to_numpy(layer.running_var), 0.5 + 0.5 * var, rtol=1e-5)
-    assert {"running_mean", "running_var", "weight", "bias"} == set(layer.state_dict())
-
-
 def test_shape_errors(backend):
     conv = Conv2d(3, 4, 3)
     with pytest.raises(ValueError, match="4 axes"):
@@ -160,12 +102,3 @@ def test_one_dimensional_layers(backend, make, numpy_rng, tmp_path):
     x = backend.asarray(numpy_rng.normal(size=(2, 2, 7)).astype(np.float32))
     np.testing.assert_array_equal(backend.to_numpy(rebuilt(x)), backend.to_numpy(layer(x)))
     assert gradcheck(layer, numpy_rng.normal(size=(2, 2, 7)), max_checks=60)
-
-
-def test_dropout_gradients_with_a_fixed_mask(backend, numpy_rng):
-    class FixedMaskDropout(Dropout):
-        def forward(self, x):
-            self.rng = backend.rng(0)  # the same mask on every call, so finite differences apply
-            return super().forward(x)
-
-    assert gradcheck(FixedMaskDropout(0.3), numpy_rng.normal(size=(4, 6)))
