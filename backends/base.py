@@ -43,6 +43,17 @@ class Generator:
         """Where the numbers drawn land."""
         return self._backend
 
+    def state_dict(self) -> dict:
+        """The stream's position (JSON values): `load_state_dict` continues from exactly here."""
+        return {"bit_generator": self._numpy.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the stream from a `state_dict()`; ValueError if it is not one of this kind."""
+        try:
+            self._numpy.bit_generator.state = state["bit_generator"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a random generator state of this kind: {error}") from None
+
     def to(self, backend: Backend) -> Generator:
         """A generator that lands its numbers on `backend`: this one's stream where that backend
         draws on the host too, else a device generator seeded from this stream."""

@@ -32,6 +32,12 @@ class CupyGenerator(Generator):
     def integers(self, low, high, shape):
         return self._cupy.integers(low, high, size=shape)
 
+    def state_dict(self):
+        raise BackendError(
+            "the state of CuPy's device generator cannot be saved (CuPy exposes none): checkpoints "
+            "that must resume bit for bit need generators on the host (Generator)"
+        )
+
 
 class CupyBackend(Backend):
     name = "cupy"

@@ -50,3 +50,15 @@ class EarlyStopping:
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         history["best_epoch"] = self.best_epoch
+
+    def state_dict(self) -> dict:
+        return {
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "best": self.monitor.best,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
+        self.monitor.best, self.best_state = state["best"], state["best_state"]

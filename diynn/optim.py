@@ -34,6 +34,42 @@ class Optimizer:
         for parameter in self.parameters:
             parameter.grad = None
 
+    def state_dict(self) -> dict:
+        """The learning rate and each parameter's state (moments, step counts), in parameter
+        order; arrays are copies. Scratch buffers are left out."""
+        return {
+            "lr": float(self.lr),
+            "state": [
+                {key: _copied(value) for key, value in self.state[id(p)].items() if key not in SCRATCH}
+                for p in self.parameters
+            ],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()` of an optimiser of the same kind over parameters of the
+        same shapes; ValueError naming the first mismatch."""
+        name = type(self).__name__
+        if not isinstance(state, dict) or not isinstance(state.get("state"), list) or "lr" not in state:
+            raise ValueError(f"{name}.load_state_dict expects a dict with 'lr' and a 'state' list")
+        if len(state["state"]) != len(self.parameters):
+            raise ValueError(
+                f"{name}: the state is for {len(state['state'])} parameters, this optimiser has {len(self.parameters)}"
+            )
+        for index, (parameter, saved) in enumerate(zip(self.parameters, state["state"])):
+            for key, value in saved.items():
+                if hasattr(value, "shape") and tuple(value.shape) != tuple(parameter.shape):
+                    raise ValueError(
+                        f"{name}: state {key!r} of parameter {index} has shape {tuple(value.shape)}, "
+                        f"the parameter {tuple(parameter.shape)}"
+                    )
+        self.lr = arguments.real("lr", state["lr"], low=0, low_open=True)
+        for parameter, saved in zip(self.parameters, state["state"]):
+            backend = backend_of(parameter.data)
+            self.state[id(parameter)] = {
+                key: backend.asarray(value, dtype=parameter.data.dtype) if hasattr(value, "shape") else value
+                for key, value in saved.items()
+            }
+
     def step(self):
         for parameter in self.parameters:
             if parameter.grad is None or not parameter.requires_grad:
@@ -48,6 +84,14 @@ class Optimizer:
     def update_one(self, p, g, state):
         """Update parameter array `p` in place from gradient `g`; `state` is p's own dict."""
         raise NotImplementedError
+
+
+SCRATCH = ("work",)  # per-parameter buffers that hold no state between steps
+
+
+def _copied(value):
+    """A copy of a state array (a number as it is)."""
+    return backend_of(value).xp.asarray(value, copy=True) if hasattr(value, "shape") else value
 
 
 class SGD(Optimizer):

@@ -30,6 +30,12 @@ class Schedule:
         """After 1-based `epoch` has run: set the rate of the next one."""
         self.optimizer.lr = self.rate(epoch)
 
+    def state_dict(self) -> dict:
+        return {"base_lr": self.base_lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base_lr = arguments.real("base_lr", state["base_lr"], low=0)
+
 
 class StepLR(Schedule):
     """lr = base * gamma ** floor(e / step_size)."""
@@ -91,3 +97,10 @@ class ReduceLROnPlateau:
         if self.bad_epochs > self.patience:
             self.optimizer.lr = max(self.min_lr, self.optimizer.lr * self.factor)
             self.bad_epochs = 0
+
+    def state_dict(self) -> dict:
+        return {"bad_epochs": self.bad_epochs, "best": self.monitor.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.bad_epochs = arguments.integer("bad_epochs", state["bad_epochs"], minimum=0)
+        self.monitor.best = state["best"]

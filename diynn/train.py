@@ -11,6 +11,7 @@ import time
 from backends import backend_of, get_backend
 
 from . import arguments
+from .checkpoint import TrainingState
 from .grad_mode import no_grad
 from .progress import progress_bar
 from .regularisation import clip_grad_norm
@@ -84,6 +85,8 @@ class Trainer:
         callbacks=(),
         augment=None,
         cuda_graph: bool = False,
+        checkpoint=None,
+        resume=None,
     ) -> dict:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
@@ -97,41 +100,42 @@ class Trainer:
         (default) shows a bar on a terminal (a widget in Jupyter, with ipywidgets) and prints one
         line per epoch (loss, metrics, seconds) to stderr; True forces the bar; False is silent.
         `cuda_graph=True` (CuPy backend) replays the full-size batches' steps from a CUDA graph
-        (see CapturedStep); a smaller last batch runs normally.
+        (see CapturedStep); a smaller last batch runs normally. `checkpoint=path` saves the training
+        state after each epoch (diynn.checkpoint); `resume=path` continues such a run (same arguments).
         """
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
-        self._check_targets(y, validation_data, cuda_graph)
-        x, y = self.prepare(x, y)
+        x, y, validation_data = self._fit_data(x, y, validation_data, cuda_graph)
         step = training_step(self, batch_size, x.shape[0], cuda_graph)
         if self.communicator is not None:
+            if checkpoint is not None or resume is not None:
+                raise ValueError("checkpoint and resume are not supported with data-parallel training yet")
             seed = self.communicator.broadcast_object(seed)  # every rank draws the same shuffled order
             progress = progress if self.communicator.rank == 0 else False
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (x_val, y_val)")
-            validation_data = self.prepare(*validation_data, name="validation_data")
         rng = self.backend.rng(seed)
-        history: dict[str, list] = {"loss": [], "time": []}
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            bar = progress_bar(
-                range(math.ceil(x.shape[0] / batch_size)), progress, desc=f"epoch {epoch}/{epochs}", leave=False
-            )
+        state = TrainingState(self, rng, augment, callbacks)
+        first, history = state.restore(resume, epochs) if resume is not None else (1, {"loss": [], "time": []})
+        for epoch in range(first, epochs + 1):
+            began, steps = time.perf_counter(), range(math.ceil(x.shape[0] / batch_size))
+            bar = progress_bar(steps, progress, desc=f"epoch {epoch}/{epochs}", leave=False)
             self._train_epoch(step, x, y, rng.permutation(x.shape[0]), batch_size, augment, bar, epoch, history)
             if validation_data is not None:
                 self._validate(validation_data, batch_size, epoch, history)
-            history["time"].append(time.perf_counter() - start)
+            history["time"].append(time.perf_counter() - began)
             if progress is not False:  # None: a bar on a terminal or in Jupyter and a line per epoch; True: both
                 print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr, flush=True)
-            if _stopped_by(callbacks, epoch, history):
+            stopped = _stopped_by(callbacks, epoch, history)
+            if checkpoint is not None:
+                state.save(checkpoint, epoch, history, stopped)
+            if stopped:
                 break
         for callback in callbacks:
             if hasattr(callback, "on_train_end"):
                 callback.on_train_end(history)
         return history
 
-    def _check_targets(self, y, validation_data, cuda_graph):
-        """A ValueError unless targets are given exactly when the loss and metric need them."""
+    def _fit_data(self, x, y, validation_data, cuda_graph):
+        """(x, y, validation_data) prepared once for fit; a clear error where targets are missing
+        that the loss or metric needs, or given where none are wanted."""
         if y is None and (self.metric or validation_data is not None or cuda_graph):
             raise ValueError(
                 "fit(x, None) trains without targets (a self-supervised loss such as NTXentLoss): "
@@ -142,6 +146,11 @@ class Trainer:
                 f"{type(self.loss).__name__} compares predictions with targets: give fit the targets y, "
                 "or use a loss without targets (NTXentLoss) for fit(x, None)"
             )
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (x_val, y_val)")
+            validation_data = self.prepare(*validation_data, name="validation_data")
+        return (*self.prepare(x, y), validation_data)
 
     def _train_epoch(self, step, x, y, order, batch_size, augment, bar, epoch, history):
         """One pass over the shuffled rows `order` in batches; appends the epoch's mean loss (and

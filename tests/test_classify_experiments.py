@@ -2,13 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 from conftest import cupy_graph_refusal
 from datasets_fixtures import FileServer, make_files, spec_for
-from helpers import classification as classify
 
 import diynn
+from diynn import checkpoint
 from diynn.datasets import loaders
+from diynn_experiments import classification as classify
 
 pytestmark = pytest.mark.slow  # the classification scripts end to end
 
@@ -84,3 +86,29 @@ def test_cuda_graph_flag(generated, tmp_path, monkeypatch):
             classify.main("fashion-mnist", arguments + ["--no-progress"])
     else:
         assert classify.main("fashion-mnist", arguments + ["--no-progress"])["test_accuracy"] > 0.5
+
+
+def test_an_interrupted_cnn_run_resumes_to_the_same_model(generated, tmp_path, monkeypatch):
+    """The run stops right after its epoch-2 checkpoint (as a kill would); --resume ends where an
+    uninterrupted run does, bit for bit."""
+    monkeypatch.setattr(loaders, "FASHION_MNIST", spec_for(generated, n_train=N_TRAIN, n_test=N_TEST))
+    arguments = ["--data-dir", str(generated), "--model", "cnn", "--epochs", "3", "--channels", "4", "8"]
+    arguments += ["--hidden", "16", "--no-progress"]
+    classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "whole")])
+    save = checkpoint.TrainingState.save
+
+    def save_then_stop(self, path, epoch, history, stopped):
+        save(self, path, epoch, history, stopped)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.TrainingState, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "cut")])
+    monkeypatch.setattr(checkpoint.TrainingState, "save", save)
+    classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "cut"), "--resume"])
+    whole, resumed = (diynn.load_model(tmp_path / name / "model.npz") for name in ("whole", "cut"))
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        np.testing.assert_array_equal(b, a, err_msg=name)
+    with pytest.raises(SystemExit):
+        classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "nothing"), "--resume"])

@@ -109,7 +109,7 @@ def test_one_line_per_epoch_without_a_terminal_and_readable_files(tmp_path):
 
 
 def test_each_configuration_has_its_own_default_folder():
-    from helpers import classification
+    from diynn_experiments import classification
 
     folders = {
         classification.parse_args("fashion-mnist", []).out,
@@ -126,9 +126,8 @@ def test_each_configuration_has_its_own_default_folder():
 
 
 def test_augmentation_options_build_shifts_and_flips():
-    from helpers import classification
-
     import diynn
+    from diynn_experiments import classification
 
     def augmentation(*argv):
         return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", "cnn", *argv]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -103,9 +104,16 @@ def parse_args(dataset: str, argv=None):
         action="store_true",
         help="train on every rank of an MPI job (mpiexec -n 2 python ...), each on its share of every batch",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run whose checkpoint.npz (written after every epoch) is in --out",
+    )
     args = parser.parse_args(argv)
     if args.data_parallel and (args.compare_activations or args.cuda_graph):
         parser.error("--data-parallel trains one model, eagerly: not with --compare-activations or --cuda-graph")
+    if args.resume and (args.data_parallel or args.compare_activations):
+        parser.error("--resume continues one model's run: not with --data-parallel or --compare-activations")
     if args.epochs is None:
         args.epochs = 20 if args.model == "mlp" else 18
     if args.label_smoothing is None:
@@ -118,6 +126,8 @@ def parse_args(dataset: str, argv=None):
         args.hidden = [256, 128] if args.model == "mlp" else [256]
     if args.out is None:
         args.out = f"results/{dataset}-{'activations' if args.compare_activations else args.model}"
+    if args.resume and not (Path(args.out) / "checkpoint.npz").is_file():
+        parser.error(f"--resume: no checkpoint.npz in {args.out} (give the --out of the interrupted run)")
     return args
 
 
@@ -163,6 +173,8 @@ def train(args, splits, activation=None, communicator=None):
     trainer = diynn.Trainer(model, loss, optimizer, communicator=communicator)
     callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
     augment = augmentation(args)
+    # one model's run saves its state after every epoch (--resume continues it)
+    checkpoint = None if communicator is not None or activation else Path(args.out) / "checkpoint.npz"
     start = time.perf_counter()
     history = trainer.fit(
         x_train,
@@ -175,6 +187,8 @@ def train(args, splits, activation=None, communicator=None):
         callbacks=callbacks,
         augment=augment,
         cuda_graph=args.cuda_graph,
+        checkpoint=checkpoint,
+        resume=checkpoint if args.resume else None,
     )
     seconds = time.perf_counter() - start
     backend = diynn.get_backend()
