@@ -3,7 +3,7 @@ running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
 from backends import BackendError, get_backend, set_backend, use
 
-from . import functional
+from . import functional, onnx
 from .augment import (
     Compose,
     GaussianNoise,
@@ -50,6 +50,7 @@ from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
 __version__ = "0.1.0"
 
 __all__ = [
+    "onnx",
     "enable_grad",
     "functional",
     "no_grad",

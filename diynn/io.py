@@ -1,5 +1,8 @@
-"""Saving and loading models as .npz files: parameters, buffers and the architecture (JSON),
-read back with allow_pickle=False. Files are written atomically: a temporary file, then a rename."""
+"""Saving and loading models: parameters, buffers and the architecture (JSON), as .npz (read back
+with allow_pickle=False) or as .safetensors (the architecture in its metadata). The parameter names
+and layouts are PyTorch's (`0.weight`, (out, in) for a Linear), so a .safetensors file of a
+Sequential loads into the matching torch.nn.Sequential and back. Files are written atomically: a
+temporary file, then a rename."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 import backends
 from backends import backend_of
 
+from . import safetensors_file
 from .files import atomic_write
 from .module import Module
 
@@ -107,10 +111,13 @@ def _message(error) -> str:
 
 
 def save_model(model: Module, path) -> Path:
-    """Write `model`'s architecture, parameters and buffers to `path` (.npz); returns the path."""
+    """Write `model`'s architecture, parameters and buffers to `path`: .safetensors where the name
+    ends so, else .npz; returns the path."""
     path = Path(path)
     arrays = {name: backend_of(value).to_numpy(value) for name, value in model.state_dict().items()}
     header = json.dumps({"format": FORMAT, "architecture": architecture(model)})
+    if path.suffix == ".safetensors":
+        return safetensors_file.write(path, arrays, {_ARCHITECTURE_KEY: header})
     arrays[_ARCHITECTURE_KEY] = np.array(header)
     with atomic_write(path) as file:
         np.savez(file, **arrays)
@@ -122,6 +129,11 @@ def load_model(path, backend=None, classes=()) -> Module:
     as "cupy"; default: the active backend). The file may name the library's modules and the
     Module subclasses passed in `classes` (a model with layers of your own), nothing else."""
     header, arrays = _read(path)
+    if header is None:
+        raise ModelFileError(
+            f"{path} holds weights but no diynn architecture (e.g. a PyTorch state_dict): build the model "
+            "and load them with load_weights(model, path)"
+        )
     with backends.use(backend) if backend is not None else contextlib.nullcontext():
         budget = sum(array.size for array in arrays.values()) + BUDGET_SLACK
         model = build(header["architecture"], budget, classes)
@@ -133,18 +145,43 @@ def load_model(path, backend=None, classes=()) -> Module:
 
 
 def load_weights(model: Module, path) -> Module:
-    """Load the parameters saved at `path` into an existing `model` of the same architecture."""
+    """Load the parameters saved at `path` into an existing `model` of the same architecture: a
+    diynn model file, or a .safetensors state_dict of the matching PyTorch model (its batch
+    norms' num_batches_tracked counters, which diynn does not keep, are left out)."""
     _, arrays = _read(path)
     _load_into(model, arrays, path)
     return model
 
 
 def _read(path):
+    """(the header, or None for a .safetensors file without one; the weight arrays), checked."""
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
+    if path.suffix == ".safetensors":
+        header, arrays = _read_safetensors(path)
+    else:
+        header, arrays = _read_npz(path)
+    for name, value in arrays.items():
+        if value.dtype.kind != "f":
+            raise ModelFileError(f"{path}: weights {name!r} are {value.dtype}, not real floating point")
+    return header, arrays
+
+
+def _read_safetensors(path):
+    try:
+        metadata, arrays = safetensors_file.read(path)
+    except safetensors_file.SafetensorsFileError as error:
+        raise ModelFileError(str(error)) from None
+    arrays = {name: value for name, value in arrays.items() if not name.endswith(".num_batches_tracked")}
+    if _ARCHITECTURE_KEY not in metadata:
+        return None, arrays
+    return _header(path, metadata[_ARCHITECTURE_KEY]), arrays
+
+
+def _read_npz(path):
     if not zipfile.is_zipfile(path):
         raise ModelFileError(
             f"{path} is not a readable .npz model file (truncated or corrupt, or another format such as a plain .npy)"
@@ -162,17 +199,19 @@ def _read(path):
     entry = arrays.pop(_ARCHITECTURE_KEY)
     if entry.dtype.kind != "U" or entry.ndim != 0:
         raise ModelFileError(f"{path}: corrupt architecture entry (a {entry.dtype} array of shape {entry.shape})")
+    return _header(path, str(entry)), arrays
+
+
+def _header(path, text: str) -> dict:
+    """The JSON header of a model file, checked to be of this format."""
     try:
-        header = json.loads(str(entry))
+        header = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
         raise ModelFileError(f"{path}: corrupt architecture entry: {type(error).__name__}: {error}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else _short(header)
         raise ModelFileError(f"{path}: unsupported format {found!r}, expected {FORMAT!r}")
-    for name, value in arrays.items():
-        if value.dtype.kind != "f":
-            raise ModelFileError(f"{path}: weights {name!r} are {value.dtype}, not real floating point")
-    return header, arrays
+    return header
 
 
 def _load_into(model, arrays, path):

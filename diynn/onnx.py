@@ -1,0 +1,197 @@
+"""ONNX export: a model built from the library's layers as an ONNX graph (opset 17), as it computes
+in eval mode, so that onnxruntime, Netron or any deployment runtime can read it.
+
+    diynn.onnx.export(model, "cnn.onnx", input_shape=(1, 28, 28))  # one sample's shape
+
+Needs the `onnx` package (pip install -e ".[onnx]"). The batch axis is dynamic ("batch"); each
+layer maps to one ONNX operator (Dropout to Identity); a layer without one is a ValueError naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backends import backend_of
+
+from .autoencoder import Autoencoder
+from .files import atomic_write
+from .grad_mode import no_grad
+from .layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool1d,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    Unflatten,
+)
+from .module import Module
+
+OPSET = 17
+
+
+def export(model: Module, path, input_shape) -> Path:
+    """Write `model` to `path` as ONNX (opset 17), as it computes in eval mode (its own mode is
+    left as it was). input_shape: one sample's shape, e.g. (784,) or (1, 28, 28); the graph's
+    input is (batch, *input_shape) of the model's dtype. The graph is checked with onnx.checker
+    before the file is written (atomically)."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError('ONNX export needs the onnx package: pip install -e ".[onnx]"') from error
+    if not isinstance(model, Module) or not model.parameters():
+        raise TypeError(f"export needs a diynn model with parameters, got {type(model).__name__}")
+    if not isinstance(input_shape, (tuple, list)) or not all(isinstance(s, int) and s > 0 for s in input_shape):
+        raise ValueError(f"input_shape must be one sample's shape, positive integers, got {input_shape!r}")
+    graph = _Graph(onnx)
+    output = graph.add(model, "input")
+    parameter = model.parameters()[0].data
+    element = onnx.helper.np_dtype_to_tensor_dtype(graph.numpy(parameter).dtype)
+    output_shape = _output_shape(model, input_shape, parameter)
+    proto = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            graph.nodes,
+            type(model).__name__,
+            [onnx.helper.make_tensor_value_info("input", element, ["batch", *input_shape])],
+            [onnx.helper.make_tensor_value_info(output, element, ["batch", *output_shape])],
+            graph.initializers,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        producer_name="diynn",
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    path = Path(path)
+    with atomic_write(path) as file:
+        file.write(proto.SerializeToString())
+    return path
+
+
+def _output_shape(model, input_shape, parameter) -> tuple:
+    """One sample's output shape: the model run in eval mode on one zero sample."""
+    xp = backend_of(parameter).xp
+    was_training = model.training
+    try:
+        with no_grad():
+            y = model.eval()(xp.zeros((1, *input_shape), dtype=parameter.dtype, device=parameter.device))
+    finally:
+        model.train(was_training)
+    return tuple(y.shape[1:])
+
+
+class _Graph:
+    """The nodes and initialisers built so far; `add(module, input)` appends a module's nodes."""
+
+    def __init__(self, onnx):
+        self.onnx, self.nodes, self.initializers, self.count = onnx, [], [], 0
+
+    def numpy(self, array):
+        return backend_of(array).to_numpy(array)
+
+    def constant(self, array, name: str) -> str:
+        name = f"{name}_{self.count}"
+        self.count += 1
+        self.initializers.append(self.onnx.numpy_helper.from_array(self.numpy(array), name))
+        return name
+
+    def node(self, operator: str, inputs: list[str], **attributes) -> str:
+        output = f"{operator.lower()}_{self.count}"
+        self.count += 1
+        self.nodes.append(self.onnx.helper.make_node(operator, inputs, [output], **attributes))
+        return output
+
+    def add(self, module: Module, x: str) -> str:
+        for kind, exporter in EXPORTERS.items():
+            if type(module) is kind:
+                return exporter(self, module, x)
+        exportable = ", ".join(sorted(kind.__name__ for kind in EXPORTERS))
+        raise ValueError(f"{type(module).__name__} cannot be exported to ONNX; exportable layers: {exportable}")
+
+    def weights(self, module) -> list[str]:
+        """The module's weight, and its bias where it has one, as initialisers."""
+        names = [self.constant(module.weight.data, "weight")]
+        if module.bias is not None:
+            names.append(self.constant(module.bias.data, "bias"))
+        return names
+
+
+def _sequence(graph, module, x):
+    for layer in module.layers:
+        x = graph.add(layer, x)
+    return x
+
+
+def _convolution(operator):
+    def exporter(graph, module, x):
+        kernel, stride, padding = module.kernel_size, module.stride, module.padding
+        if isinstance(module, Conv1d):  # the 2-D geometry of a height-1 image
+            kernel, stride, padding = kernel[1:], stride[1:], padding[1:]
+        attributes = {"kernel_shape": list(kernel), "strides": list(stride), "pads": [*padding, *padding]}
+        if isinstance(module, ConvTranspose2d):
+            attributes["output_padding"] = list(module.output_padding)
+        return graph.node(operator, [x, *graph.weights(module)], **attributes)
+
+    return exporter
+
+
+def _pool(operator, **extra):
+    def exporter(graph, module, x):
+        kernel, stride, padding = module.kernel_size, module.stride, module.padding
+        if isinstance(module, MaxPool1d):
+            kernel, stride, padding = kernel[1:], stride[1:], padding[1:]
+        attributes = {"kernel_shape": list(kernel), "strides": list(stride), "pads": [*padding, *padding]}
+        return graph.node(operator, [x], **attributes, **extra)
+
+    return exporter
+
+
+def _batch_norm(graph, module, x):
+    inputs = [x] + [
+        graph.constant(array, name)
+        for array, name in (
+            (module.weight.data, "scale"),
+            (module.bias.data, "shift"),
+            (module.running_mean, "mean"),
+            (module.running_var, "var"),
+        )
+    ]
+    return graph.node("BatchNormalization", inputs, epsilon=module.eps)
+
+
+def _unflatten(graph, module, x):  # the shape operand of Reshape: 0 keeps the batch axis
+    return graph.node("Reshape", [x, graph.constant(np.asarray([0, *module.shape], np.int64), "shape")])
+
+
+EXPORTERS = {
+    Sequential: _sequence,
+    Autoencoder: lambda graph, module, x: graph.add(module.decoder, graph.add(module.encoder, x)),
+    Linear: lambda graph, module, x: graph.node("Gemm", [x, *graph.weights(module)], transB=1),
+    Conv2d: _convolution("Conv"),
+    Conv1d: _convolution("Conv"),
+    ConvTranspose2d: _convolution("ConvTranspose"),
+    MaxPool2d: _pool("MaxPool"),
+    MaxPool1d: _pool("MaxPool"),
+    AvgPool2d: _pool("AveragePool", count_include_pad=1),
+    BatchNorm1d: _batch_norm,
+    BatchNorm2d: _batch_norm,
+    Dropout: lambda graph, module, x: graph.node("Identity", [x]),
+    Flatten: lambda graph, module, x: graph.node("Flatten", [x], axis=1),
+    Unflatten: _unflatten,
+    ReLU: lambda graph, module, x: graph.node("Relu", [x]),
+    LeakyReLU: lambda graph, module, x: graph.node("LeakyRelu", [x], alpha=module.negative_slope),
+    Tanh: lambda graph, module, x: graph.node("Tanh", [x]),
+    Sigmoid: lambda graph, module, x: graph.node("Sigmoid", [x]),
+    Softmax: lambda graph, module, x: graph.node("Softmax", [x], axis=module.axis),
+}
