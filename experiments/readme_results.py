@@ -186,6 +186,11 @@ def main(argv=None):
             "self_supervised/self_supervised.md",
             ["self_supervised/label_efficiency.png", "self_supervised/tsne.png"],
         ),
+        (
+            "Self-supervised encoders judged by the field's protocol (`experiments/self_supervised_protocol.py`)",
+            "self_supervised_protocol/protocol.md",
+            ["self_supervised_protocol/label_efficiency.png"],
+        ),
     ]
     for title, table, figure_names in sections:
         lines += section(title, r / table, figures, [r / name for name in figure_names])

@@ -183,3 +183,22 @@ def test_self_supervised_script(fashion, tmp_path):
     assert "| SimCLR-pretrained encoder | 3136 |" in text and "| 1% (10) |" in text and "Targets:" in text
     assert {"label_efficiency.png", "tsne.png", "metrics.json"} <= {p.name for p in out.iterdir()}
     assert diynn.load_model(out / "encoder.npz")(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3136)
+
+
+@pytest.mark.slow
+def test_self_supervised_protocol_script(fashion, tmp_path):
+    """Two seeds at toy size: encoders pretrained and saved, then loaded on a second run; every
+    representation judged by cosine k-NN and the four probes; the table says whether the targets are met."""
+    import self_supervised_protocol as protocol
+
+    arguments = [*fashion, "--seeds", "0", "1", "--batch-size", "32", "--encoders", str(tmp_path / "enc")]
+    metrics = protocol.main([*arguments, "--out", str(tmp_path / "o"), "--no-progress"])
+    assert {p.name for p in (tmp_path / "enc").iterdir()} >= {"encoder_seed0.npz", "pretrain_seed1.json"}
+    assert len(metrics["results"][f"{protocol.RANDOM} / pooled"]) == 2
+    scores = metrics["results"][f"{protocol.PRETRAINED} / flattened"][0]
+    assert set(scores) == {"knn", "probe 10 per class", "probe 1%", "probe 10%", "probe 100%"}
+    assert all(0 <= value <= 1 for value in scores.values())
+    text = (tmp_path / "o" / "protocol.md").read_text()
+    assert "| raw pixels |" in text and "cosine k-NN gain" in text and "1%-label probe gain" in text
+    again = protocol.main([*arguments, "--out", str(tmp_path / "p"), "--no-progress"])  # loads the encoders
+    assert again["results"][f"{protocol.PRETRAINED} / pooled"] == metrics["results"][f"{protocol.PRETRAINED} / pooled"]

@@ -1,0 +1,175 @@
+"""The SimCLR encoder judged by the self-supervised literature's protocol, over several seeds.
+
+For each seed, the encoder pretrained by self_supervised.py's recipe (loaded from --encoders, or
+pretrained here) and the same architecture with that seed's random initial weights (its batch-norm
+statistics re-estimated on the training images) are read at the last feature map, globally pooled
+(64 numbers) and flattened (3136), and judged on the test set by cosine k-NN (k = 200,
+temperature 0.07, all labels) and by linear probes on 10 labelled images per class, 1%, 10% and
+100% of the labels; pixels and PCA-64 are judged once. Means and spreads over the seeds go into a
+table, the label-efficiency figure and metrics.json.
+
+    python experiments/self_supervised_protocol.py [--seeds 0 1 2] [--encoders results/ssl_protocol]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import self_supervised
+from sklearn.decomposition import PCA
+
+import diynn
+from diynn_experiments.autoencoders import flat, load_images
+from diynn_experiments.common import (
+    add_progress_argument,
+    backend_info,
+    output_dir,
+    run,
+    save_figure,
+    write_atomic,
+    write_json,
+)
+from diynn_experiments.representation import (
+    LABEL_SUBSETS,
+    judge,
+    label_subsets,
+    pooled_and_flattened,
+    reestimate_batch_norm,
+)
+
+PRETRAINED, RANDOM = "SimCLR-pretrained encoder", "random-init encoder (batch norm re-estimated)"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="pretraining and init seeds")
+    parser.add_argument("--encoders", default="results/ssl_protocol", help="folder of encoder_seed<k>.npz")
+    parser.add_argument("--epochs", type=int, default=15, help="pretraining epochs, where an encoder is missing")
+    parser.add_argument("--batch-size", type=int, default=256, help="pretraining batch, where an encoder is missing")
+    parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
+    parser.add_argument("--out", default="results/self_supervised_protocol", help="output folder")
+    add_progress_argument(parser)
+    return parser.parse_args(argv)
+
+
+def encoder_of(seed, x_train, args):
+    """The seed's pretrained encoder (from --encoders, else pretrained now and saved there) and its
+    pretraining minutes (None when loaded without a record)."""
+    path = Path(args.encoders) / f"encoder_seed{seed}.npz"
+    record = path.with_name(f"pretrain_seed{seed}.json")
+    if path.is_file():
+        minutes = json.loads(record.read_text())["seconds"] / 60 if record.is_file() else None
+        return diynn.load_model(path), minutes
+    options = ["--seed", str(seed), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    settings = self_supervised.parse_args([*options, "--no-progress"])
+    encoder = diynn.cnn_encoder(rng=seed)
+    history, seconds = self_supervised.pretrain(encoder, x_train, settings)
+    diynn.save_model(encoder, path)
+    write_atomic(record, json.dumps({"seconds": seconds, "loss": history["loss"]}))
+    return encoder, seconds / 60
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    out = output_dir(args.out)
+    x_train, y_train, x_test, y_test, _ = load_images(args)
+    results: dict[str, list] = {}  # "<representation> / <pooled|flattened>" -> one dict per seed
+    minutes = []
+    for seed in args.seeds:
+        subsets = label_subsets(y_train, seed)
+        encoder, spent = encoder_of(seed, x_train, args)
+        minutes.append(spent)
+        random_init = diynn.cnn_encoder(rng=seed)
+        reestimate_batch_norm(random_init, x_train)
+        for name, model in ((PRETRAINED, encoder.eval()), (RANDOM, random_init)):
+            train, test = pooled_and_flattened(model, x_train), pooled_and_flattened(model, x_test)
+            for kind in ("pooled", "flattened"):
+                scores = judge(train[kind], y_train, test[kind], y_test, subsets, seed)
+                results.setdefault(f"{name} / {kind}", []).append(scores)
+                print(f"seed {seed}, {name}, {kind}: {scores}", flush=True)
+    subsets = label_subsets(y_train, args.seeds[0])
+    pca = PCA(n_components=64, random_state=args.seeds[0]).fit(flat(x_train))
+    for name, (train, test) in {
+        "raw pixels": (flat(x_train), flat(x_test)),
+        "PCA-64 of the pixels": (pca.transform(flat(x_train)), pca.transform(flat(x_test))),
+    }.items():
+        results[name] = [judge(train, y_train, test, y_test, subsets, args.seeds[0])]
+    text = table(results, args, minutes, len(x_train))
+    write_atomic(out / "protocol.md", text)
+    plot_label_efficiency(results, out / "label_efficiency.png")
+    metrics = {"config": vars(args), "results": results, "pretraining_minutes": minutes}
+    write_json(out / "metrics.json", {**metrics, "wall_time_s": time.perf_counter() - start, **backend_info()})
+    print(text)
+    return metrics
+
+
+def summary(scores: list[dict], key: str) -> tuple[float, float]:
+    """Mean and spread (max - min) over the seeds."""
+    values = [score[key] for score in scores]
+    return float(np.mean(values)), float(np.max(values) - np.min(values))
+
+
+def table(results, args, minutes, n_train) -> str:
+    keys = ["knn", *(f"probe {name}" for name in LABEL_SUBSETS)]
+    header = "| representation | cosine k-NN | " + " | ".join(f"probe, {name}" for name in LABEL_SUBSETS) + " |"
+    rows = [header, "|---" * (len(keys) + 1) + "|"]
+    for name, scores in results.items():
+        cells = []
+        for key in keys:
+            mean, spread = summary(scores, key)
+            cells.append(f"{mean:.4f}" + (f" ± {spread / 2:.4f}" if len(scores) > 1 else ""))
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = [
+        f"Fashion-MNIST, {n_train} training images; {len(args.seeds)} seeds {args.seeds} (± half the range over "
+        "the seeds); test accuracy. Pretraining: self_supervised.py's recipe, "
+        + ", ".join("?" if m is None else f"{m:.1f}" for m in minutes)
+        + " min per seed.",
+        "",
+        *rows,
+        "",
+        "Targets (pooled features): " + "; ".join(_targets(results)) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _targets(results) -> list[str]:
+    said = []
+    for key, label in (("knn", "cosine k-NN"), ("probe 1%", "1%-label probe")):
+        ours, ours_spread = summary(results[f"{PRETRAINED} / pooled"], key)
+        random, random_spread = summary(results[f"{RANDOM} / pooled"], key)
+        gain, spread = ours - random, max(ours_spread, random_spread)
+        met = gain >= 0.02 and gain > 2 * spread
+        said.append(
+            f"{label} gain {gain * 100:+.2f} points over random init (spread {spread * 100:.2f}): "
+            f"{'met' if met else 'NOT met'} (>= 2 points and > twice the spread)"
+        )
+    return said
+
+
+def plot_label_efficiency(results, path):
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    positions = np.arange(len(LABEL_SUBSETS))
+    for name in results:
+        if " / pooled" not in name and name not in ("raw pixels",):
+            continue
+        scores = results[name]
+        means = [summary(scores, f"probe {s}")[0] for s in LABEL_SUBSETS]
+        errors = [summary(scores, f"probe {s}")[1] / 2 for s in LABEL_SUBSETS]
+        axis.errorbar(positions, means, yerr=errors, marker="o", capsize=3, label=name.replace(" / pooled", ", pooled"))
+    axis.set_xticks(positions, LABEL_SUBSETS)
+    axis.set_xlabel("labelled training images")
+    axis.set_ylabel("test accuracy of a linear probe")
+    axis.set_title("Label efficiency (error bars: half the range over seeds)")
+    axis.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+if __name__ == "__main__":
+    run(main)
