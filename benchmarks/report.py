@@ -12,6 +12,7 @@ benchmarks run through pytest-benchmark (benchmarks/test_kernels.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -201,6 +202,58 @@ def _commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # PyTorch reads OMP's
+ONE_THREAD = "1 thread"
+
+
+@contextlib.contextmanager
+def _environment(changes: dict):
+    """Environment variables set (a value) or removed (None) for the block, then restored."""
+    saved = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def scaling(report: dict) -> list[str]:
+    """Time at 1 thread / time at all threads, for diynn and PyTorch: the MLP and CNN steps."""
+    runs = {run["environment"]: run for run in report["runs"]}
+    if ONE_THREAD not in runs or "default environment" not in runs:
+        return []
+    every, one = runs["default environment"], runs[ONE_THREAD]
+    threads = max(b["num_threads"] for b in every["machine"]["blas"])
+    lines = [
+        f"### Scaling: time at 1 thread / time at {threads} threads (higher is better; {threads} is ideal)",
+        "",
+        "| step | batch | diynn | PyTorch |",
+        "|---|---|---|---|",
+    ]
+    for table, ours, theirs, label in (
+        ("steps", "diynn-numpy", "torch-cpu", "MLP"),
+        ("cnn", "diynn-cnn", "torch-cnn", "CNN"),
+    ):
+        for batch, result in every.get(table, {}).items():
+            single = one[table][batch]["median_s"]
+            cells = [
+                f"{single[name] / result['median_s'][name]:.2f}"
+                if name in single and name in result["median_s"]
+                else "-"
+                for name in (ours, theirs)
+            ]
+            lines.append(f"| {label} | {batch} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
+
+
 def markdown(report: dict) -> str:
     lines = [f"Measured {report.get('created', '?')} at commit {report.get('commit') or '?'}.", ""]
     for run in report["runs"]:
@@ -268,6 +321,7 @@ def markdown(report: dict) -> str:
             f"{memory['peak_bytes_per_step'] / 2**20:.2f} MiB.",
             "",
         ]
+    lines += scaling(report)
     if report.get("kernels"):
         lines += [
             "### Kernels (pytest-benchmark, same process; medians of the suite's runs)",
@@ -390,16 +444,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-gpu", action="store_true")
     parser.add_argument("--no-kernels", action="store_true", help="skip the pytest-benchmark kernel suite")
     parser.add_argument("--kernel-rounds", type=int, default=3, help="runs of the kernel suite (median taken)")
+    parser.add_argument(
+        "--one-thread",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure every worker at 1 thread (the scaling table: time at 1 thread / time at all)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
 
     runs = [measure(args, "default environment")]
     if os.environ.get("OPENBLAS_CORETYPE"):  # also measure with OpenBLAS choosing its own kernel
-        saved = os.environ.pop("OPENBLAS_CORETYPE")
-        try:
+        with _environment({"OPENBLAS_CORETYPE": None}):
             runs.append(measure(args, "OPENBLAS_CORETYPE unset"))
-        finally:
-            os.environ["OPENBLAS_CORETYPE"] = saved
+    if args.one_thread and (os.cpu_count() or 1) > 1:  # the workers start with these set
+        with _environment({name: "1" for name in THREAD_VARIABLES}):
+            runs.append(measure(args, ONE_THREAD))
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commit": _commit(),

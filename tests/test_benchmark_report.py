@@ -54,6 +54,10 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     assert saved["runs"][0]["layers"]["bn2"]["median_s"]["layer-diynn:bn2"] > 0
     assert "| pool1 (max-pool 2x2, 32 channels, 28x28) |" in next(tmp_path.glob("*.md")).read_text()
     assert "On the GPU" not in next(tmp_path.glob("*.md")).read_text()
+    one_thread = [r for r in saved["runs"] if r["environment"] == "1 thread"]
+    assert len(one_thread) == 1 and {b["num_threads"] for b in one_thread[0]["machine"]["blas"]} == {1}
+    markdown = next(tmp_path.glob("*.md")).read_text()
+    assert "### Scaling: time at 1 thread / time at" in markdown and "| CNN | 4 |" in markdown
 
     # the GPU table, from the same run with the lines a GPU machine adds
     run["machine"]["gpu"] = "Some GPU"
@@ -93,7 +97,8 @@ def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     tiny = ["--rounds", "1", "--seconds", "0.01", "--gap", "0", "--batches", "8", "--cnn-batches", "--conv-shapes"]
-    result = report.main(tiny + ["--memory-steps", "3", "--no-kernels", "--no-torch", "--out", str(tmp_path)])
+    options = ["--memory-steps", "3", "--no-kernels", "--no-torch", "--no-one-thread", "--out", str(tmp_path)]
+    result = report.main(tiny + options)
     runs = result["runs"]
     assert [run["environment"] for run in runs] == ["default environment", "OPENBLAS_CORETYPE unset"]
     assert [run["machine"]["OPENBLAS_CORETYPE"] for run in runs] == ["Haswell", None]  # as the workers saw it
