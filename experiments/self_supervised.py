@@ -12,7 +12,7 @@ encoder's features are judged, on the test set, once:
   for the same CNN (encoder + linear layer) trained from scratch on those labels;
 - a t-SNE of the learned features next to the autoencoder's codes (latent_tsne.py's plot).
 
-    python experiments/self_supervised.py [--epochs 15] [--limit N]
+    python experiments/self_supervised.py [--epochs 15] [--limit N] [--resume]
 """
 
 from __future__ import annotations
@@ -65,12 +65,21 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
     parser.add_argument("--out", default="results/self_supervised", help="output folder")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted pretraining from the checkpoint.npz in --out (written after every epoch)",
+    )
     add_progress_argument(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resume and not (Path(args.out) / "checkpoint.npz").is_file():
+        parser.error(f"--resume: no checkpoint.npz in {args.out} (give the --out of the interrupted run)")
+    return args
 
 
-def pretrain(encoder, images, args):
-    """SimCLR: the encoder and a projection head trained on two views per image, no labels."""
+def pretrain(encoder, images, args, checkpoint=None):
+    """SimCLR: the encoder and a projection head trained on two views per image, no labels; the
+    training state saved to `checkpoint` after every epoch (continued from it with args.resume)."""
     head = diynn.mlp([encoder_size(encoder), 256, 64], rng=args.seed + 1)
     model = diynn.Sequential(*encoder.layers, *head.layers)
     views = diynn.TwoViews(
@@ -91,6 +100,8 @@ def pretrain(encoder, images, args):
         progress=args.progress,
         augment=views,
         callbacks=[diynn.CosineLR(optimizer, args.epochs)],
+        checkpoint=checkpoint,
+        resume=checkpoint if getattr(args, "resume", False) else None,
     )
     return history, time.perf_counter() - start  # the encoder's layers were trained in place
 
@@ -145,7 +156,7 @@ def main(argv=None) -> dict:
     random_encoder = diynn.cnn_encoder(rng=args.seed)
     random_features = (features(random_encoder, x_train), features(random_encoder, x_test))
     encoder = diynn.cnn_encoder(rng=args.seed)  # the same initial weights, pretrained below
-    history, pretrain_s = pretrain(encoder, x_train, args)
+    history, pretrain_s = pretrain(encoder, x_train, args, checkpoint=out / "checkpoint.npz")
     print(f"pretraining: {args.epochs} epochs in {pretrain_s / 60:.1f} min, NT-Xent {history['loss'][-1]:.4f}")
     pretrained = (features(encoder, x_train), features(encoder, x_test))
     pca = PCA(n_components=64, random_state=args.seed).fit(flat(x_train))

@@ -202,3 +202,32 @@ def test_self_supervised_protocol_script(fashion, tmp_path):
     assert "| raw pixels |" in text and "cosine k-NN gain" in text and "1%-label probe gain" in text
     again = protocol.main([*arguments, "--out", str(tmp_path / "p"), "--no-progress"])  # loads the encoders
     assert again["results"][f"{protocol.PRETRAINED} / pooled"] == metrics["results"][f"{protocol.PRETRAINED} / pooled"]
+
+
+@pytest.mark.slow
+def test_self_supervised_pretraining_resumes(fashion, tmp_path, monkeypatch):
+    """Pretraining stopped right after its epoch-1 checkpoint and resumed with --resume ends with
+    the encoder of an uninterrupted run, bit for bit."""
+    import self_supervised
+
+    import diynn
+    from diynn import checkpoint
+
+    arguments = [*fashion[:-1], "2", "--batch-size", "32", "--tsne-samples", "60", "--no-progress"]
+    arguments += ["--autoencoder", str(tmp_path / "none.npz")]
+    self_supervised.main([*arguments, "--out", str(tmp_path / "whole")])
+    save = checkpoint.TrainingState.save
+
+    def save_then_stop(self, path, epoch, history, stopped):
+        save(self, path, epoch, history, stopped)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.TrainingState, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        self_supervised.main([*arguments, "--out", str(tmp_path / "cut")])
+    monkeypatch.setattr(checkpoint.TrainingState, "save", save)
+    self_supervised.main([*arguments, "--out", str(tmp_path / "cut"), "--resume"])
+    whole, resumed = (diynn.load_model(tmp_path / name / "encoder.npz") for name in ("whole", "cut"))
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        np.testing.assert_array_equal(b, a, err_msg=name)
