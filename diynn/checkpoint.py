@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import types
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from backends import Generator, backend_of
 
 from .files import atomic_write
+from .io import error_message, read_npz
 
 FORMAT = "diynn-checkpoint-1"
 _HEADER = "__checkpoint__"
@@ -105,7 +105,7 @@ class TrainingState:
             for name, generator in self.generators.items():
                 generator.load_state_dict(state["generators"][name])
         except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{where} does not match this training run: {_message(error)}") from None
+            raise CheckpointError(f"{where} does not match this training run: {error_message(error)}") from None
         epoch = int(state["epoch"])
         return (epochs + 1 if state["stopped"] else epoch + 1), state["history"]
 
@@ -141,11 +141,7 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {error}") from None
+    arrays = read_npz(path, CheckpointError, "checkpoint")
     entry = arrays.pop(_HEADER, None)
     if entry is None or entry.dtype.kind != "U" or entry.ndim != 0:
         raise CheckpointError(f"{path} is not a diynn checkpoint (no {_HEADER} entry)")
@@ -193,7 +189,3 @@ def _on(backend, value):
     if isinstance(value, list):
         return [_on(backend, item) for item in value]
     return value
-
-
-def _message(error) -> str:
-    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)

@@ -78,7 +78,7 @@ class _Builder:
         try:
             size = cls.stored_size(config)
         except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{where}: bad config: {_message(error)}") from None
+            raise ModelFileError(f"{where}: bad config: {error_message(error)}") from None
         if self.remaining is not None:
             self.remaining -= size
             if self.remaining < 0:
@@ -87,7 +87,7 @@ class _Builder:
         try:
             return cls.from_config(arguments)
         except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{where}: bad config: {_message(error)}") from None
+            raise ModelFileError(f"{where}: bad config: {error_message(error)}") from None
 
     def decode(self, value, where, depth):
         if depth > MAX_DEPTH:
@@ -106,7 +106,8 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _message(error) -> str:
+def error_message(error) -> str:
+    """An exception's message (a KeyError's without the quotes its str() adds)."""
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
@@ -181,19 +182,24 @@ def _read_safetensors(path):
     return _header(path, metadata[_ARCHITECTURE_KEY]), arrays
 
 
-def _read_npz(path):
+def read_npz(path, error: type[Exception], kind: str) -> dict[str, np.ndarray]:
+    """The arrays of the .npz file at `path`, read with allow_pickle=False; `error` naming the file
+    and `kind` (what it should have been) if it is not a readable .npz of .npy members."""
     if not zipfile.is_zipfile(path):
-        raise ModelFileError(
-            f"{path} is not a readable .npz model file (truncated or corrupt, or another format such as a plain .npy)"
-        )
+        raise error(f"{path} is not a readable {kind} (truncated or corrupt, or another format such as a plain .npy)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile) as error:
-        raise ModelFileError(f"{path} is not a readable .npz model file (truncated or corrupt?): {error}") from error
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile) as problem:
+        raise error(f"{path} is not a readable {kind} (truncated or corrupt?): {problem}") from problem
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):
-            raise ModelFileError(f"{path}: member {name!r} is not a NumPy array (.npy); not a diynn model file")
+            raise error(f"{path}: member {name!r} is not a NumPy array (.npy); not a {kind}")
+    return arrays
+
+
+def _read_npz(path):
+    arrays = read_npz(path, ModelFileError, ".npz model file")
     if _ARCHITECTURE_KEY not in arrays:
         raise ModelFileError(f"{path} is an .npz file but not a diynn model (no architecture entry)")
     entry = arrays.pop(_ARCHITECTURE_KEY)
@@ -218,7 +224,7 @@ def _load_into(model, arrays, path):
     try:
         model.load_state_dict(arrays)
     except (KeyError, ValueError) as error:
-        raise ModelFileError(f"{path} does not match the model: {_message(error)}") from error
+        raise ModelFileError(f"{path} does not match the model: {error_message(error)}") from error
 
 
 def _encode(value):
