@@ -2,6 +2,8 @@
 stand-in, and CuPy when a GPU is present). Tests without the fixture run on the active backend,
 DIYNN_BACKEND's (NumPy by default): `DIYNN_BACKEND=cupy python -m pytest` runs them on the GPU."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,34 @@ def fashion_mnist_present() -> bool:
     from diynn.datasets import FASHION_MNIST, search_folders
 
     return any((folder / FASHION_MNIST.files[0].name).is_file() for folder in search_folders(FASHION_MNIST, None))
+
+
+@contextlib.contextmanager
+def stopped_after_checkpoint(monkeypatch, epoch: int):
+    """Within the block, a fit stops (KeyboardInterrupt, as a kill would) right after writing its
+    checkpoint of `epoch`; the block must end so."""
+    from diynn import checkpoint
+
+    save = checkpoint.TrainingState.save
+
+    def save_then_stop(self, path, done, history, stopped):
+        save(self, path, done, history, stopped)
+        if done == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.TrainingState, "save", save_then_stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(checkpoint.TrainingState, "save", save)
+
+
+def assert_same_weights(path, other):
+    """The models saved at the two paths hold bitwise the same parameters and buffers."""
+    import diynn
+
+    first, second = diynn.load_model(path).state_dict(), diynn.load_model(other).state_dict()
+    assert list(first) == list(second)
+    for name in first:
+        np.testing.assert_array_equal(second[name], first[name], err_msg=name)

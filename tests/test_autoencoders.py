@@ -209,25 +209,12 @@ def test_self_supervised_pretraining_resumes(fashion, tmp_path, monkeypatch):
     """Pretraining stopped right after its epoch-1 checkpoint and resumed with --resume ends with
     the encoder of an uninterrupted run, bit for bit."""
     import self_supervised
-
-    import diynn
-    from diynn import checkpoint
+    from conftest import assert_same_weights, stopped_after_checkpoint
 
     arguments = [*fashion[:-1], "2", "--batch-size", "32", "--tsne-samples", "60", "--no-progress"]
     arguments += ["--autoencoder", str(tmp_path / "none.npz")]
     self_supervised.main([*arguments, "--out", str(tmp_path / "whole")])
-    save = checkpoint.TrainingState.save
-
-    def save_then_stop(self, path, epoch, history, stopped):
-        save(self, path, epoch, history, stopped)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint.TrainingState, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_checkpoint(monkeypatch, epoch=1):
         self_supervised.main([*arguments, "--out", str(tmp_path / "cut")])
-    monkeypatch.setattr(checkpoint.TrainingState, "save", save)
     self_supervised.main([*arguments, "--out", str(tmp_path / "cut"), "--resume"])
-    whole, resumed = (diynn.load_model(tmp_path / name / "encoder.npz") for name in ("whole", "cut"))
-    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
-        np.testing.assert_array_equal(b, a, err_msg=name)
+    assert_same_weights(tmp_path / "whole" / "encoder.npz", tmp_path / "cut" / "encoder.npz")

@@ -2,13 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
-from conftest import cupy_graph_refusal
+from conftest import assert_same_weights, cupy_graph_refusal, stopped_after_checkpoint
 from datasets_fixtures import FileServer, make_files, spec_for
 
 import diynn
-from diynn import checkpoint
 from diynn.datasets import loaders
 from diynn_experiments import classification as classify
 
@@ -95,20 +93,9 @@ def test_an_interrupted_cnn_run_resumes_to_the_same_model(generated, tmp_path, m
     arguments = ["--data-dir", str(generated), "--model", "cnn", "--epochs", "3", "--channels", "4", "8"]
     arguments += ["--hidden", "16", "--no-progress"]
     classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "whole")])
-    save = checkpoint.TrainingState.save
-
-    def save_then_stop(self, path, epoch, history, stopped):
-        save(self, path, epoch, history, stopped)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint.TrainingState, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_checkpoint(monkeypatch, epoch=2):
         classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "cut")])
-    monkeypatch.setattr(checkpoint.TrainingState, "save", save)
     classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "cut"), "--resume"])
-    whole, resumed = (diynn.load_model(tmp_path / name / "model.npz") for name in ("whole", "cut"))
-    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
-        np.testing.assert_array_equal(b, a, err_msg=name)
+    assert_same_weights(tmp_path / "whole" / "model.npz", tmp_path / "cut" / "model.npz")
     with pytest.raises(SystemExit):
         classify.main("fashion-mnist", [*arguments, "--out", str(tmp_path / "nothing"), "--resume"])
