@@ -13,6 +13,7 @@ import os
 
 from .base import Backend, BackendError, Generator
 from .elementwise import Elementwise
+from .kernels import chunk_bounds, kernel, kernel_threads, kernels, parallel_range, set_kernels
 
 __all__ = [
     "Backend",
@@ -21,7 +22,13 @@ __all__ = [
     "Generator",
     "NAMES",
     "backend_of",
+    "chunk_bounds",
     "get",
+    "kernel",
+    "kernel_threads",
+    "kernels",
+    "parallel_range",
+    "set_kernels",
     "get_backend",
     "set_backend",
     "use",

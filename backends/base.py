@@ -146,6 +146,11 @@ class Backend:
         (the caller then runs its portable array code). Called as kernel(*inputs, *outputs)."""
         return None
 
+    def compiled(self, function):
+        """Kernel `function` (plain loops, see backends.kernels) compiled for this backend's CPU, or
+        None where this backend does not compile Python or the kernels setting is "portable"."""
+        return None
+
     def collective_group(self, size: int, rank: int, share):
         """Collectives on this backend's device arrays among `size` processes, this one `rank`
         (NCCL on CuPy: allreduce_sum(array), broadcast(array) from rank 0), or None where there

@@ -5,6 +5,7 @@ import numpy as np
 
 from .base import Backend
 from .host_memory import keep_freed_memory
+from .kernels import compile_kernel
 
 
 class NumpyBackend(Backend):
@@ -25,6 +26,9 @@ class NumpyBackend(Backend):
 
     def numpy_dtype(self, dtype):
         return np.dtype(dtype)
+
+    def compiled(self, function):
+        return compile_kernel(function)
 
     def im2col(self, x, kernel, stride):
         (kh, kw), (sh, sw) = kernel, stride

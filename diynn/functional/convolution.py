@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from backends import backend_of
+from backends import backend_of, chunk_bounds, kernel, kernel_threads, parallel_range
 
 from .. import arguments
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
@@ -24,7 +24,8 @@ CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
 
 class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
-    "one_channel" or "cudnn"), the saved operand (im2col windows, or the input for cuDNN), the
+    "one_channel", "compiled" or "cudnn"), the saved operand (im2col windows, the compiled path's
+    per-chunk windows with its chunks and geometry, or the input for cuDNN), the
     weight, whether there was a bias, the padded input's shape and the (stride, padding) pairs."""
 
     path: str
@@ -64,6 +65,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         y = xp.empty((n, out_channels, oh, ow), dtype=x.dtype, device=x.device)
         cudnn.convolution_forward(x, weight, bias, y, padding, stride, (1, 1), 1, **CUDNN_OPTIONS)
         return y, ConvCache("cudnn", x, weight, bias is not None, x.shape, stride, padding)
+    compiled = backend.compiled(_conv2d_chunks)
+    if compiled is not None:
+        return _conv2d_compiled(backend, compiled, x, weight, bias, stride, padding, (oh, ow))
     if in_channels == 1:
         return _conv2d_one_channel(backend, x, weight, bias, stride, padding, (oh, ow))
     padded = pad_channel_major(x, padding)
@@ -82,6 +86,8 @@ def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True)
     xp = backend.xp
     if cache.path == "cudnn":
         return _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
+    if cache.path == "compiled":
+        return _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
     if cache.path == "one_channel":
         return _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads)
     weight = cache.weight
@@ -224,3 +230,139 @@ def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_g
     geometry = (cache.padding, cache.stride, (1, 1), 1)
     cudnn.convolution_forward(grad_y, cache.weight, None, grad_x, *geometry, **CUDNN_OPTIONS)
     return grad_x, grad_weight, grad_bias
+
+
+# Compiled CPU path (numba, see backends.kernels): the batch is split into one chunk of images per
+# thread; each thread gathers its chunk's windows into its own columns (C kh kw, chunk OH OW),
+# multiplies them with the weight in a one-thread BLAS and writes its images, so the copies and
+# the products of all chunks run side by side. The backward keeps each chunk's weight gradient
+# apart (T, O, C kh kw) and sums them afterwards. `geometry` is (kh, kw, sh, sw, ph, pw, OH, OW).
+
+
+def _geometry(kernel, stride, padding, output_shape):
+    return (*kernel, *stride, *padding, *output_shape)
+
+
+@kernel
+def _windows_to_columns(x, n0, n1, geometry, padded, cols):
+    """im2col of images n0..n1 of x (N, C, H, W) into cols (C kh kw, (n1 - n0) OH OW), each image
+    first copied into padded (C, H + 2 ph, W + 2 pw), whose border is zero."""
+    kh, kw, sh, sw, ph, pw, oh, ow = geometry
+    padded[:] = 0
+    for i in range(n1 - n0):
+        padded[:, ph : ph + x.shape[2], pw : pw + x.shape[3]] = x[n0 + i]
+        for c in range(x.shape[1]):
+            for ki in range(kh):
+                for kj in range(kw):
+                    row = (c * kh + ki) * kw + kj
+                    for r in range(oh):
+                        start = (i * oh + r) * ow
+                        for q in range(ow):
+                            cols[row, start + q] = padded[c, r * sh + ki, q * sw + kj]
+
+
+@kernel
+def _columns_to_windows(cols, n0, n1, geometry, padded, x):
+    """col2im, the adjoint of `_windows_to_columns`: images n0..n1 of x (N, C, H, W) become the
+    sums of their entries in cols (C kh kw, (n1 - n0) OH OW), summed in padded (C, H + 2 ph,
+    W + 2 pw) and cropped."""
+    kh, kw, sh, sw, ph, pw, oh, ow = geometry
+    for i in range(n1 - n0):
+        padded[:] = 0
+        for c in range(x.shape[1]):
+            for ki in range(kh):
+                for kj in range(kw):
+                    row = (c * kh + ki) * kw + kj
+                    for r in range(oh):
+                        start = (i * oh + r) * ow
+                        for q in range(ow):
+                            padded[c, r * sh + ki, q * sw + kj] += cols[row, start + q]
+        x[n0 + i] = padded[:, ph : ph + x.shape[2], pw : pw + x.shape[3]]
+
+
+@kernel
+def _chunk_to_channel_major(y3, n0, n1, out):
+    """Images n0..n1 of y3 (N, C, P) as out (C, (n1 - n0) P)."""
+    positions = y3.shape[2]
+    for i in range(n1 - n0):
+        for c in range(y3.shape[1]):
+            out[c, i * positions : (i + 1) * positions] = y3[n0 + i, c]
+
+
+@kernel
+def _chunk_to_batch_major(rows, bias, n0, n1, y3):
+    """rows (C, (n1 - n0) P) plus bias (C,) as images n0..n1 of y3 (N, C, P)."""
+    positions = y3.shape[2]
+    for i in range(n1 - n0):
+        for c in range(y3.shape[1]):
+            for p in range(positions):
+                y3[n0 + i, c, p] = rows[c, i * positions + p] + bias[c]
+
+
+@kernel
+def _conv2d_chunks(x, weight2d, bias, geometry, bounds, planes, buffer, y3):
+    """y3 (N, O, OH OW) = conv of x (N, C, H, W) with weight2d (O, C kh kw) plus bias (O,), one
+    chunk of images per thread; planes (T, C, H + 2 ph, W + 2 pw) is each thread's padded image,
+    buffer (T, C kh kw chunk OH OW) keeps each chunk's columns."""
+    rows, positions = weight2d.shape[1], geometry[6] * geometry[7]
+    for t in parallel_range(len(bounds) - 1):
+        n0, n1 = bounds[t], bounds[t + 1]
+        cols = buffer[t, : rows * (n1 - n0) * positions].reshape((rows, (n1 - n0) * positions))
+        _windows_to_columns(x, n0, n1, geometry, planes[t], cols)
+        _chunk_to_batch_major(weight2d @ cols, bias, n0, n1, y3)
+
+
+@kernel
+def _conv2d_backward_chunks(grad_y3, weight2d, geometry, bounds, buffer, gathered, planes, grad_x, grad_weight_parts):
+    """From dL/dy3 (N, O, OH OW) and the forward's buffer: each chunk's dL/dW (into
+    grad_weight_parts (T, O, C kh kw)) and, where grad_x (N, C, H, W) has images, dL/dx."""
+    out_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], geometry[6] * geometry[7]
+    for t in parallel_range(len(bounds) - 1):
+        n0, n1 = bounds[t], bounds[t + 1]
+        width = (n1 - n0) * positions
+        grad = gathered[t, : out_channels * width].reshape((out_channels, width))
+        _chunk_to_channel_major(grad_y3, n0, n1, grad)
+        cols = buffer[t, : rows * width].reshape((rows, width))
+        grad_weight_parts[t] = grad @ cols.T  # dL/dW = dY X_cols^T
+        if grad_x.shape[0] > 0:
+            _columns_to_windows(weight2d.T @ grad, n0, n1, geometry, planes[t], grad_x)  # dL/dX_cols = W^T dY
+
+
+def _padded_planes(xp, chunks, shape, padding, dtype):
+    """One padded image (C, H + 2 ph, W + 2 pw) per chunk, for the kernels to work in."""
+    return xp.empty((chunks, shape[1], shape[2] + 2 * padding[0], shape[3] + 2 * padding[1]), dtype=dtype)
+
+
+def _conv2d_compiled(backend, forward, x, weight, bias, stride, padding, output_shape):
+    xp = backend.xp
+    n, out_channels = x.shape[0], weight.shape[0]
+    weight2d = xp.reshape(weight, (out_channels, -1))
+    bounds = chunk_bounds(n, kernel_threads())
+    geometry = _geometry(weight.shape[2:], stride, padding, output_shape)
+    positions = output_shape[0] * output_shape[1]
+    chunk_size = (bounds[1] - bounds[0]) * positions  # the first chunk is the largest
+    buffer = xp.empty((len(bounds) - 1, weight2d.shape[1] * chunk_size), dtype=x.dtype)
+    y = xp.empty((n, out_channels, *output_shape), dtype=x.dtype)
+    bias_or_zero = bias if bias is not None else xp.zeros(out_channels, dtype=x.dtype)
+    planes = _padded_planes(xp, len(bounds) - 1, x.shape, padding, x.dtype)
+    forward(x, weight2d, bias_or_zero, geometry, bounds, planes, buffer, xp.reshape(y, (n, out_channels, positions)))
+    saved = (buffer, bounds, geometry, chunk_size)
+    return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding)
+
+
+def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
+    xp = backend.xp
+    buffer, bounds, geometry, chunk_size = cache.saved
+    weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
+    n, out_channels = grad_y.shape[0], weight2d.shape[0]
+    chunks = len(bounds) - 1
+    gathered = xp.empty((chunks, out_channels * chunk_size), dtype=grad_y.dtype)
+    grad_x = xp.empty(cache.padded_shape if input_grad else (0,) * 4, dtype=grad_y.dtype)
+    parts = xp.empty((chunks, *weight2d.shape), dtype=grad_y.dtype)
+    grad_y3 = xp.reshape(grad_y, (n, out_channels, -1))
+    backward = backend.compiled(_conv2d_backward_chunks)
+    planes = _padded_planes(xp, chunks, cache.padded_shape, cache.padding, grad_y.dtype)
+    backward(grad_y3, weight2d, geometry, bounds, buffer, gathered, planes, grad_x, parts)
+    grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
+    grad_bias = xp.sum(xp.sum(grad_y3, axis=0), axis=-1) if param_grads and cache.has_bias else None
+    return (grad_x if input_grad else None), grad_weight, grad_bias

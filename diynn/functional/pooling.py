@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from backends import backend_of
+from backends import backend_of, kernel, parallel_range
 
 from .. import arguments
 from ..checks import check_input
@@ -74,7 +74,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     slices, window).
     """
     window = pool_window(kernel_size, stride, padding)
-    xp = backend_of(x).xp
+    backend = backend_of(x)
+    xp = backend.xp
+    compiled = backend.compiled(_max_pool_planes)
+    if compiled is not None:
+        return _max_pool2d_compiled(xp, compiled, x, window)
     padded, slices = window_slices(x, window, -math.inf, "max_pool2d")
     y = padded[:, :, slices[0][0], slices[0][1]]
     for rows, columns in slices[1:]:
@@ -86,6 +90,8 @@ def max_pool2d_backward(cache, grad_y):
     """dL/dx: each window's gradient goes to its first maximum among the input's pixels (never to
     the padding, also when a whole window is -inf: as in PyTorch); pixels in no window get 0."""
     # dy/dx = 1 at the window's first maximum, 0 elsewhere
+    if isinstance(cache, CompiledMaxPoolCache):
+        return _max_pool2d_backward_compiled(cache, grad_y)
     padded, y, slices, window = cache
     xp = backend_of(grad_y).xp
     taken = xp.zeros(y.shape, dtype=xp.bool, device=y.device)
@@ -103,6 +109,103 @@ def max_pool2d_backward(cache, grad_y):
         taken |= first
         parts.append(grad_y * xp.astype(first, grad_y.dtype))
     return scatter_windows(parts, slices, padded.shape, window)
+
+
+# Compiled CPU path (numba, see backends.kernels): one image plane per iteration of the parallel
+# loop; the forward keeps the index of each window's first maximum in its plane, the backward
+# adds each output's gradient there. The padding is never read: a window covers only the pixels
+# inside the image.
+
+
+class CompiledMaxPoolCache(NamedTuple):
+    """The compiled max-pool's cache: argmax (N C, OH, OW) int32 index of each window's maximum in
+    its (H, W) plane, and the input's shape."""
+
+    argmax: object
+    input_shape: tuple
+
+
+@kernel
+def _max_pool_planes(x3, geometry, y3, argmax):
+    """y3[p, r, q] = max of x3[p] (P, H, W) over window (r, q), argmax its first index in the plane
+    (a NaN wins, as in the portable maximum). geometry: (kh, kw, sh, sw, ph, pw)."""
+    kh, kw, sh, sw, ph, pw = geometry
+    height, width = x3.shape[1], x3.shape[2]
+    for p in parallel_range(x3.shape[0]):
+        plane = x3[p]
+        for r in range(y3.shape[1]):
+            top, bottom = max(r * sh - ph, 0), min(r * sh - ph + kh, height)
+            for q in range(y3.shape[2]):
+                left, right = max(q * sw - pw, 0), min(q * sw - pw + kw, width)
+                best, where = plane[top, left], top * width + left
+                for i in range(top, bottom):
+                    for j in range(left, right):
+                        value = plane[i, j]
+                        if value > best or value != value:
+                            best, where = value, i * width + j
+                y3[p, r, q] = best
+                argmax[p, r, q] = where
+
+
+@kernel
+def _max_pool_2x2_planes(x3, y3, argmax):
+    """`_max_pool_planes` for the CNN's 2x2 windows with stride 2 and no padding, unrolled (the
+    loops over a window whose size is known only at run time do not vectorise: 8x slower)."""
+    width = x3.shape[2]
+    for p in parallel_range(x3.shape[0]):
+        plane = x3[p]
+        for r in range(y3.shape[1]):
+            for q in range(y3.shape[2]):
+                i, j = 2 * r, 2 * q
+                best, where = plane[i, j], i * width + j
+                value = plane[i, j + 1]
+                if value > best or value != value:
+                    best, where = value, i * width + j + 1
+                value = plane[i + 1, j]
+                if value > best or value != value:
+                    best, where = value, (i + 1) * width + j
+                value = plane[i + 1, j + 1]
+                if value > best or value != value:
+                    best, where = value, (i + 1) * width + j + 1
+                y3[p, r, q] = best
+                argmax[p, r, q] = where
+
+
+@kernel
+def _max_pool_backward_planes(grad_y3, argmax, grad_x2):
+    """grad_x2 (P, H W) = each output gradient added at its window's maximum."""
+    for p in parallel_range(grad_x2.shape[0]):
+        grad_x2[p] = 0
+        for r in range(grad_y3.shape[1]):
+            for q in range(grad_y3.shape[2]):
+                grad_x2[p, argmax[p, r, q]] += grad_y3[p, r, q]
+
+
+def _max_pool2d_compiled(xp, compiled, x, window):
+    check_input(x, ndim=4, name="max_pool2d")
+    n, channels, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = window
+    oh, ow = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"max_pool2d: input {height}x{width} is smaller than the kernel {window.kernel}")
+    y = xp.empty((n, channels, oh, ow), dtype=x.dtype)
+    argmax = xp.empty((n * channels, oh, ow), dtype=xp.int32)
+    x3, y3 = xp.reshape(x, (-1, height, width)), xp.reshape(y, (-1, oh, ow))
+    if window == ((2, 2), (2, 2), (0, 0)):
+        backend_of(x).compiled(_max_pool_2x2_planes)(x3, y3, argmax)
+    else:
+        compiled(x3, (kh, kw, sh, sw, ph, pw), y3, argmax)
+    return y, CompiledMaxPoolCache(argmax, x.shape)
+
+
+def _max_pool2d_backward_compiled(cache, grad_y):
+    backend = backend_of(grad_y)
+    xp = backend.xp
+    n, channels, height, width = cache.input_shape
+    grad_x = xp.empty(cache.input_shape, dtype=grad_y.dtype)
+    grad_y3 = xp.reshape(grad_y, cache.argmax.shape)
+    backend.compiled(_max_pool_backward_planes)(grad_y3, cache.argmax, xp.reshape(grad_x, (n * channels, -1)))
+    return grad_x
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
