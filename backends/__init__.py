@@ -13,7 +13,7 @@ import os
 
 from .base import Backend, BackendError, Generator
 from .elementwise import Elementwise
-from .kernels import chunk_bounds, kernel, kernel_threads, kernels, parallel_range, set_kernels
+from .kernels import blas_gemm, chunk_bounds, kernel, kernel_threads, kernels, matmul_into, parallel_range, set_kernels
 
 __all__ = [
     "Backend",
@@ -22,11 +22,13 @@ __all__ = [
     "Generator",
     "NAMES",
     "backend_of",
+    "blas_gemm",
     "chunk_bounds",
     "get",
     "kernel",
     "kernel_threads",
     "kernels",
+    "matmul_into",
     "parallel_range",
     "set_kernels",
     "get_backend",

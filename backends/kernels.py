@@ -10,17 +10,20 @@ reference the tests compare the kernels with.
 Which kernels run: "compiled" (default) or "portable", from DIYNN_KERNELS, `set_kernels(name)`.
 
 Threads: with compiled kernels on, numba's pool owns the cores. The kernels split the batch into
-one chunk per thread and each chunk's matrix products call a one-thread BLAS, so no second
+one chunk per thread and each chunk's matrix products call NumPy's BLAS on that thread, so no second
 thread pool spins beside numba's (OpenBLAS's workers keep spinning after every product and take
 the cores numba's threads need). The pool's size is NumPy's BLAS thread count when the kernels
 were switched on (it follows OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and threadpoolctl's limits);
-NumPy's and SciPy's BLAS are held at one thread until `set_kernels("portable")` gives them back.
+NumPy's BLAS is held at one thread until `set_kernels("portable")` gives its threads back; the
+kernels call that same BLAS (`blas_gemm`, `matmul_into`).
 The compiled code is cached next to diynn's sources, or in numba's per-user cache folder where
 the install is read-only (NUMBA_CACHE_DIR moves it).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import types
 
@@ -36,15 +39,20 @@ except ImportError:  # the portable kernels run instead; set_kernels("compiled")
 parallel_range = numba.prange if numba is not None else range
 NAMES = ("compiled", "portable")
 
+ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112  # CBLAS's enumerations
+
 _setting: str | None = None
 _compiled: dict = {}
 _blas_threads: dict = {}  # BLAS library file -> its thread count before the kernels took the cores
 
 
-def kernel(function):
+def kernel(function=None, *, reassociate=False):
     """Mark `function` (plain loops over arrays) as a kernel that `compile_kernel` compiles, and
-    that other kernels may call."""
-    function.is_kernel = True
+    that other kernels may call. `@kernel(reassociate=True)` lets the compiler reorder its sums
+    (vectorised reductions; the rounding then differs from a sequential sum's)."""
+    if function is None:
+        return lambda function: kernel(function, reassociate=reassociate)
+    function.is_kernel, function.reassociate = True, reassociate
     return function
 
 
@@ -76,13 +84,27 @@ def kernel_threads() -> int:
     return numba.get_num_threads() if kernels() == "compiled" else 1
 
 
+@functools.lru_cache(maxsize=256)
 def chunk_bounds(count: int, parts: int):
     """Bounds of `parts` (fewer if count is smaller) contiguous chunks of range(count), the larger
-    ones first: int64 array [0, ..., count]."""
+    ones first: int64 array [0, ..., count] (shared between calls: read only)."""
     parts = max(1, min(parts, count))
     sizes = np.full(parts, count // parts, dtype=np.int64)
     sizes[: count % parts] += 1
-    return np.concatenate(([0], np.cumsum(sizes)))
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    bounds.flags.writeable = False
+    return bounds
+
+
+def blas_gemm(dtype):
+    """NumPy's own BLAS `cblas_?gemm` for float32 or float64 `dtype`, callable from a compiled
+    kernel (a ctypes function; pass it in and call it through `matmul_into`)."""
+    gemm = _gemms.get(dtype)
+    if gemm is None:
+        if _setting != "compiled":
+            raise BackendError("blas_gemm serves the compiled kernels, and they are off")
+        raise BackendError(f"the compiled products take float32 or float64 arrays, got {np.dtype(dtype).name}")
+    return gemm
 
 
 def compile_kernel(function):
@@ -99,31 +121,113 @@ def _jit(function):
     """Compile `function` with every kernel it calls (found among its global names) compiled
     first and bound in its globals."""
     names, scope = function.__code__.co_names, function.__globals__
+    fastmath = {"reassoc", "contract"} if function.reassociate else False
     called = {name: scope[name] for name in names if getattr(scope.get(name), "is_kernel", False)}
     if called:
         scope = {**scope, **{name: compile_kernel(callee) for name, callee in called.items()}}
         function = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__)
     uses_prange = "parallel_range" in names
-    return numba.njit(parallel=uses_prange, cache=True, nogil=True, error_model="numpy")(function)
+    return numba.njit(parallel=uses_prange, fastmath=fastmath, cache=True, nogil=True, error_model="numpy")(function)
 
 
 def _blas_controllers():
-    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's products call: loaded, so limited too)
     import threadpoolctl
 
     return [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers if lib.user_api == "blas"]
 
 
-def _take_cores() -> None:
-    blas = _blas_controllers()
-    count = max((lib.num_threads for lib in blas), default=numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+# the cblas_?gemm names a BLAS may export: (prefix, suffix, integer type) for OpenBLAS as NumPy's
+# wheels build it (64-bit integers, prefixed), 64-bit builds, and the plain 32-bit interface (MKL)
+GEMM_SYMBOLS = (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64), ("", "", ctypes.c_int))
+
+
+def _numpy_gemms(blas):
+    """(threadpoolctl controller, {float32: cblas_sgemm, float64: cblas_dgemm}) of the BLAS
+    NumPy was built with (the one under numpy's folder where there are several)."""
+    numpy_folder = os.path.dirname(os.path.dirname(np.__file__))
+    blas = sorted(blas, key=lambda lib: not lib.filepath.startswith(os.path.join(numpy_folder, "numpy")))
     for lib in blas:
-        _blas_threads.setdefault(lib.filepath, lib.num_threads)
-        lib.set_num_threads(1)
+        library = ctypes.CDLL(lib.filepath)
+        for prefix, suffix, integer in GEMM_SYMBOLS:
+            if hasattr(library, f"{prefix}cblas_sgemm{suffix}"):
+                return lib, {
+                    np.dtype(dtype): _gemm_function(
+                        getattr(library, f"{prefix}cblas_{letter}gemm{suffix}"), integer, real
+                    )
+                    for dtype, letter, real in (("float32", "s", ctypes.c_float), ("float64", "d", ctypes.c_double))
+                }
+    raise BackendError(
+        "compiled kernels need NumPy's BLAS to export cblas_sgemm (OpenBLAS, MKL); none found. "
+        "Choose the portable code: DIYNN_KERNELS=portable or set_kernels('portable')"
+    )
+
+
+def _gemm_function(function, integer, real):
+    """cblas_?gemm(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) typed."""
+    function.restype = None
+    pointer = ctypes.c_void_p
+    function.argtypes = (
+        [ctypes.c_int] * 3 + [integer] * 3 + [real, pointer, integer, pointer, integer, real, pointer, integer]
+    )
+    return function
+
+
+_gemms: dict = {}
+
+
+def _take_cores() -> None:
+    """Size numba's pool as NumPy's BLAS pool is now, and hold the BLAS at one thread."""
+    blas, gemms = _numpy_gemms(_blas_controllers())
+    _gemms.update(gemms)
+    numba.set_num_threads(max(1, min(blas.num_threads, numba.config.NUMBA_NUM_THREADS)))
+    _blas_threads.setdefault(blas.filepath, blas.num_threads)
+    blas.set_num_threads(1)
 
 
 def _give_back_cores() -> None:
     for lib in _blas_controllers():
         if lib.filepath in _blas_threads:
             lib.set_num_threads(_blas_threads.pop(lib.filepath))
+
+
+@kernel
+def matmul_into(gemm, a, b, out, accumulate):
+    """out (M, N) = a (M, K) @ b (K, N), or out += a @ b if `accumulate`, in one call of `gemm`
+    (from `blas_gemm`) on the calling thread. a and b may be row-major views with any row stride,
+    or transposes of such views (as x[:, j0:j1].T); out is row-major with unit column stride."""
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if not accumulate:
+            out[:] = 0
+        return
+    a_order, a_stride = _operand(a)
+    b_order, b_stride = _operand(b)
+    row_stride = max(out.strides[0] // out.itemsize, n)
+    beta = 1.0 if accumulate else 0.0
+    gemm(
+        ROW_MAJOR,
+        a_order,
+        b_order,
+        m,
+        n,
+        k,
+        1.0,
+        a.ctypes.data,
+        a_stride,
+        b.ctypes.data,
+        b_stride,
+        beta,
+        out.ctypes.data,
+        row_stride,
+    )
+
+
+@kernel
+def _operand(x):
+    """(CBLAS transpose flag, leading dimension) of a 2-D view for a row-major product."""
+    rows, columns = x.shape
+    if x.strides[1] == x.itemsize or columns == 1:
+        return NO_TRANSPOSE, max(x.strides[0] // x.itemsize, columns, 1)
+    return TRANSPOSE, max(x.strides[1] // x.itemsize, rows, 1)

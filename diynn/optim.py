@@ -7,7 +7,7 @@ launch per parameter, on CuPy) beside it. Weight decay is applied in one place, 
 
 from __future__ import annotations
 
-from backends import Elementwise, backend_of
+from backends import Elementwise, backend_of, kernel, parallel_range
 
 from . import arguments
 
@@ -172,6 +172,11 @@ class Adam(Optimizer):
         if fused is not None:
             fused(g, step_size, rate1, rate2, eps, p, m, v)
             return
+        compiled = backend.compiled(_adam_step_flat)
+        if compiled is not None and all(a.flags.c_contiguous for a in (p, m, v)):  # flat views, updated in place
+            flat = [backend.xp.reshape(a, (-1,)) for a in (g, p, m, v)]
+            compiled(flat[0], step_size, rate1, rate2, eps, *flat[1:])
+            return
         if backend.ufunc_out:  # NumPy: the same formula in one work buffer (2.2x faster MLP step)
             work = state.setdefault("work", backend.xp.empty_like(p))
             _adam_step_in_place(backend.xp, g, step_size, rate1, rate2, eps, p, m, v, work)
@@ -197,6 +202,15 @@ def _adam_step_in_place(xp, g, step_size, rate1, rate2, eps, p, m, v, work):
     xp.divide(m, work, out=work)
     work *= step_size
     p -= work
+
+
+@kernel
+def _adam_step_flat(g, step_size, rate1, rate2, eps, p, m, v):
+    """Adam's update over flat arrays in parallel, each element once (compiled CPU path)."""
+    for i in parallel_range(p.shape[0]):
+        m[i] += rate1 * (g[i] - m[i])
+        v[i] += rate2 * (g[i] * g[i] - v[i])
+        p[i] -= step_size * (m[i] / (v[i] ** 0.5 + eps))
 
 
 ADAM_STEP = Elementwise(

@@ -5,13 +5,32 @@ The backward of ReLU, Tanh and Sigmoid is one elementwise formula of the output 
 incoming gradient; on CuPy each runs as one fused kernel (the CUDA source beside the portable code).
 """
 
-from backends import Elementwise, backend_of
+from backends import Elementwise, backend_of, kernel, parallel_range
 
 
 def relu(x):
     """y = max(x, 0), any shape. Cache: y."""
-    y = backend_of(x).xp.maximum(x, 0)
+    backend = backend_of(x)
+    compiled = backend.compiled(_relu_flat)
+    if compiled is None:
+        y = backend.xp.maximum(x, 0)
+        return y, y
+    y = backend.xp.empty(x.shape, dtype=x.dtype)  # C order: its flat view is itself
+    compiled(backend.xp.reshape(x, (-1,)), backend.xp.reshape(y, (-1,)))
     return y, y
+
+
+@kernel
+def _relu_flat(x1, y1):
+    """y1 = max(x1, 0) over flat arrays, in parallel (NaN stays NaN, as in xp.maximum)."""
+    for i in parallel_range(x1.shape[0]):
+        y1[i] = 0 if x1[i] <= 0 else x1[i]
+
+
+@kernel
+def _relu_backward_flat(y1, grad_y1, grad_x1):
+    for i in parallel_range(y1.shape[0]):
+        grad_x1[i] = grad_y1[i] if y1[i] > 0 else 0
 
 
 RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diynn_relu_backward")
@@ -20,10 +39,16 @@ RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diyn
 def relu_backward(y, grad_y):
     """dL/dx = grad_y where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
     backend = backend_of(y)
+    xp = backend.xp
     fused = backend.elementwise(RELU_BACKWARD)
     if fused is not None:
         return fused(y, grad_y)
-    return grad_y * backend.xp.astype(y > 0, grad_y.dtype)
+    compiled = backend.compiled(_relu_backward_flat)
+    if compiled is not None and y.shape == grad_y.shape:
+        grad_x = xp.empty(grad_y.shape, dtype=grad_y.dtype)
+        compiled(xp.reshape(y, (-1,)), xp.reshape(grad_y, (-1,)), xp.reshape(grad_x, (-1,)))
+        return grad_x
+    return grad_y * xp.astype(y > 0, grad_y.dtype)
 
 
 def leaky_relu(x, negative_slope=0.01):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from backends import backend_of, chunk_bounds, kernel, kernel_threads, parallel_range
+from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
 from .. import arguments
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
@@ -281,7 +281,7 @@ def _columns_to_windows(cols, n0, n1, geometry, padded, x):
 
 
 @kernel
-def _chunk_to_channel_major(y3, n0, n1, out):
+def _channel_major_chunk(y3, n0, n1, out):
     """Images n0..n1 of y3 (N, C, P) as out (C, (n1 - n0) P)."""
     positions = y3.shape[2]
     for i in range(n1 - n0):
@@ -290,7 +290,7 @@ def _chunk_to_channel_major(y3, n0, n1, out):
 
 
 @kernel
-def _chunk_to_batch_major(rows, bias, n0, n1, y3):
+def _batch_major_chunk(rows, bias, n0, n1, y3):
     """rows (C, (n1 - n0) P) plus bias (C,) as images n0..n1 of y3 (N, C, P)."""
     positions = y3.shape[2]
     for i in range(n1 - n0):
@@ -300,32 +300,41 @@ def _chunk_to_batch_major(rows, bias, n0, n1, y3):
 
 
 @kernel
-def _conv2d_chunks(x, weight2d, bias, geometry, bounds, planes, buffer, y3):
+def _conv2d_chunks(gemm, x, weight2d, bias, geometry, bounds, planes, buffer, products, y3):
     """y3 (N, O, OH OW) = conv of x (N, C, H, W) with weight2d (O, C kh kw) plus bias (O,), one
-    chunk of images per thread; planes (T, C, H + 2 ph, W + 2 pw) is each thread's padded image,
-    buffer (T, C kh kw chunk OH OW) keeps each chunk's columns."""
-    rows, positions = weight2d.shape[1], geometry[6] * geometry[7]
+    chunk of images per thread, each with its own padded image (planes (T, C, H + 2 ph, W + 2 pw))
+    and product (products (T, O chunk OH OW)); buffer (T, C kh kw chunk OH OW) keeps each chunk's
+    columns for the backward."""
+    rows, out_channels, positions = weight2d.shape[1], weight2d.shape[0], geometry[6] * geometry[7]
     for t in parallel_range(len(bounds) - 1):
         n0, n1 = bounds[t], bounds[t + 1]
-        cols = buffer[t, : rows * (n1 - n0) * positions].reshape((rows, (n1 - n0) * positions))
+        width = (n1 - n0) * positions
+        cols = buffer[t, : rows * width].reshape((rows, width))
         _windows_to_columns(x, n0, n1, geometry, planes[t], cols)
-        _chunk_to_batch_major(weight2d @ cols, bias, n0, n1, y3)
+        product = products[t, : out_channels * width].reshape((out_channels, width))
+        matmul_into(gemm, weight2d, cols, product, False)
+        _batch_major_chunk(product, bias, n0, n1, y3)
 
 
 @kernel
-def _conv2d_backward_chunks(grad_y3, weight2d, geometry, bounds, buffer, gathered, planes, grad_x, grad_weight_parts):
+def _conv2d_backward_chunks(
+    gemm, grad_y3, weight2d, geometry, bounds, buffer, planes, gathered, grad_cols, grad_x, grad_weight_parts
+):
     """From dL/dy3 (N, O, OH OW) and the forward's buffer: each chunk's dL/dW (into
-    grad_weight_parts (T, O, C kh kw)) and, where grad_x (N, C, H, W) has images, dL/dx."""
-    out_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], geometry[6] * geometry[7]
+    grad_weight_parts (T, O, C kh kw)) and, where grad_x (N, C, H, W) has images, dL/dx; each thread
+    gathers its dL/dy as (O, chunk OH OW) in `gathered` and its dL/dX_cols in grad_cols."""
+    rows, out_channels, positions = weight2d.shape[1], weight2d.shape[0], geometry[6] * geometry[7]
     for t in parallel_range(len(bounds) - 1):
         n0, n1 = bounds[t], bounds[t + 1]
         width = (n1 - n0) * positions
         grad = gathered[t, : out_channels * width].reshape((out_channels, width))
-        _chunk_to_channel_major(grad_y3, n0, n1, grad)
+        _channel_major_chunk(grad_y3, n0, n1, grad)
         cols = buffer[t, : rows * width].reshape((rows, width))
-        grad_weight_parts[t] = grad @ cols.T  # dL/dW = dY X_cols^T
-        if grad_x.shape[0] > 0:
-            _columns_to_windows(weight2d.T @ grad, n0, n1, geometry, planes[t], grad_x)  # dL/dX_cols = W^T dY
+        matmul_into(gemm, grad, cols.T, grad_weight_parts[t], False)  # dL/dW = dY X_cols^T
+        if grad_x.shape[0] > 0:  # dL/dX_cols = W^T dY, then col2im
+            columns = grad_cols[t, : rows * width].reshape((rows, width))
+            matmul_into(gemm, weight2d.T, grad, columns, False)
+            _columns_to_windows(columns, n0, n1, geometry, planes[t], grad_x)
 
 
 def _padded_planes(xp, chunks, shape, padding, dtype):
@@ -345,7 +354,9 @@ def _conv2d_compiled(backend, forward, x, weight, bias, stride, padding, output_
     y = xp.empty((n, out_channels, *output_shape), dtype=x.dtype)
     bias_or_zero = bias if bias is not None else xp.zeros(out_channels, dtype=x.dtype)
     planes = _padded_planes(xp, len(bounds) - 1, x.shape, padding, x.dtype)
-    forward(x, weight2d, bias_or_zero, geometry, bounds, planes, buffer, xp.reshape(y, (n, out_channels, positions)))
+    y3 = xp.reshape(y, (n, out_channels, positions))
+    products = xp.empty((len(bounds) - 1, out_channels * chunk_size), dtype=x.dtype)
+    forward(blas_gemm(x.dtype), x, weight2d, bias_or_zero, geometry, bounds, planes, buffer, products, y3)
     saved = (buffer, bounds, geometry, chunk_size)
     return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding)
 
@@ -356,13 +367,15 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
     n, out_channels = grad_y.shape[0], weight2d.shape[0]
     chunks = len(bounds) - 1
-    gathered = xp.empty((chunks, out_channels * chunk_size), dtype=grad_y.dtype)
+    grad_cols = xp.empty(buffer.shape if input_grad else (chunks, 0), dtype=grad_y.dtype)
     grad_x = xp.empty(cache.padded_shape if input_grad else (0,) * 4, dtype=grad_y.dtype)
     parts = xp.empty((chunks, *weight2d.shape), dtype=grad_y.dtype)
     grad_y3 = xp.reshape(grad_y, (n, out_channels, -1))
-    backward = backend.compiled(_conv2d_backward_chunks)
     planes = _padded_planes(xp, chunks, cache.padded_shape, cache.padding, grad_y.dtype)
-    backward(grad_y3, weight2d, geometry, bounds, buffer, gathered, planes, grad_x, parts)
+    backward = backend.compiled(_conv2d_backward_chunks)
+    gathered = xp.empty((chunks, out_channels * chunk_size), dtype=grad_y.dtype)
+    arrays = (buffer, planes, gathered, grad_cols, grad_x, parts)
+    backward(blas_gemm(grad_y.dtype), grad_y3, weight2d, geometry, bounds, *arrays)
     grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
     grad_bias = xp.sum(xp.sum(grad_y3, axis=0), axis=-1) if param_grads and cache.has_bias else None
     return (grad_x if input_grad else None), grad_weight, grad_bias

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends import backend_of
+from backends import backend_of, kernel, parallel_range
 
 
 def per_channel_sum(x3):
@@ -27,25 +27,36 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     that per-channel sums are reductions over axes 0 and 2. Cache: (x_centred (N, C, L),
     inv_std (C,), gamma, count per channel, training).
     """
-    xp = backend_of(x).xp
+    backend = backend_of(x)
+    xp = backend.xp
     n, channels = x.shape[0], x.shape[1]
     x3 = xp.reshape(x, (n, channels, -1))
     count = n * x3.shape[2]
+    compiled = backend.compiled(_normalise_channels)
     if training:
         if count < 2:
             raise ValueError(f"batch norm in training mode needs more than one value per channel, got {tuple(x.shape)}")
-        mean = per_channel_sum(x3) / count
-        centred = x3 - per_channel(mean, x3)
-        var = xp.sum(xp.vecdot(centred, centred, axis=-1), axis=0) / count
+        if compiled is not None:
+            mean, var = xp.empty(channels, dtype=x.dtype), xp.empty(channels, dtype=x.dtype)
+            backend.compiled(_channel_statistics)(x3, mean, var)
+        else:
+            mean = per_channel_sum(x3) / count
+            centred = x3 - per_channel(mean, x3)
+            var = xp.sum(xp.vecdot(centred, centred, axis=-1), axis=0) / count
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += (momentum * count / (count - 1)) * var
     else:
-        centred, var = x3 - per_channel(running_mean, x3), running_var
+        mean, var = running_mean, running_var
     inv_std = 1 / xp.sqrt(var + eps)  # (C,)
-    y = centred * per_channel(weight * inv_std, x3)
-    y += per_channel(bias, x3)
+    if compiled is not None:
+        centred, y = (xp.empty(x3.shape, dtype=x3.dtype) for _ in range(2))
+        compiled(x3, mean, weight * inv_std, bias, centred, y)
+    else:
+        centred = centred if training else x3 - per_channel(mean, x3)
+        y = centred * per_channel(weight * inv_std, x3)
+        y += per_channel(bias, x3)
     return xp.reshape(y, x.shape), (centred, inv_std, weight, count, training)
 
 
@@ -55,8 +66,15 @@ def batch_norm_backward(cache, grad_y, input_grad=True):
     # dL/dgamma = sum g x_hat, dL/dbeta = sum g, and in training (the statistics depend on x)
     # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); otherwise dL/dx = gamma inv_std g
     centred, inv_std, weight, count, training = cache
-    xp = backend_of(grad_y).xp
+    backend = backend_of(grad_y)
+    xp = backend.xp
     g = xp.reshape(grad_y, centred.shape)
+    compiled = backend.compiled(_batch_norm_backward_channels)
+    if compiled is not None:
+        sums = xp.empty((2, centred.shape[1]), dtype=g.dtype)  # sum g, sum g centred
+        grad = xp.empty(g.shape, dtype=g.dtype) if input_grad else xp.empty((0, 0, 0), dtype=g.dtype)
+        compiled(g, centred, inv_std, weight * inv_std, training, sums, grad)
+        return (xp.reshape(grad, grad_y.shape) if input_grad else None), sums[1] * inv_std, sums[0]
     sum_g = per_channel_sum(g)
     sum_g_centred = xp.sum(xp.vecdot(g, centred, axis=-1), axis=0)
     grad_weight, grad_bias = sum_g_centred * inv_std, sum_g
@@ -71,3 +89,56 @@ def batch_norm_backward(cache, grad_y, input_grad=True):
     grad -= per_channel(sum_g / count, g)
     grad *= per_channel(scale, g)
     return xp.reshape(grad, grad_y.shape), grad_weight, grad_bias
+
+
+# Compiled CPU path (numba, see backends.kernels): one channel per iteration of the parallel loop,
+# each sum accumulated in float64.
+
+
+@kernel(reassociate=True)
+def _channel_statistics(x3, mean, var):
+    """mean and biased variance (C,) of each channel of x3 (N, C, L)."""
+    n, length = x3.shape[0], x3.shape[2]
+    for c in parallel_range(x3.shape[1]):
+        total = 0.0
+        for i in range(n):
+            for j in range(length):
+                total += x3[i, c, j]
+        mu = total / (n * length)
+        squares = 0.0
+        for i in range(n):
+            for j in range(length):
+                squares += (x3[i, c, j] - mu) ** 2
+        mean[c], var[c] = mu, squares / (n * length)
+
+
+@kernel
+def _normalise_channels(x3, mean, scale, shift, centred, y3):
+    """centred = x3 - mean, y3 = centred scale + shift, per channel (axis 1) of (N, C, L)."""
+    for c in parallel_range(x3.shape[1]):
+        for i in range(x3.shape[0]):
+            for j in range(x3.shape[2]):
+                value = x3[i, c, j] - mean[c]
+                centred[i, c, j] = value
+                y3[i, c, j] = value * scale[c] + shift[c]
+
+
+@kernel(reassociate=True)
+def _batch_norm_backward_channels(g3, centred, inv_std, scale, training, sums, grad3):
+    """sums[0] = sum g, sums[1] = sum g centred per channel; where grad3 has the batch's size, the
+    input gradient (the formula in batch_norm_backward) into it."""
+    n, length = g3.shape[0], g3.shape[2]
+    count = n * length
+    for c in parallel_range(g3.shape[1]):
+        sum_g, sum_g_centred = 0.0, 0.0
+        for i in range(n):
+            for j in range(length):
+                sum_g += g3[i, c, j]
+                sum_g_centred += g3[i, c, j] * centred[i, c, j]
+        sums[0, c], sums[1, c] = sum_g, sum_g_centred
+        if grad3.shape[0] == n:
+            mean_g = sum_g / count if training else 0.0
+            slope = inv_std[c] ** 2 * sum_g_centred / count if training else 0.0
+            for i in range(n):
+                for j in range(length):
+                    grad3[i, c, j] = scale[c] * (g3[i, c, j] - mean_g - centred[i, c, j] * slope)
