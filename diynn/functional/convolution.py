@@ -187,6 +187,10 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
         cudnn.convolution_backward_data(weight, x, bias, y, padding, stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS)
         return y, ConvCache("cudnn", x, weight, bias is not None, full, stride, padding)
+    compiled = backend.compiled(_conv_transpose2d_chunks)
+    if compiled is not None:
+        y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
+        return _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape)
     x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
     cols = xp.reshape(weight, (in_channels, -1)).T @ x_rows  # (C_out kh kw, N H W)
     y = crop(backend.col2im(cols, full, (kh, kw), stride), padding)
@@ -205,6 +209,8 @@ def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_g
     in_channels = weight.shape[0]
     if cache.path == "cudnn":
         return _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
+    if cache.path == "compiled":
+        return _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
     n = grad_y.shape[0]
     full = pad_channel_major(grad_y, cache.padding)  # the cropped border restored: (C_out, N, FH, FW)
     cols = backend.im2col(full, weight.shape[2:], cache.stride)  # (C_out kh kw, N H W)
@@ -379,3 +385,86 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
     grad_bias = xp.sum(xp.sum(grad_y3, axis=0), axis=-1) if param_grads and cache.has_bias else None
     return (grad_x if input_grad else None), grad_weight, grad_bias
+
+
+# The transposed convolution on the compiled path: the same chunks, products and window copies in
+# the other order. Forward: X_chunk (C_in, chunk H W) -> W^T X_chunk = columns -> col2im onto y.
+# Backward: im2col(dY) = dCols, dL/dW = X dCols^T, dL/dX = W dCols.
+
+
+@kernel
+def _conv_transpose2d_chunks(gemm, x3, weight2d, bias, geometry, bounds, planes, gathered, columns, y):
+    """y (N, C_out, OH, OW) = transposed conv of x3 (N, C_in, H W) with weight2d (C_in, C_out kh kw)
+    plus bias (C_out,), one chunk of images per thread (its x in `gathered`, its columns in
+    `columns`, its padded output image in `planes`)."""
+    in_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], x3.shape[2]
+    for t in parallel_range(len(bounds) - 1):
+        n0, n1 = bounds[t], bounds[t + 1]
+        width = (n1 - n0) * positions
+        x_rows = gathered[t, : in_channels * width].reshape((in_channels, width))
+        _channel_major_chunk(x3, n0, n1, x_rows)
+        cols = columns[t, : rows * width].reshape((rows, width))
+        matmul_into(gemm, weight2d.T, x_rows, cols, False)
+        _columns_to_windows(cols, n0, n1, geometry, planes[t], y)
+        for i in range(n0, n1):
+            for c in range(y.shape[1]):
+                y[i, c] += bias[c]
+
+
+@kernel
+def _conv_transpose2d_backward_chunks(
+    gemm, x3, grad_y, weight2d, geometry, bounds, planes, gathered, columns, grad_x3, parts
+):
+    """dL/dW per chunk (parts (T, C_in, C_out kh kw)) and, where grad_x3 (N, C_in, H W) has images,
+    dL/dx, from dL/dy (N, C_out, OH, OW) and the input x3 (N, C_in, H W)."""
+    in_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], x3.shape[2]
+    zero = weight2d[0, :in_channels] * 0
+    for t in parallel_range(len(bounds) - 1):
+        n0, n1 = bounds[t], bounds[t + 1]
+        width = (n1 - n0) * positions
+        cols = columns[t, : rows * width].reshape((rows, width))
+        _windows_to_columns(grad_y, n0, n1, geometry, planes[t], cols)
+        x_rows = gathered[t, : in_channels * width].reshape((in_channels, width))
+        _channel_major_chunk(x3, n0, n1, x_rows)
+        matmul_into(gemm, x_rows, cols.T, parts[t], False)
+        if grad_x3.shape[0] > 0:  # x_rows is free again: it takes W dCols
+            matmul_into(gemm, weight2d, cols, x_rows, False)
+            _batch_major_chunk(x_rows, zero, n0, n1, grad_x3)
+
+
+def _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape):
+    xp = backend.xp
+    n, in_channels, height, width = x.shape
+    weight2d = xp.reshape(weight, (in_channels, -1))
+    bounds = chunk_bounds(n, kernel_threads())
+    chunks, chunk_size = len(bounds) - 1, (bounds[1] - bounds[0]) * height * width
+    geometry = _geometry(weight.shape[2:], stride, padding, (height, width))
+    x3 = xp.reshape(x, (n, in_channels, -1))
+    y = xp.empty(y_shape, dtype=x.dtype)
+    planes = _padded_planes(xp, chunks, y_shape, padding, x.dtype)
+    gathered = xp.empty((chunks, in_channels * chunk_size), dtype=x.dtype)
+    columns = xp.empty((chunks, weight2d.shape[1] * chunk_size), dtype=x.dtype)
+    bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[1], dtype=x.dtype)
+    compiled(blas_gemm(x.dtype), x3, weight2d, bias_or_zero, geometry, bounds, planes, gathered, columns, y)
+    saved = (x3, bounds, geometry, chunk_size)
+    return y, ConvCache("compiled", saved, weight, bias is not None, y_shape, stride, padding)
+
+
+def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
+    xp = backend.xp
+    x3, bounds, geometry, chunk_size = cache.saved
+    weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
+    chunks = len(bounds) - 1
+    planes = _padded_planes(xp, chunks, grad_y.shape, cache.padding, grad_y.dtype)
+    gathered = xp.empty((chunks, x3.shape[1] * chunk_size), dtype=grad_y.dtype)
+    columns = xp.empty((chunks, weight2d.shape[1] * chunk_size), dtype=grad_y.dtype)
+    grad_x3 = xp.empty(x3.shape if input_grad else (0, 0, 0), dtype=grad_y.dtype)
+    parts = xp.empty((chunks, *weight2d.shape), dtype=grad_y.dtype)
+    backward = backend.compiled(_conv_transpose2d_backward_chunks)
+    backward(blas_gemm(grad_y.dtype), x3, grad_y, weight2d, geometry, bounds, planes, gathered, columns, grad_x3, parts)
+    grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
+    grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    grad_x = xp.reshape(grad_x3, (x3.shape[0], x3.shape[1], *geometry[6:]))
+    return grad_x, grad_weight, grad_bias

@@ -1,0 +1,230 @@
+"""The compiled CPU kernels (backends.kernels, numba) against the portable array code they must
+equal: every op that has a kernel, forward and every gradient, on geometries that reach each
+branch (strides larger than the kernel, padding, one input channel, batch 1, odd batches that
+split unevenly over the threads), in float64 and float32; and the kernels setting itself."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backends
+import diynn
+from diynn import functional as F
+
+
+@pytest.fixture(autouse=True)
+def restore_kernels():
+    before = backends.kernels()
+    yield
+    backends.set_kernels(before)
+
+
+def both_paths(run):
+    """run() under the portable code and under the compiled kernels: (portable, compiled) results."""
+    results = []
+    for name in ("portable", "compiled"):
+        backends.set_kernels(name)
+        results.append(run())
+    return results
+
+
+def assert_same(portable, compiled, dtype):
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    for expected, actual in zip(portable, compiled):
+        if expected is None:
+            assert actual is None
+            continue
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        scale = max(1.0, float(np.abs(expected).max(initial=0)))
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * scale)
+
+
+DTYPES = [np.float64, np.float32]
+# (N, C_in, H, W, C_out, kernel, stride, padding)
+CONV_GEOMETRIES = [
+    (5, 3, 9, 8, 4, 3, 1, 1),
+    (3, 2, 10, 11, 3, 4, 2, 1),
+    (4, 1, 7, 7, 2, 3, 2, 0),  # one input channel
+    (2, 3, 9, 9, 5, 2, 3, 1),  # stride larger than the kernel
+    (1, 2, 5, 6, 3, 3, 1, 1),  # batch 1: one chunk
+    (7, 4, 6, 6, 2, 1, 1, 0),  # 1x1 kernel, 7 images over the threads
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d(geometry, dtype, bias, numpy_rng):
+    n, c, h, w, o, k, s, p = geometry
+    x = numpy_rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = numpy_rng.standard_normal((o, c, k, k)).astype(dtype)
+    b = numpy_rng.standard_normal(o).astype(dtype) if bias else None
+    grad = numpy_rng.standard_normal((n, o, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)).astype(dtype)
+
+    def run():
+        y, cache = F.conv2d(x, weight, b, s, p)
+        return (y, *F.conv2d_backward(cache, grad))
+
+    assert_same(*both_paths(run), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES[:4])
+@pytest.mark.parametrize("output_padding", [0, 1])
+def test_conv_transpose2d(geometry, dtype, output_padding, numpy_rng):
+    n, c, h, w, o, k, s, p = geometry
+    output_padding = min(output_padding, s - 1)
+    x = numpy_rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = numpy_rng.standard_normal((c, o, k, k)).astype(dtype)
+    b = numpy_rng.standard_normal(o).astype(dtype)
+    out_shape = F.conv_transpose2d(x, weight, b, s, p, output_padding)[0].shape
+    grad = numpy_rng.standard_normal(out_shape).astype(dtype)
+
+    def run():
+        y, cache = F.conv_transpose2d(x, weight, b, s, p, output_padding)
+        return (y, *F.conv_transpose2d_backward(cache, grad))
+
+    assert_same(*both_paths(run), dtype)
+
+
+@pytest.mark.parametrize("input_grad, param_grads", [(False, True), (True, False)])
+def test_conv_gradients_not_asked_for_stay_none(input_grad, param_grads, numpy_rng):
+    x, weight = numpy_rng.standard_normal((3, 2, 6, 6)), numpy_rng.standard_normal((4, 2, 3, 3))
+    y, cache = F.conv2d(x, weight, None, 1, 1)
+    grads = F.conv2d_backward(cache, np.ones_like(y), input_grad=input_grad, param_grads=param_grads)
+    assert cache.path == "compiled"
+    assert [g is None for g in grads] == [not input_grad, not param_grads, True]
+
+
+# (kernel, stride, padding) of max-pools: the CNN's 2x2 (its own unrolled kernel) and the general one
+POOLS = [(2, 2, 0), (3, 1, 1), (2, 3, 1), (3, 2, 0), ((2, 3), (1, 2), (1, 1))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("window", POOLS)
+@pytest.mark.parametrize("size", [(8, 8), (9, 7)])
+def test_max_pool2d_with_ties(window, size, dtype, numpy_rng):
+    x = numpy_rng.integers(-2, 3, (3, 2, *size)).astype(dtype)  # many ties: the first maximum takes it
+
+    def run():
+        y, cache = F.max_pool2d(x, *window)
+        grad = np.arange(y.size, dtype=dtype).reshape(y.shape)
+        return y, F.max_pool2d_backward(cache, grad)
+
+    assert_same(*both_paths(run), dtype)
+
+
+def test_max_pool2d_nan_propagates_like_the_portable_maximum():
+    x = np.zeros((1, 1, 4, 4), dtype=np.float32)
+    x[0, 0, 1, 1] = np.nan
+    portable, compiled = both_paths(lambda: F.max_pool2d(x, 2)[0])
+    np.testing.assert_array_equal(np.isnan(compiled), np.isnan(portable))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(6, 3, 5, 4), (9, 4), (2, 5, 3)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_batch_norm(shape, dtype, training, input_grad, numpy_rng):
+    x = (numpy_rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    gamma, beta = (numpy_rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+    grad = numpy_rng.standard_normal(shape).astype(dtype)
+
+    def run():
+        mean, var = np.zeros(shape[1], dtype), np.ones(shape[1], dtype)
+        y, cache = F.batch_norm(x, gamma, beta, mean, var, training)
+        return (y, mean, var, *F.batch_norm_backward(cache, grad, input_grad=input_grad))
+
+    assert_same(*both_paths(run), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_on_a_transposed_array(dtype, numpy_rng):
+    x = numpy_rng.standard_normal((6, 5, 4)).astype(dtype).transpose(2, 0, 1)  # not C-contiguous
+    grad = numpy_rng.standard_normal((4, 6, 5)).astype(dtype).transpose(1, 2, 0).transpose(2, 0, 1)
+
+    def run():
+        y, cache = F.relu(x)
+        return y, F.relu_backward(cache, grad)
+
+    assert_same(*both_paths(run), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 2, 7])
+@pytest.mark.parametrize("transposed_input", [False, True])
+def test_linear(batch, dtype, transposed_input, numpy_rng):
+    x = numpy_rng.standard_normal((5, batch) if transposed_input else (batch, 5)).astype(dtype)
+    x = x.T if transposed_input else x
+    weight, bias = numpy_rng.standard_normal((3, 5)).astype(dtype), numpy_rng.standard_normal(3).astype(dtype)
+    grad = numpy_rng.standard_normal((batch, 3)).astype(dtype)
+
+    def run():
+        y, cache = F.linear(x, weight, bias)
+        return (y, *F.linear_backward(cache, grad))
+
+    assert_same(*both_paths(run), dtype)
+
+
+def test_adam_steps(numpy_rng):
+    start = numpy_rng.standard_normal((4, 6)).astype(np.float32)
+    grads = [numpy_rng.standard_normal((4, 6)).astype(np.float32) for _ in range(4)]
+
+    def run():
+        parameter = diynn.Parameter(start.copy())
+        optimizer = diynn.Adam([parameter], lr=0.1)
+        for grad in grads:
+            parameter.grad = grad
+            optimizer.step()
+        return (parameter.data,)
+
+    assert_same(*both_paths(run), np.float32)
+
+
+def test_cnn_training_steps_agree(numpy_rng):
+    """Two Adam steps of the default CNN: the paths differ only in the order of their sums."""
+    x = numpy_rng.random((6, 1, 28, 28), dtype=np.float32)
+    y = numpy_rng.integers(0, 10, 6)
+
+    def run():
+        model = diynn.cnn(rng=0)
+        trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters()))
+        losses = [float(trainer.step(*trainer.prepare(x, y))[0]) for _ in range(2)]
+        return [np.array(losses)] + [p.data for p in model.parameters()]
+
+    portable, compiled = both_paths(run)
+    for expected, actual in zip(portable, compiled):
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_kernels_name_is_a_clear_error():
+    with pytest.raises(backends.BackendError, match="valid names are: compiled, portable"):
+        backends.set_kernels("fast")
+
+
+def test_compiled_kernels_hold_numpy_blas_at_one_thread_and_give_the_threads_back():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    script = (
+        "import threadpoolctl, backends\n"
+        "def blas(): return max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas')\n"
+        "before = blas(); backends.set_kernels('compiled'); during = blas(), backends.kernel_threads()\n"
+        "backends.set_kernels('portable'); print(before, *during, blas())\n"
+    )
+    environment = {**os.environ, "OMP_NUM_THREADS": "2", "DIYNN_KERNELS": "portable"}
+    out = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True)
+    before, during, threads, after = map(int, out.stdout.split())
+    assert threadpoolctl is not None and (during, after) == (1, before)
+    assert threads == min(before, os.cpu_count())  # numba's pool takes the BLAS's place
+
+
+def test_kernels_setting_comes_from_the_environment():
+    script = "import backends, diynn; print(backends.kernels())"
+    for name in ("portable", "compiled"):
+        environment = {**os.environ, "DIYNN_KERNELS": name}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == name
