@@ -51,6 +51,7 @@ CONV_GEOMETRIES = [
     (2, 3, 9, 9, 5, 2, 3, 1),  # stride larger than the kernel
     (1, 2, 5, 6, 3, 3, 1, 1),  # batch 1: one chunk
     (7, 4, 6, 6, 2, 1, 1, 0),  # 1x1 kernel, 7 images over the threads
+    (3, 3, 1, 1, 1, 1, 1, 0),  # one output channel, 1x1 images
 ]
 
 
@@ -72,7 +73,7 @@ def test_conv2d(geometry, dtype, bias, numpy_rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("geometry", CONV_GEOMETRIES[:4])
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
 @pytest.mark.parametrize("output_padding", [0, 1])
 def test_conv_transpose2d(geometry, dtype, output_padding, numpy_rng):
     n, c, h, w, o, k, s, p = geometry

@@ -413,12 +413,11 @@ def _conv_transpose2d_chunks(gemm, x3, weight2d, bias, geometry, bounds, planes,
 
 @kernel
 def _conv_transpose2d_backward_chunks(
-    gemm, x3, grad_y, weight2d, geometry, bounds, planes, gathered, columns, grad_x3, parts
+    gemm, x3, grad_y, weight2d, zero, geometry, bounds, planes, gathered, columns, grad_x3, parts
 ):
     """dL/dW per chunk (parts (T, C_in, C_out kh kw)) and, where grad_x3 (N, C_in, H W) has images,
-    dL/dx, from dL/dy (N, C_out, OH, OW) and the input x3 (N, C_in, H W)."""
+    dL/dx, from dL/dy (N, C_out, OH, OW) and the input x3 (N, C_in, H W); zero is (C_in,) zeros."""
     in_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], x3.shape[2]
-    zero = weight2d[0, :in_channels] * 0
     for t in parallel_range(len(bounds) - 1):
         n0, n1 = bounds[t], bounds[t + 1]
         width = (n1 - n0) * positions
@@ -461,7 +460,9 @@ def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, para
     grad_x3 = xp.empty(x3.shape if input_grad else (0, 0, 0), dtype=grad_y.dtype)
     parts = xp.empty((chunks, *weight2d.shape), dtype=grad_y.dtype)
     backward = backend.compiled(_conv_transpose2d_backward_chunks)
-    backward(blas_gemm(grad_y.dtype), x3, grad_y, weight2d, geometry, bounds, planes, gathered, columns, grad_x3, parts)
+    zero = xp.zeros(x3.shape[1], dtype=grad_y.dtype)
+    arrays = (planes, gathered, columns, grad_x3, parts)
+    backward(blas_gemm(grad_y.dtype), x3, grad_y, weight2d, zero, geometry, bounds, *arrays)
     grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
     grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
     if not input_grad:
