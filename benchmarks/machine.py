@@ -21,8 +21,19 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "blas": blas,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "diynn_kernels": _diynn_kernels(),
         "gpu": gpu_name(),
     }
+
+
+def _diynn_kernels() -> str:
+    """The CPU kernels diynn runs (DIYNN_KERNELS), read without switching them on."""
+    setting = os.environ.get("DIYNN_KERNELS", "compiled").strip().lower() or "compiled"
+    if setting != "compiled":
+        return setting
+    from importlib.metadata import version
+
+    return f"compiled (numba {version('numba')})"
 
 
 def gpu_name() -> str | None:

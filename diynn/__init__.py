@@ -1,7 +1,7 @@
 """diynn: a neural-network library written from scratch, with hand-derived backward passes,
 running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
 
-from backends import BackendError, get_backend, set_backend, use
+from backends import BackendError, get_backend, kernels, set_backend, set_kernels, use
 
 from . import functional, onnx
 from .augment import (
@@ -50,6 +50,8 @@ from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
 __version__ = "0.1.0"
 
 __all__ = [
+    "kernels",
+    "set_kernels",
     "onnx",
     "enable_grad",
     "functional",

@@ -39,8 +39,10 @@ REQUIRED = {
 PUBLISHED_CNN_BASELINE = 0.934  # zalandoresearch/fashion-mnist's benchmark: 2 conv + pooling + batch norm
 
 
-def check_complete(results: Path) -> None:
-    missing = [f"  {name}  (from: {command})" for name, command in REQUIRED.items() if not (results / name).is_file()]
+def check_complete(results: Path, names=None) -> None:
+    """SystemExit naming the commands to run while one of `names` (default: every one) is missing."""
+    names = REQUIRED if names is None else names
+    missing = [f"  {name}  (from: {REQUIRED[name]})" for name in names if not (results / name).is_file()]
     if missing:
         raise SystemExit(f"missing results in {results}; run these first:\n" + "\n".join(missing))
 
@@ -158,9 +160,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="the scripts' results folder")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to update")
+    parser.add_argument(
+        "--only",
+        choices=["classification", "performance"],
+        help="refresh one part: the classification section (from its runs alone, its host named in it), "
+        "or the benchmark summaries",
+    )
     args = parser.parse_args(argv)
     figures = args.readme.parent / "docs" / "figures"
     r = args.results
+    reports = ROOT / "benchmarks" / "results"
+    if args.only == "performance":
+        return write_performance(args.readme, reports)
+    if args.only == "classification":
+        check_complete(r, [name for name in REQUIRED if name.startswith("fashion-mnist")])
+        title, *body = classification_section(r, figures)
+        refreshed = "\n".join([title, "", host_line(r).replace("Made on", "This section made on", 1), *body])
+        write_atomic(args.readme, replace_subsection(args.readme.read_text(), title, refreshed))
+        return print(f"README classification section updated from {r}")
     check_complete(r)
     lines = [host_line(r), "", *classification_section(r, figures)]
     sections = [
@@ -208,15 +225,30 @@ def main(argv=None):
             "",
             f"![optimisation history]({_copy(r / 'hpo' / 'history.png', figures, 'hpo_history.png')})",
         ]
-    reports = ROOT / "benchmarks" / "results"
-    readme = replace_between(args.readme.read_text(), "results", "\n".join(lines))
-    write_atomic(args.readme, replace_between(readme, "performance", performance_summary(reports)))
-    performance_page = args.readme.parent / "docs" / "performance.md"
+    write_atomic(args.readme, replace_between(args.readme.read_text(), "results", "\n".join(lines)))
+    write_performance(args.readme, reports)
+    print(f"README results updated from {r}")
+
+
+def write_performance(readme: Path, reports: Path) -> None:
+    """The benchmark reports' summary into the README, the reports into docs/performance.md."""
+    write_atomic(readme, replace_between(readme.read_text(), "performance", performance_summary(reports)))
+    performance_page = readme.parent / "docs" / "performance.md"
     if performance_page.is_file():
         write_atomic(
             performance_page, replace_between(performance_page.read_text(), "performance", performance_section(reports))
         )
-    print(f"README results updated from {r}")
+
+
+def replace_subsection(text: str, title: str, section: str) -> str:
+    """`text` with its subsection headed `title` (up to the next "### " or the results' end marker)
+    replaced by `section`; ValueError if there is none."""
+    start = text.find(title + "\n")
+    if start < 0:
+        raise ValueError(f"no subsection {title!r} to replace")
+    ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
+    end = min(ends) if ends else len(text)
+    return text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
 
 
 def replace_between(text: str, name: str, body: str) -> str:

@@ -53,3 +53,22 @@ def test_tables_come_from_the_default_folders_and_name_the_host(tmp_path):
     assert "| `python experiments/fashion_mnist.py` | 0.8000 |" in text
     assert "| `python experiments/fashion_mnist.py --model cnn` | 0.9000 |" in text
     assert "| table of fashion-mnist-activations/activations.md |" in text and "old" not in text
+
+
+def test_only_the_classification_section_is_refreshed_from_its_own_runs(tmp_path):
+    _fake_results(tmp_path / "results")
+    (tmp_path / "results" / "autoencoder" / "reconstruction.md").unlink()  # other sections' runs are not needed
+    readme = tmp_path / "README.md"
+    title = "### Classification (`experiments/fashion_mnist.py`)"
+    body = f"Made on: old\n\n{title}\n\nold table\n\n### Autoencoders\n\nkept"
+    readme.write_text(f"<!-- results:start -->\n{body}\n<!-- results:end -->\n")
+    readme_results.main(["--results", str(tmp_path / "results"), "--readme", str(readme), "--only", "classification"])
+    text = readme.read_text()
+    assert "old table" not in text and "| `python experiments/fashion_mnist.py --model cnn` | 0.9000 |" in text
+    assert "This section made on: Some CPU, BLAS openblas Haswell" in text
+    assert "Made on: old" in text and text.index(title) < text.index("### Autoencoders\n\nkept")
+
+
+def test_refreshing_a_missing_section_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no subsection"):
+        readme_results.replace_subsection("### Other\n", "### Classification", "new")
