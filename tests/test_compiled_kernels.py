@@ -229,3 +229,19 @@ def test_kernels_setting_comes_from_the_environment():
             [sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True
         )
         assert out.stdout.strip() == name
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_steps(momentum, nesterov, numpy_rng):
+    start = numpy_rng.standard_normal((5, 3)).astype(np.float32)
+    grads = [numpy_rng.standard_normal((5, 3)).astype(np.float32) for _ in range(3)]
+
+    def run():
+        parameter = diynn.Parameter(start.copy())
+        optimizer = diynn.SGD([parameter], lr=0.1, momentum=momentum, nesterov=nesterov)
+        for grad in grads:
+            parameter.grad = grad
+            optimizer.step()
+        return (parameter.data,)
+
+    assert_same(*both_paths(run), np.float32)
