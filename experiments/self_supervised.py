@@ -1,11 +1,12 @@
 """Self-supervised pretraining (SimCLR: Chen, Kornblith, Norouzi and Hinton, ICML 2020) on
 Fashion-MNIST: can a CNN learn features a linear classifier can use, without a single label?
 
-The encoder is `diynn.cnn_encoder()` (the classifier's two conv blocks, 3136 features) with a
-projection head 3136-256-64. Each image gives two random views (crop-and-resize, flip); the loss
-(NTXentLoss) asks each view's projection to pick out its partner among the batch's 2N. No label is
-read: `Trainer.fit(x, None, augment=TwoViews(...))`. The head is then dropped and the frozen
-encoder's features are judged, on the test set, once:
+The encoder is `diynn.cnn_encoder()` (the classifier's two conv blocks, 3136 features); in the
+pretraining its last feature map is averaged over its pixels (64 numbers, SimCLR's design) and fed
+to a projection head 64-256-64 (`--head-input flattened`: the head reads all 3136). Each image gives
+two random views (crop-and-resize, flip); the loss (NTXentLoss) asks each view's projection to pick
+out its partner among the batch's 2N. No label is read: `Trainer.fit(x, None, augment=TwoViews(...))`.
+The head is then dropped and the frozen encoder's features are judged, on the test set, once:
 - a linear probe (softmax regression on the standardised features) and k-NN (k = 5) against the
   same encoder with its random initial weights, raw pixels, PCA and a conv autoencoder's codes;
 - label efficiency: 1%, 10% and 100% of the labels for the probe on the pretrained encoder and
@@ -59,6 +60,13 @@ def parse_args(argv):
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (cosine schedule)")
     parser.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature")
     parser.add_argument("--min-crop", type=float, default=0.4, help="smallest share of the image a crop keeps")
+    parser.add_argument(
+        "--head-input",
+        choices=["pooled", "flattened"],
+        default="pooled",
+        help="what the projection head reads: the last feature map averaged over its pixels (SimCLR's design, "
+        "64 numbers) or flattened (3136)",
+    )
     parser.add_argument("--autoencoder", default="results/autoencoder/conv_ae_32.npz", help="AE to compare with")
     parser.add_argument("--tsne-samples", type=int, default=2000, help="test images in the t-SNE")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, views, shuffles and subsets")
@@ -80,8 +88,7 @@ def parse_args(argv):
 def pretrain(encoder, images, args, checkpoint=None):
     """SimCLR: the encoder and a projection head trained on two views per image, no labels; the
     training state saved to `checkpoint` after every epoch (continued from it with args.resume)."""
-    head = diynn.mlp([encoder_size(encoder), 256, 64], rng=args.seed + 1)
-    model = diynn.Sequential(*encoder.layers, *head.layers)
+    model = diynn.Sequential(*encoder.layers, *projection(encoder, args).layers)
     views = diynn.TwoViews(
         diynn.Compose(
             diynn.RandomResizedCrop(scale=(args.min_crop, 1.0), rng=args.seed + 2),
@@ -104,6 +111,18 @@ def pretrain(encoder, images, args, checkpoint=None):
         resume=checkpoint if getattr(args, "resume", False) else None,
     )
     return history, time.perf_counter() - start  # the encoder's layers were trained in place
+
+
+def projection(encoder, args):
+    """The layers the pretraining puts after the encoder (its output flattened): a global average
+    pool of the last feature map where args.head_input is "pooled", then the head, a 2-layer MLP."""
+    if args.head_input == "flattened":
+        return diynn.mlp([encoder_size(encoder), 256, 64], rng=args.seed + 1)
+    channels, height, width = diynn.predict(
+        diynn.Sequential(*encoder.layers[:-1]), np.zeros((1, 1, 28, 28), np.float32)
+    ).shape[1:]
+    pool = [diynn.Unflatten((channels, height, width)), diynn.AvgPool2d((height, width)), diynn.Flatten()]
+    return diynn.Sequential(*pool, *diynn.mlp([channels, 256, 64], rng=args.seed + 1).layers)
 
 
 def encoder_size(encoder) -> int:
@@ -231,7 +250,8 @@ def table(args, probes, shares, n_train, pretrain_s) -> str:
     return (
         f"SimCLR pretraining of `diynn.cnn_encoder()` on {n_train} unlabelled training images: {args.epochs} "
         f"epochs, batch {args.batch_size} (2 views each), temperature {args.temperature}, crops of "
-        f"{args.min_crop:.0%}-100% of the image and flips; {pretrain_s / 60:.1f} min. Test accuracy of a "
+        f"{args.min_crop:.0%}-100% of the image and flips, the projection head on the {args.head_input} "
+        f"last feature map; {pretrain_s / 60:.1f} min. Test accuracy of a "
         "linear probe (softmax regression on standardised features, all labels) and of k-NN:\n\n"
         + "\n".join(rows)
         + "\n\nLabel efficiency (test accuracy; the probe reads the frozen pretrained features):\n\n"

@@ -218,3 +218,20 @@ def test_self_supervised_pretraining_resumes(fashion, tmp_path, monkeypatch):
         self_supervised.main([*arguments, "--out", str(tmp_path / "cut")])
     self_supervised.main([*arguments, "--out", str(tmp_path / "cut"), "--resume"])
     assert_same_weights(tmp_path / "whole" / "encoder.npz", tmp_path / "cut" / "encoder.npz")
+
+
+@pytest.mark.parametrize("head_input, width", [("pooled", 64), ("flattened", 3136)])
+def test_the_projection_head_reads_the_pooled_or_the_flattened_map(head_input, width, numpy_rng):
+    import self_supervised
+
+    encoder = diynn.cnn_encoder(rng=0)
+    args = self_supervised.parse_args(["--head-input", head_input, "--seed", "0"])
+    head = self_supervised.projection(encoder, args)
+    x = numpy_rng.random((3, 1, 28, 28), dtype=np.float32)
+    with diynn.no_grad():
+        features = encoder.eval()(x)
+        head_input_values = diynn.Sequential(*head.layers[:-3])(features) if head_input == "pooled" else features
+    assert head_input_values.shape == (3, width)
+    if head_input == "pooled":  # the mean of each channel's 7x7 map
+        expected = features.reshape(3, 64, 49).mean(axis=2)
+        np.testing.assert_allclose(head_input_values, expected, rtol=1e-5, atol=1e-6)
