@@ -16,7 +16,9 @@ the cores numba's threads need). The pool's size is NumPy's BLAS thread count wh
 were switched on (it follows OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and threadpoolctl's limits);
 NumPy's BLAS is held at one thread until `set_kernels("portable")` gives its threads back; the
 kernels call that same BLAS (`blas_gemm`, `matmul_into`).
-The compiled code is cached next to diynn's sources, or in numba's per-user cache folder where
+numba's "workqueue" pool is the default (GNU OpenMP's cannot be used again in a forked child:
+multiprocessing's default on Linux); NUMBA_THREADING_LAYER chooses another. The compiled code is
+cached next to diynn's sources, or in numba's per-user cache folder where
 the install is read-only (NUMBA_CACHE_DIR moves it).
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import threading
 import types
 
 import numpy as np
@@ -35,6 +38,8 @@ try:
     import numba
 except ImportError:  # the portable kernels run instead; set_kernels("compiled") says why not
     numba = None
+else:  # numba's own pool, unless the user chose one: it survives a fork (GNU OpenMP's does not)
+    numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
 
 parallel_range = numba.prange if numba is not None else range
 NAMES = ("compiled", "portable")
@@ -42,6 +47,8 @@ NAMES = ("compiled", "portable")
 ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112  # CBLAS's enumerations
 
 _setting: str | None = None
+_launch = threading.Lock()  # numba's workqueue pool runs one parallel loop at a time
+os.register_at_fork(after_in_child=lambda: globals().update(_launch=threading.Lock()))
 _compiled: dict = {}
 _blas_threads: dict = {}  # BLAS library file -> its thread count before the kernels took the cores
 
@@ -108,13 +115,23 @@ def blas_gemm(dtype):
 
 
 def compile_kernel(function):
-    """`function` compiled for the CPU, or None where compiled kernels are off."""
+    """`function` compiled for the CPU, or None where compiled kernels are off. Calls from several
+    Python threads take turns (each kernel already uses every core)."""
     if kernels() != "compiled":
         return None
     compiled = _compiled.get(function)
     if compiled is None:
-        compiled = _compiled[function] = _jit(function)
+        compiled = _compiled[function] = _one_at_a_time(_jit(function))
     return compiled
+
+
+def _one_at_a_time(compiled):
+    def call(*arguments):
+        with _launch:
+            return compiled(*arguments)
+
+    call.compiled = compiled  # what other kernels call: the compiled function itself
+    return call
 
 
 def _jit(function):
@@ -124,7 +141,7 @@ def _jit(function):
     fastmath = {"reassoc", "contract"} if function.reassociate else False
     called = {name: scope[name] for name in names if getattr(scope.get(name), "is_kernel", False)}
     if called:
-        scope = {**scope, **{name: compile_kernel(callee) for name, callee in called.items()}}
+        scope = {**scope, **{name: compile_kernel(callee).compiled for name, callee in called.items()}}
         function = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__)
     uses_prange = "parallel_range" in names
     return numba.njit(parallel=uses_prange, fastmath=fastmath, cache=True, nogil=True, error_model="numpy")(function)

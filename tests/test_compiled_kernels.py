@@ -245,3 +245,25 @@ def test_sgd_steps(momentum, nesterov, numpy_rng):
         return (parameter.data,)
 
     assert_same(*both_paths(run), np.float32)
+
+
+def test_kernels_run_in_a_forked_child_and_from_several_threads():
+    script = (
+        "import os, threading, numpy as np\n"
+        "from diynn import functional as F\n"
+        "x = np.random.default_rng(0).random((16, 4, 8, 8), dtype=np.float32)\n"
+        "expected = F.max_pool2d(x, 2)[0]\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if np.array_equal(F.max_pool2d(x, 2)[0], expected) else 3)\n"
+        "assert os.waitpid(pid, 0)[1] == 0, 'the forked child failed'\n"
+        "results = []\n"
+        "def work(): results.extend(np.array_equal(F.max_pool2d(x, 2)[0], expected) for _ in range(50))\n"
+        "threads = [threading.Thread(target=work) for _ in range(3)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(results), all(results))\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["150", "True"]
