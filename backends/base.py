@@ -146,9 +146,10 @@ class Backend:
         (the caller then runs its portable array code). Called as kernel(*inputs, *outputs)."""
         return None
 
-    def compiled(self, function):
+    def compiled(self, function, size=None):
         """Kernel `function` (plain loops, see backends.kernels) compiled for this backend's CPU, or
-        None where this backend does not compile Python or the kernels setting is "portable"."""
+        None where this backend does not compile Python, the kernels setting is "portable", or the
+        work is `size` elements, too few to pay for a parallel launch."""
         return None
 
     def collective_group(self, size: int, rank: int, share):

@@ -45,6 +45,9 @@ parallel_range = numba.prange if numba is not None else range
 NAMES = ("compiled", "portable")
 
 ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112  # CBLAS's enumerations
+# elementwise work on fewer elements than this runs faster in NumPy than through a parallel launch
+# (about 5 us a call): the biases' optimiser updates, a small batch's activations
+SMALLEST_PARALLEL_WORK = 2**14
 
 _setting: str | None = None
 _launch = threading.Lock()  # numba's workqueue pool runs one parallel loop at a time

@@ -5,7 +5,7 @@ import numpy as np
 
 from .base import Backend
 from .host_memory import keep_freed_memory
-from .kernels import compile_kernel
+from .kernels import SMALLEST_PARALLEL_WORK, compile_kernel
 
 
 class NumpyBackend(Backend):
@@ -27,8 +27,8 @@ class NumpyBackend(Backend):
     def numpy_dtype(self, dtype):
         return np.dtype(dtype)
 
-    def compiled(self, function):
-        return compile_kernel(function)
+    def compiled(self, function, size=None):
+        return None if size is not None and size < SMALLEST_PARALLEL_WORK else compile_kernel(function)
 
     def im2col(self, x, kernel, stride):
         (kh, kw), (sh, sw) = kernel, stride

@@ -152,7 +152,7 @@ def _sgd_momentum_step_flat(g, lr, momentum, nesterov, p, b):
 def _compiled_in_place(backend, function, *updated):
     """Kernel `function` compiled, where the arrays it updates are C-contiguous (so that their flat
     views are themselves), else None."""
-    compiled = backend.compiled(function)
+    compiled = backend.compiled(function, size=updated[0].size)
     return compiled if compiled is not None and all(a.flags.c_contiguous for a in updated) else None
 
 

@@ -144,8 +144,8 @@ def test_batch_norm(shape, dtype, training, input_grad, numpy_rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_on_a_transposed_array(dtype, numpy_rng):
-    x = numpy_rng.standard_normal((6, 5, 4)).astype(dtype).transpose(2, 0, 1)  # not C-contiguous
-    grad = numpy_rng.standard_normal((4, 6, 5)).astype(dtype).transpose(1, 2, 0).transpose(2, 0, 1)
+    x = numpy_rng.standard_normal((32, 24, 24)).astype(dtype).transpose(2, 0, 1)  # not C-contiguous, 2^14+ values
+    grad = numpy_rng.standard_normal((24, 32, 24)).astype(dtype).transpose(1, 2, 0).transpose(2, 0, 1)
 
     def run():
         y, cache = F.relu(x)
@@ -171,8 +171,8 @@ def test_linear(batch, dtype, transposed_input, numpy_rng):
 
 
 def test_adam_steps(numpy_rng):
-    start = numpy_rng.standard_normal((4, 6)).astype(np.float32)
-    grads = [numpy_rng.standard_normal((4, 6)).astype(np.float32) for _ in range(4)]
+    start = numpy_rng.standard_normal((130, 128)).astype(np.float32)  # enough values for the compiled update
+    grads = [numpy_rng.standard_normal((130, 128)).astype(np.float32) for _ in range(4)]
 
     def run():
         parameter = diynn.Parameter(start.copy())
@@ -199,6 +199,15 @@ def test_cnn_training_steps_agree(numpy_rng):
     portable, compiled = both_paths(run)
     for expected, actual in zip(portable, compiled):
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_small_elementwise_work_stays_portable():
+    from backends.kernels import SMALLEST_PARALLEL_WORK
+    from diynn.functional.activations import _relu_flat
+
+    numpy = backends.get("numpy")
+    assert numpy.compiled(_relu_flat, size=SMALLEST_PARALLEL_WORK - 1) is None
+    assert numpy.compiled(_relu_flat, size=SMALLEST_PARALLEL_WORK) is not None
 
 
 def test_unknown_kernels_name_is_a_clear_error():
@@ -233,8 +242,8 @@ def test_kernels_setting_comes_from_the_environment():
 
 @pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
 def test_sgd_steps(momentum, nesterov, numpy_rng):
-    start = numpy_rng.standard_normal((5, 3)).astype(np.float32)
-    grads = [numpy_rng.standard_normal((5, 3)).astype(np.float32) for _ in range(3)]
+    start = numpy_rng.standard_normal((130, 128)).astype(np.float32)
+    grads = [numpy_rng.standard_normal((130, 128)).astype(np.float32) for _ in range(3)]
 
     def run():
         parameter = diynn.Parameter(start.copy())

@@ -11,7 +11,7 @@ from backends import Elementwise, backend_of, kernel, parallel_range
 def relu(x):
     """y = max(x, 0), any shape. Cache: y."""
     backend = backend_of(x)
-    compiled = backend.compiled(_relu_flat)
+    compiled = backend.compiled(_relu_flat, size=x.size)
     if compiled is None:
         y = backend.xp.maximum(x, 0)
         return y, y
@@ -43,7 +43,7 @@ def relu_backward(y, grad_y):
     fused = backend.elementwise(RELU_BACKWARD)
     if fused is not None:
         return fused(y, grad_y)
-    compiled = backend.compiled(_relu_backward_flat)
+    compiled = backend.compiled(_relu_backward_flat, size=y.size)
     if compiled is not None and y.shape == grad_y.shape:
         grad_x = xp.empty(grad_y.shape, dtype=grad_y.dtype)
         compiled(xp.reshape(y, (-1,)), xp.reshape(grad_y, (-1,)), xp.reshape(grad_x, (-1,)))
