@@ -16,9 +16,9 @@ the cores numba's threads need). The pool's size is NumPy's BLAS thread count wh
 were switched on (it follows OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and threadpoolctl's limits);
 NumPy's BLAS is held at one thread until `set_kernels("portable")` gives its threads back; the
 kernels call that same BLAS (`blas_gemm`, `matmul_into`).
-numba's "workqueue" pool is the default (GNU OpenMP's cannot be used again in a forked child:
-multiprocessing's default on Linux); NUMBA_THREADING_LAYER chooses another. The compiled code is
-cached next to diynn's sources, or in numba's per-user cache folder where
+GNU OpenMP's pool (numba's "omp" layer, its default where libgomp is present) cannot run in a
+forked child (multiprocessing's default start on Linux): a child forked after the kernels ran runs
+the portable code. The compiled code is cached next to diynn's sources, or in numba's per-user cache folder where
 the install is read-only (NUMBA_CACHE_DIR moves it).
 """
 
@@ -38,8 +38,6 @@ try:
     import numba
 except ImportError:  # the portable kernels run instead; set_kernels("compiled") says why not
     numba = None
-else:  # numba's own pool, unless the user chose one: it survives a fork (GNU OpenMP's does not)
-    numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
 
 parallel_range = numba.prange if numba is not None else range
 NAMES = ("compiled", "portable")
@@ -50,8 +48,7 @@ ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112  # CBLAS's enumerations
 SMALLEST_PARALLEL_WORK = 2**14
 
 _setting: str | None = None
-_launch = threading.Lock()  # numba's workqueue pool runs one parallel loop at a time
-os.register_at_fork(after_in_child=lambda: globals().update(_launch=threading.Lock()))
+_launch = threading.Lock()  # one parallel loop at a time: each uses every core
 _compiled: dict = {}
 _blas_threads: dict = {}  # BLAS library file -> its thread count before the kernels took the cores
 
@@ -148,6 +145,27 @@ def _jit(function):
         function = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__)
     uses_prange = "parallel_range" in names
     return numba.njit(parallel=uses_prange, fastmath=fastmath, cache=True, nogil=True, error_model="numpy")(function)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child cannot use GNU OpenMP's pool once its parent has (numba's "omp" layer ends the
+    process): such a child runs the portable code."""
+    global _launch
+    _launch = threading.Lock()
+    if _setting == "compiled" and _pool() == "omp":
+        set_kernels("portable")
+
+
+def _pool() -> str | None:
+    """numba's threading layer in use, or None before its first parallel loop."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+if numba is not None:
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _blas_controllers():
