@@ -129,7 +129,8 @@ def table(results, args, minutes, n_train) -> str:
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     lines = [
         f"Fashion-MNIST, {n_train} training images; {len(args.seeds)} seeds {args.seeds} (mean ± standard "
-        "deviation over the seeds); test accuracy. Pretraining: self_supervised.py's recipe, "
+        f"deviation over the seeds); test accuracy. Pretraining: self_supervised.py's recipe ({args.epochs} epochs, "
+        "the projection head on the pooled map), "
         + ", ".join("?" if m is None else f"{m:.1f}" for m in minutes)
         + " min per seed.",
         "",
