@@ -132,10 +132,10 @@ def test_augmentation_options_build_shifts_and_flips():
     def augmentation(*argv):
         return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", "cnn", *argv]))
 
-    assert isinstance(augmentation(), diynn.RandomShift)  # the CNN's default: 1-pixel shifts
-    assert augmentation("--shift", "0") is None
-    assert isinstance(augmentation("--shift", "0", "--flip"), diynn.RandomHorizontalFlip)
-    both = augmentation("--flip")
+    both = augmentation()  # the CNN's default: 1-pixel shifts and left-right flips
     assert [type(step) for step in both.augmentations] == [diynn.RandomShift, diynn.RandomHorizontalFlip]
+    assert isinstance(augmentation("--no-flip"), diynn.RandomShift)
+    assert augmentation("--shift", "0", "--no-flip") is None
+    assert isinstance(augmentation("--shift", "0"), diynn.RandomHorizontalFlip)
     with pytest.raises(SystemExit):  # augmentation is for images: not with the MLP
         classification.parse_args("fashion-mnist", ["--flip"])

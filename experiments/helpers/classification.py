@@ -63,7 +63,7 @@ def parse_args(dataset: str, argv=None):
         default="cosine",
         help="learning rate: cosine decay to 0 over the epochs, or constant",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 18 for the CNN")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 34 for the CNN")
     parser.add_argument(
         "--shift",
         type=int,
@@ -73,8 +73,8 @@ def parse_args(dataset: str, argv=None):
     parser.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="augmentation: mirror half the training images left-right (CNN only)",
+        default=None,
+        help="augmentation: mirror half the training images left-right (CNN only; default: on for the CNN)",
     )
     parser.add_argument(
         "--label-smoothing",
@@ -115,11 +115,13 @@ def parse_args(dataset: str, argv=None):
     if args.resume and (args.data_parallel or args.compare_activations):
         parser.error("--resume continues one model's run: not with --data-parallel or --compare-activations")
     if args.epochs is None:
-        args.epochs = 20 if args.model == "mlp" else 18
+        args.epochs = 20 if args.model == "mlp" else 34
     if args.label_smoothing is None:
         args.label_smoothing = 0.0 if args.model == "mlp" else 0.1
     if args.shift is None:
         args.shift = 0 if args.model == "mlp" else 1
+    if args.flip is None:
+        args.flip = args.model == "cnn"
     if (args.shift or args.flip) and args.model != "cnn":
         parser.error("--shift and --flip (image augmentation) need --model cnn")
     if args.hidden is None:
