@@ -1,11 +1,11 @@
 """Self-supervised pretraining (SimCLR: Chen, Kornblith, Norouzi and Hinton, ICML 2020) on
 Fashion-MNIST: can a CNN learn features a linear classifier can use, without a single label?
 
-The encoder is `diynn.cnn_encoder()` (the classifier's two conv blocks, 3136 features); in the
-pretraining its last feature map is averaged over its pixels (64 numbers, SimCLR's design) and fed
-to a projection head 64-256-64 (`--head-input flattened`: the head reads all 3136). Each image gives
-two random views (crop-and-resize, flip); the loss (NTXentLoss) asks each view's projection to pick
-out its partner among the batch's 2N. No label is read: `Trainer.fit(x, None, augment=TwoViews(...))`.
+The encoder is `diynn.cnn_encoder()` (the classifier's two conv blocks, 3136 features) with a
+projection head 3136-256-64 (`--head-input pooled`: the head reads the last feature map averaged
+over its pixels, 64-256-64, SimCLR's design). Each image gives two random views (crop-and-resize,
+flip); the loss (NTXentLoss) asks each view's projection to pick out its partner among the batch's
+2N. No label is read: `Trainer.fit(x, None, augment=TwoViews(...))`.
 The head is then dropped and the frozen encoder's features are judged, on the test set, once:
 - a linear probe (softmax regression on the standardised features) and k-NN (k = 5) against the
   same encoder with its random initial weights, raw pixels, PCA and a conv autoencoder's codes;
@@ -63,9 +63,9 @@ def parse_args(argv):
     parser.add_argument(
         "--head-input",
         choices=["pooled", "flattened"],
-        default="pooled",
-        help="what the projection head reads: the last feature map averaged over its pixels (SimCLR's design, "
-        "64 numbers) or flattened (3136)",
+        default="flattened",
+        help="what the projection head reads: the last feature map flattened (3136 numbers) or averaged over "
+        "its pixels (64, SimCLR's design; worse here: docs/concepts/training.md)",
     )
     parser.add_argument("--autoencoder", default="results/autoencoder/conv_ae_32.npz", help="AE to compare with")
     parser.add_argument("--tsne-samples", type=int, default=2000, help="test images in the t-SNE")

@@ -130,7 +130,7 @@ def table(results, args, minutes, n_train) -> str:
     lines = [
         f"Fashion-MNIST, {n_train} training images; {len(args.seeds)} seeds {args.seeds} (mean ± standard "
         f"deviation over the seeds); test accuracy. Pretraining: self_supervised.py's recipe ({args.epochs} epochs, "
-        "the projection head on the pooled map), "
+        f"the projection head on the {self_supervised.parse_args([]).head_input} map), "
         + ", ".join("?" if m is None else f"{m:.1f}" for m in minutes)
         + " min per seed.",
         "",
