@@ -98,6 +98,10 @@ def test_conv_gradients_not_asked_for_stay_none(input_grad, param_grads, numpy_r
     grads = F.conv2d_backward(cache, np.ones_like(y), input_grad=input_grad, param_grads=param_grads)
     assert cache.path == "compiled"
     assert [g is None for g in grads] == [not input_grad, not param_grads, True]
+    full = F.conv2d_backward(cache, np.ones_like(y))
+    for asked, complete in zip(grads, full):
+        if asked is not None:
+            np.testing.assert_array_equal(asked, complete)
 
 
 # (kernel, stride, padding) of max-pools: the CNN's 2x2 (its own unrolled kernel) and the general one

@@ -1,7 +1,8 @@
-"""Convolutions and transposed convolutions as functional pairs: im2col + one matrix product, or
-cuDNN on CuPy.
+"""Convolutions and transposed convolutions as functional pairs: im2col + one matrix product, the
+same split over the CPU's threads (compiled kernels), or cuDNN on CuPy.
 
-Images are (N, C, H, W). The portable path works channel-major, (C, N, H, W), so that the im2col
+Images are (N, C, H, W). The compiled CPU path (the default on NumPy) gives each thread a chunk of
+images (see the comment above `_conv2d_chunks`). The portable path works channel-major, (C, N, H, W), so that the im2col
 matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output; a
 convolution of one-channel images works batch-major instead (see `_conv2d_one_channel`). Where the
 backend has cuDNN (CuPy with cupyx.cudnn), the three products (forward, weight gradient, input
@@ -25,8 +26,9 @@ CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
 class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
     "one_channel", "compiled" or "cudnn"), the saved operand (im2col windows, the compiled path's
-    per-chunk windows with its chunks and geometry, or the input for cuDNN), the
-    weight, whether there was a bias, the padded input's shape and the (stride, padding) pairs."""
+    per-chunk windows with its chunks and geometry, or the input for cuDNN), the weight, whether
+    there was a bias, the padded input's shape (the compiled path: the input's, or for a transposed
+    convolution its output's) and the (stride, padding) pairs."""
 
     path: str
     saved: object
@@ -240,8 +242,8 @@ def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_g
 
 # Compiled CPU path (numba, see backends.kernels): the batch is split into one chunk of images per
 # thread; each thread gathers its chunk's windows into its own columns (C kh kw, chunk OH OW),
-# multiplies them with the weight in a one-thread BLAS and writes its images, so the copies and
-# the products of all chunks run side by side. The backward keeps each chunk's weight gradient
+# multiplies them with the weight through NumPy's BLAS on its own thread and writes its images, so
+# the copies and the products of all chunks run side by side. The backward keeps each chunk's weight gradient
 # apart (T, O, C kh kw) and sums them afterwards. `geometry` is (kh, kw, sh, sw, ph, pw, OH, OW).
 
 
@@ -326,8 +328,8 @@ def _conv2d_chunks(gemm, x, weight2d, bias, geometry, bounds, planes, buffer, pr
 def _conv2d_backward_chunks(
     gemm, grad_y3, weight2d, geometry, bounds, buffer, planes, gathered, grad_cols, grad_x, grad_weight_parts
 ):
-    """From dL/dy3 (N, O, OH OW) and the forward's buffer: each chunk's dL/dW (into
-    grad_weight_parts (T, O, C kh kw)) and, where grad_x (N, C, H, W) has images, dL/dx; each thread
+    """From dL/dy3 (N, O, OH OW) and the forward's buffer: where the arrays have room, each chunk's
+    dL/dW (grad_weight_parts (T, O, C kh kw)) and dL/dx (grad_x (N, C, H, W)); each thread
     gathers its dL/dy as (O, chunk OH OW) in `gathered` and its dL/dX_cols in grad_cols."""
     rows, out_channels, positions = weight2d.shape[1], weight2d.shape[0], geometry[6] * geometry[7]
     for t in parallel_range(len(bounds) - 1):
@@ -336,7 +338,8 @@ def _conv2d_backward_chunks(
         grad = gathered[t, : out_channels * width].reshape((out_channels, width))
         _channel_major_chunk(grad_y3, n0, n1, grad)
         cols = buffer[t, : rows * width].reshape((rows, width))
-        matmul_into(gemm, grad, cols.T, grad_weight_parts[t], False)  # dL/dW = dY X_cols^T
+        if grad_weight_parts.shape[0] > 0:
+            matmul_into(gemm, grad, cols.T, grad_weight_parts[t], False)  # dL/dW = dY X_cols^T
         if grad_x.shape[0] > 0:  # dL/dX_cols = W^T dY, then col2im
             columns = grad_cols[t, : rows * width].reshape((rows, width))
             matmul_into(gemm, weight2d.T, grad, columns, False)
@@ -375,7 +378,7 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     chunks = len(bounds) - 1
     grad_cols = xp.empty(buffer.shape if input_grad else (chunks, 0), dtype=grad_y.dtype)
     grad_x = xp.empty(cache.padded_shape if input_grad else (0,) * 4, dtype=grad_y.dtype)
-    parts = xp.empty((chunks, *weight2d.shape), dtype=grad_y.dtype)
+    parts = xp.empty((chunks if param_grads else 0, *weight2d.shape), dtype=grad_y.dtype)
     grad_y3 = xp.reshape(grad_y, (n, out_channels, -1))
     planes = _padded_planes(xp, chunks, cache.padded_shape, cache.padding, grad_y.dtype)
     backward = backend.compiled(_conv2d_backward_chunks)
@@ -415,8 +418,8 @@ def _conv_transpose2d_chunks(gemm, x3, weight2d, bias, geometry, bounds, planes,
 def _conv_transpose2d_backward_chunks(
     gemm, x3, grad_y, weight2d, zero, geometry, bounds, planes, gathered, columns, grad_x3, parts
 ):
-    """dL/dW per chunk (parts (T, C_in, C_out kh kw)) and, where grad_x3 (N, C_in, H W) has images,
-    dL/dx, from dL/dy (N, C_out, OH, OW) and the input x3 (N, C_in, H W); zero is (C_in,) zeros."""
+    """Where the arrays have room, dL/dW per chunk (parts (T, C_in, C_out kh kw)) and dL/dx (grad_x3
+    (N, C_in, H W)), from dL/dy (N, C_out, OH, OW) and the input x3 (N, C_in, H W); zero is (C_in,) zeros."""
     in_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], x3.shape[2]
     for t in parallel_range(len(bounds) - 1):
         n0, n1 = bounds[t], bounds[t + 1]
@@ -425,7 +428,8 @@ def _conv_transpose2d_backward_chunks(
         _windows_to_columns(grad_y, n0, n1, geometry, planes[t], cols)
         x_rows = gathered[t, : in_channels * width].reshape((in_channels, width))
         _channel_major_chunk(x3, n0, n1, x_rows)
-        matmul_into(gemm, x_rows, cols.T, parts[t], False)
+        if parts.shape[0] > 0:
+            matmul_into(gemm, x_rows, cols.T, parts[t], False)
         if grad_x3.shape[0] > 0:  # x_rows is free again: it takes W dCols
             matmul_into(gemm, weight2d, cols, x_rows, False)
             _batch_major_chunk(x_rows, zero, n0, n1, grad_x3)
@@ -458,7 +462,7 @@ def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, para
     gathered = xp.empty((chunks, x3.shape[1] * chunk_size), dtype=grad_y.dtype)
     columns = xp.empty((chunks, weight2d.shape[1] * chunk_size), dtype=grad_y.dtype)
     grad_x3 = xp.empty(x3.shape if input_grad else (0, 0, 0), dtype=grad_y.dtype)
-    parts = xp.empty((chunks, *weight2d.shape), dtype=grad_y.dtype)
+    parts = xp.empty((chunks if param_grads else 0, *weight2d.shape), dtype=grad_y.dtype)
     backward = backend.compiled(_conv_transpose2d_backward_chunks)
     zero = xp.zeros(x3.shape[1], dtype=grad_y.dtype)
     arrays = (planes, gathered, columns, grad_x3, parts)
