@@ -106,11 +106,13 @@ def chunk_bounds(count: int, parts: int):
 def blas_gemm(dtype):
     """NumPy's own BLAS `cblas_?gemm` for float32 or float64 `dtype`, callable from a compiled
     kernel (a ctypes function; pass it in and call it through `matmul_into`)."""
-    gemm = _gemms.get(dtype)
+    gemm = _gemms.get(dtype)  # an array's dtype: the fast path of every compiled product
     if gemm is None:
         if _setting != "compiled":
             raise BackendError("blas_gemm serves the compiled kernels, and they are off")
-        raise BackendError(f"the compiled products take float32 or float64 arrays, got {np.dtype(dtype).name}")
+        gemm = _gemms.get(np.dtype(dtype))
+        if gemm is None:
+            raise BackendError(f"the compiled products take float32 or float64 arrays, got {np.dtype(dtype).name}")
     return gemm
 
 

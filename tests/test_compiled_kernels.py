@@ -282,3 +282,10 @@ def test_kernels_run_in_a_forked_child_and_from_several_threads():
     out = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["150", "True"]
+
+
+def test_blas_gemm_takes_dtypes_and_scalar_types_and_refuses_integers():
+    backends.set_kernels("compiled")
+    assert backends.blas_gemm(np.float32) is backends.blas_gemm(np.dtype("float32"))
+    with pytest.raises(backends.BackendError, match="float32 or float64 arrays, got int64"):
+        backends.blas_gemm(np.int64)
