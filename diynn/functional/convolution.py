@@ -264,9 +264,13 @@ def _windows_to_columns(x, n0, n1, geometry, padded, cols):
                 for kj in range(kw):
                     row = (c * kh + ki) * kw + kj
                     for r in range(oh):
-                        start = (i * oh + r) * ow
-                        for q in range(ow):
-                            cols[row, start + q] = padded[c, r * sh + ki, q * sw + kj]
+                        start, source = (i * oh + r) * ow, padded[c, r * sh + ki]
+                        if sw == 1:  # a contiguous run: the compiler vectorises it
+                            for q in range(ow):
+                                cols[row, start + q] = source[q + kj]
+                        else:
+                            for q in range(ow):
+                                cols[row, start + q] = source[q * sw + kj]
 
 
 @kernel
@@ -282,9 +286,13 @@ def _columns_to_windows(cols, n0, n1, geometry, padded, x):
                 for kj in range(kw):
                     row = (c * kh + ki) * kw + kj
                     for r in range(oh):
-                        start = (i * oh + r) * ow
-                        for q in range(ow):
-                            padded[c, r * sh + ki, q * sw + kj] += cols[row, start + q]
+                        start, target = (i * oh + r) * ow, padded[c, r * sh + ki]
+                        if sw == 1:  # likewise
+                            for q in range(ow):
+                                target[q + kj] += cols[row, start + q]
+                        else:
+                            for q in range(ow):
+                                target[q * sw + kj] += cols[row, start + q]
         x[n0 + i] = padded[:, ph : ph + x.shape[2], pw : pw + x.shape[3]]
 
 
