@@ -183,15 +183,14 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     full_height = (height - 1) * stride[0] + kh + output_padding[0]
     full_width = (width - 1) * stride[1] + kw + output_padding[1]
     full = (out_channels, n, full_height, full_width)
+    y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
     cudnn = backend.library("cudnn")
     if cudnn is not None:  # the forward of a transposed convolution is a convolution's input gradient
-        y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
         y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
         cudnn.convolution_backward_data(weight, x, bias, y, padding, stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS)
         return y, ConvCache("cudnn", x, weight, bias is not None, full, stride, padding)
     compiled = backend.compiled(_conv_transpose2d_chunks)
     if compiled is not None:
-        y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
         return _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape)
     x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
     cols = xp.reshape(weight, (in_channels, -1)).T @ x_rows  # (C_out kh kw, N H W)

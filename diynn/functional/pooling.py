@@ -35,14 +35,20 @@ def pool_window(kernel_size, stride=None, padding=0) -> Window:
     return Window(kernel, stride, padding)
 
 
-def window_slices(x, window: Window, pad_value, name):
-    """x padded with `pad_value`, and the kh kw (rows, columns) slices of it, one per kernel offset."""
+def pooled_size(x, window: Window, name) -> tuple[int, int]:
+    """(OH, OW) of pooling x (N, C, H, W), with a clear error for another shape or a too-small image."""
     check_input(x, ndim=4, name=name)
     height, width = x.shape[2:]
-    (kh, kw), (sh, sw), (ph, pw) = window
-    oh, ow = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
+    oh, ow = (output_size(s, k, st, p) for s, k, st, p in zip((height, width), *window))
     if oh < 1 or ow < 1:
         raise ValueError(f"{name}: input {height}x{width} is smaller than the kernel {window.kernel}")
+    return oh, ow
+
+
+def window_slices(x, window: Window, pad_value, name):
+    """x padded with `pad_value`, and the kh kw (rows, columns) slices of it, one per kernel offset."""
+    oh, ow = pooled_size(x, window, name)
+    (kh, kw), (sh, sw), _ = window
     padded = pad2d(x, window.padding, pad_value)
     return padded, [
         (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)) for i in range(kh) for j in range(kw)
@@ -182,12 +188,9 @@ def _max_pool_backward_planes(grad_y3, argmax, grad_x2):
 
 
 def _max_pool2d_compiled(xp, compiled, x, window):
-    check_input(x, ndim=4, name="max_pool2d")
+    oh, ow = pooled_size(x, window, "max_pool2d")
     n, channels, height, width = x.shape
     (kh, kw), (sh, sw), (ph, pw) = window
-    oh, ow = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"max_pool2d: input {height}x{width} is smaller than the kernel {window.kernel}")
     y = xp.empty((n, channels, oh, ow), dtype=x.dtype)
     argmax = xp.empty((n * channels, oh, ow), dtype=xp.int32)
     x3, y3 = xp.reshape(x, (-1, height, width)), xp.reshape(y, (-1, oh, ow))
