@@ -133,7 +133,8 @@ def plot_confusion_matrix(matrix, class_names, path: Path, title: str = "") -> N
 
 
 def plot_image_rows(rows: dict, path: Path, title: str = "", row_height: float = 1.3, layout=None) -> None:
-    """One row of 28x28 grey images in [0, 1] per entry of `rows` {label: images}, the label on the left."""
+    """One row of 28x28 grey images in [0, 1] per entry of `rows` {label: images}, the label above
+    the row's first image (left-aligned, so that long labels never overlap a neighbour's)."""
     columns = len(next(iter(rows.values())))
     figure, axes = plt.subplots(
         len(rows), columns, figsize=(1.2 * columns, row_height * len(rows)), squeeze=False, layout=layout
@@ -143,7 +144,7 @@ def plot_image_rows(rows: dict, path: Path, title: str = "", row_height: float =
             axes[row, column].imshow(np.asarray(image).reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
             axes[row, column].set_xticks([])
             axes[row, column].set_yticks([])
-        axes[row, 0].set_ylabel(label, fontsize=7)
+        axes[row, 0].set_title(label, loc="left", fontsize=8)
     if title:
         figure.suptitle(title)
     save_figure(figure, path)
