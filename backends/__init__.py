@@ -13,7 +13,7 @@ import os
 
 from .base import Backend, BackendError, Generator
 from .elementwise import Elementwise
-from .kernels import blas_gemm, chunk_bounds, kernel, kernel_threads, kernels, matmul_into, parallel_range, set_kernels
+from .cpu_kernels import blas_gemm, chunk_bounds, kernel, kernel_threads, kernels, matmul_into, parallel_range, set_kernels
 
 __all__ = [
     "Backend",

@@ -147,7 +147,7 @@ class Backend:
         return None
 
     def compiled(self, function, size=None):
-        """Kernel `function` (plain loops, see backends.kernels) compiled for this backend's CPU, or
+        """Kernel `function` (plain loops, see backends.cpu_kernels) compiled for this backend's CPU, or
         None where this backend does not compile Python, the kernels setting is "portable", or the
         work is `size` elements, too few to pay for a parallel launch."""
         return None

@@ -5,7 +5,7 @@ import numpy as np
 
 from .base import Backend
 from .host_memory import keep_freed_memory
-from .kernels import SMALLEST_PARALLEL_WORK, compile_kernel
+from .cpu_kernels import SMALLEST_PARALLEL_WORK, compile_kernel
 
 
 class NumpyBackend(Backend):

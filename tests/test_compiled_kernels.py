@@ -1,4 +1,4 @@
-"""The compiled CPU kernels (backends.kernels, numba) against the portable array code they must
+"""The compiled CPU kernels (backends.cpu_kernels, numba) against the portable array code they must
 equal: every op that has a kernel, forward and every gradient, on geometries that reach each
 branch (strides larger than the kernel, padding, one input channel, batch 1, odd batches that
 split unevenly over the threads), in float64 and float32; and the kernels setting itself."""
@@ -206,7 +206,7 @@ def test_cnn_training_steps_agree(numpy_rng):
 
 
 def test_small_elementwise_work_stays_portable():
-    from backends.kernels import SMALLEST_PARALLEL_WORK
+    from backends.cpu_kernels import SMALLEST_PARALLEL_WORK
     from diynn.functional.activations import _relu_flat
 
     numpy = backends.get("numpy")
@@ -289,3 +289,26 @@ def test_blas_gemm_takes_dtypes_and_scalar_types_and_refuses_integers():
     assert backends.blas_gemm(np.float32) is backends.blas_gemm(np.dtype("float32"))
     with pytest.raises(backends.BackendError, match="float32 or float64 arrays, got int64"):
         backends.blas_gemm(np.int64)
+
+
+def test_a_kernel_is_compiled_anew_when_a_kernel_it_calls_changes_in_another_file(tmp_path):
+    """numba's disk cache checks only the compiled function's own file: a caller whose callee lives
+    in another file would otherwise load its old compiled code, callee and all."""
+    (tmp_path / "callee.py").write_text("from backends import kernel\n@kernel\ndef scale(x):\n    return 2.0 * x\n")
+    (tmp_path / "caller.py").write_text(
+        "from backends import kernel\nfrom callee import scale\n@kernel\ndef twice(x):\n    return scale(x) + 1.0\n"
+    )
+    script = (
+        "import backends, caller\nbackends.set_kernels('compiled')\n"
+        "print(backends.cpu_kernels.compile_kernel(caller.twice)(1.0))\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "DIYNN_KERNELS": "compiled"}
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return float(out.stdout)
+
+    assert run() == 3.0 and run() == 3.0  # compiled, then loaded from the cache
+    (tmp_path / "callee.py").write_text("from backends import kernel\n@kernel\ndef scale(x):\n    return 5.0 * x\n")
+    assert run() == 6.0

@@ -239,7 +239,7 @@ def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_g
     return grad_x, grad_weight, grad_bias
 
 
-# Compiled CPU path (numba, see backends.kernels): the batch is split into one chunk of images per
+# Compiled CPU path (numba, see backends.cpu_kernels): the batch is split into one chunk of images per
 # thread; each thread gathers its chunk's windows into its own columns (C kh kw, chunk OH OW),
 # multiplies them with the weight through NumPy's BLAS on its own thread and writes its images, so
 # the copies and the products of all chunks run side by side. The backward keeps each chunk's weight gradient

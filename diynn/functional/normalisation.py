@@ -91,7 +91,7 @@ def batch_norm_backward(cache, grad_y, input_grad=True):
     return xp.reshape(grad, grad_y.shape), grad_weight, grad_bias
 
 
-# Compiled CPU path (numba, see backends.kernels): one channel per iteration of the parallel loop,
+# Compiled CPU path (numba, see backends.cpu_kernels): one channel per iteration of the parallel loop,
 # each sum accumulated in float64.
 
 

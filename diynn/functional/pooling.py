@@ -117,7 +117,7 @@ def max_pool2d_backward(cache, grad_y):
     return scatter_windows(parts, slices, padded.shape, window)
 
 
-# Compiled CPU path (numba, see backends.kernels): one image plane per iteration of the parallel
+# Compiled CPU path (numba, see backends.cpu_kernels): one image plane per iteration of the parallel
 # loop; the forward keeps the index of each window's first maximum in its plane, the backward
 # adds each output's gradient there. The padding is never read: a window covers only the pixels
 # inside the image.
