@@ -33,7 +33,13 @@ REQUIRED = {
     "hpo/metrics.json": "python experiments/hpo.py --trials 20 --limit 10000",
     "perceptual/perceptual.md": "python experiments/perceptual.py",
     "self_supervised/self_supervised.md": "python experiments/self_supervised.py",
+    "self_supervised_protocol/protocol.md": "python experiments/self_supervised_protocol.py",
 }
+PROTOCOL_SECTION = (
+    "Self-supervised encoders judged by the field's protocol (`experiments/self_supervised_protocol.py`)",
+    "self_supervised_protocol/protocol.md",
+    ["self_supervised_protocol/label_efficiency.png"],
+)
 
 
 PUBLISHED_CNN_BASELINE = 0.934  # zalandoresearch/fashion-mnist's benchmark: 2 conv + pooling + batch norm
@@ -162,8 +168,9 @@ def main(argv=None):
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to update")
     parser.add_argument(
         "--only",
-        choices=["classification", "performance"],
+        choices=["classification", "self-supervised-protocol", "performance"],
         help="refresh one part: the classification section (from its runs alone, its host named in it), "
+        "the self-supervised protocol's section (added after the self-supervised one if missing), "
         "or the benchmark summaries",
     )
     args = parser.parse_args(argv)
@@ -178,6 +185,15 @@ def main(argv=None):
         refreshed = "\n".join([title, "", host_line(r).replace("Made on", "This section made on", 1), *body])
         write_atomic(args.readme, replace_subsection(args.readme.read_text(), title, refreshed))
         return print(f"README classification section updated from {r}")
+    if args.only == "self-supervised-protocol":
+        title, table, figure_names = PROTOCOL_SECTION
+        check_complete(r, [table])
+        refreshed = "\n".join(section(title, r / table, figures, [r / name for name in figure_names]))
+        text = args.readme.read_text()
+        after = "### Self-supervised pretraining (`experiments/self_supervised.py`)"
+        text = add_subsection(text, after, f"### {title}") if f"### {title}\n" not in text else text
+        write_atomic(args.readme, replace_subsection(text, f"### {title}", refreshed))
+        return print(f"README self-supervised protocol section updated from {r}")
     check_complete(r)
     lines = [host_line(r), "", *classification_section(r, figures)]
     sections = [
@@ -203,11 +219,7 @@ def main(argv=None):
             "self_supervised/self_supervised.md",
             ["self_supervised/label_efficiency.png", "self_supervised/tsne.png"],
         ),
-        (
-            "Self-supervised encoders judged by the field's protocol (`experiments/self_supervised_protocol.py`)",
-            "self_supervised_protocol/protocol.md",
-            ["self_supervised_protocol/label_efficiency.png"],
-        ),
+        PROTOCOL_SECTION,
     ]
     for title, table, figure_names in sections:
         lines += section(title, r / table, figures, [r / name for name in figure_names])
@@ -249,6 +261,16 @@ def replace_subsection(text: str, title: str, section: str) -> str:
     ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
     end = min(ends) if ends else len(text)
     return text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
+
+
+def add_subsection(text: str, after: str, title: str) -> str:
+    """`text` with an empty subsection headed `title` placed right after the subsection `after`."""
+    start = text.find(after + "\n")
+    if start < 0:
+        raise ValueError(f"no subsection {after!r} to add {title!r} after")
+    ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
+    end = min(ends) if ends else len(text)
+    return text[:end].rstrip("\n") + f"\n\n{title}\n\n" + text[end:].lstrip("\n")
 
 
 def replace_between(text: str, name: str, body: str) -> str:

@@ -5,8 +5,12 @@ pretrained here) and the same architecture with that seed's random initial weigh
 statistics re-estimated on the training images) are read at the last feature map, globally pooled
 (64 numbers) and flattened (3136), and judged on the test set by cosine k-NN (k = 200,
 temperature 0.07, all labels) and by linear probes on 10 labelled images per class, 1%, 10% and
-100% of the labels; pixels and PCA-64 are judged once. Means and spreads over the seeds go into a
-table, the label-efficiency figure and metrics.json.
+100% of the labels; pixels and PCA-64 are judged once. The baseline a user would reach for, the
+default CNN (fashion_mnist.py --model cnn's recipe) trained from scratch on the same labelled images,
+gets epochs scaled to the share (34 x 100% / share, at most --scratch-max-epochs) and early stopping
+on a stratified 10% of them; at 100% it is the default run itself, read from the seed's
+metrics.json under --default-runs where it was made with that recipe, else trained here. Means and spreads over the seeds go into a table, the label-efficiency figure and
+metrics.json.
 
     python experiments/self_supervised_protocol.py [--seeds 0 1 2] [--encoders results/ssl_protocol]
 """
@@ -22,8 +26,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import self_supervised
 from sklearn.decomposition import PCA
+from sklearn.model_selection import train_test_split
 
 import diynn
+from diynn_experiments import classification
 from diynn_experiments.autoencoders import flat, load_images
 from diynn_experiments.common import (
     add_progress_argument,
@@ -43,6 +49,10 @@ from diynn_experiments.representation import (
 )
 
 PRETRAINED, RANDOM = "SimCLR-pretrained encoder", "random-init encoder (batch norm re-estimated)"
+SCRATCH = "default CNN from scratch (fashion_mnist.py --model cnn's recipe)"
+# the recipe's settings a default run's metrics.json must show to stand for the 100% row
+RECIPE = ("model", "channels", "hidden", "dropout", "batch_norm", "optimizer", "lr", "schedule", "epochs", "shift")
+RECIPE += ("flip", "label_smoothing", "batch_size", "limit")
 
 
 def parse_args(argv):
@@ -53,6 +63,14 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=256, help="pretraining batch, where an encoder is missing")
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
+    parser.add_argument(
+        "--scratch-max-epochs", type=int, default=200, help="most epochs of the from-scratch CNN on few labels"
+    )
+    parser.add_argument(
+        "--default-runs",
+        default="results",
+        help="folder of the default CNN runs (fashion-mnist-cnn for seed 0, fashion-mnist-cnn-seed<k>): the 100%% row",
+    )
     parser.add_argument("--out", default="results/self_supervised_protocol", help="output folder")
     add_progress_argument(parser)
     return parser.parse_args(argv)
@@ -94,6 +112,11 @@ def main(argv=None) -> dict:
                 scores = judge(train[kind], y_train, test[kind], y_test, subsets, seed)
                 results.setdefault(f"{name} / {kind}", []).append(scores)
                 print(f"seed {seed}, {name}, {kind}: {scores}", flush=True)
+        scratch = {}  # the whole CNN trained on each subset's labels, in the probes' columns
+        for name, chosen in subsets.items():
+            scratch[f"probe {name}"] = from_scratch(x_train, y_train, x_test, y_test, chosen, seed, args)
+        results.setdefault(SCRATCH, []).append(scratch)
+        print(f"seed {seed}, {SCRATCH}: {scratch}", flush=True)
     subsets = label_subsets(y_train, args.seeds[0])
     pca = PCA(n_components=64, random_state=args.seeds[0]).fit(flat(x_train))
     for name, (train, test) in {
@@ -110,6 +133,57 @@ def main(argv=None) -> dict:
     return metrics
 
 
+def from_scratch(x_train, y_train, x_test, y_test, chosen, seed, args) -> float:
+    """Test accuracy of the default CNN trained from scratch on the labelled images `chosen`
+    (fashion_mnist.py --model cnn's recipe: its augmentation, label smoothing, Adam, cosine schedule),
+    epochs scaled to their share, early stopping on a stratified 10% of them (the best epoch kept)."""
+    default = _default_run(seed, args) if len(chosen) == len(x_train) else None
+    if default is not None:
+        return default
+    epochs = min(args.scratch_max_epochs, round(classification.CNN_EPOCHS * len(x_train) / len(chosen)))
+    recipe = classification.parse_args(
+        "fashion-mnist", ["--model", "cnn", "--epochs", str(epochs), "--seed", str(seed), "--no-progress"]
+    )
+    x, x_val, y, y_val = _validation_split(x_train[chosen], y_train[chosen], seed)
+    model = classification.build_model(recipe, x.shape[1:])
+    optimizer = diynn.Adam(model.parameters(), lr=recipe.lr)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), optimizer)
+    stopping = diynn.EarlyStopping(model, "val_loss", patience=max(5, epochs // 10))
+    trainer.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=recipe.batch_size,
+        validation_data=(x_val, y_val),
+        seed=seed,
+        progress=False,
+        callbacks=[diynn.CosineLR(optimizer, epochs), stopping],
+        augment=classification.augmentation(recipe),
+    )
+    return diynn.accuracy(model, x_test, y_test)
+
+
+def _validation_split(x, y, seed):
+    """(x, x_val, y, y_val): a tenth of the labelled images held out, stratified where every class
+    can give one image to each side."""
+    _, counts = np.unique(y, return_counts=True)
+    stratify = y if counts.min() >= 2 and len(y) // 10 >= len(counts) else None
+    return train_test_split(x, y, test_size=max(1, len(y) // 10), stratify=stratify, random_state=seed)
+
+
+def _default_run(seed, args) -> float | None:
+    """The test accuracy of the seed's default CNN run under --default-runs, if it was made with
+    the default recipe on the same images."""
+    folder = Path(args.default_runs) / ("fashion-mnist-cnn" if seed == 0 else f"fashion-mnist-cnn-seed{seed}")
+    if not (folder / "metrics.json").is_file():
+        return None
+    run = json.loads((folder / "metrics.json").read_text())
+    recipe = vars(classification.parse_args("fashion-mnist", ["--model", "cnn", "--seed", str(seed)]))
+    recipe["limit"] = args.limit
+    same = all(run["config"].get(key) == recipe[key] for key in RECIPE) and run["config"]["seed"] == seed
+    return run["test_accuracy"] if same else None
+
+
 def summary(scores: list[dict], key: str) -> tuple[float, float, float]:
     """Mean, standard deviation (n - 1; 0 for one seed) and range (max - min) over the seeds."""
     values = np.asarray([score[key] for score in scores])
@@ -124,6 +198,9 @@ def table(results, args, minutes, n_train) -> str:
     for name, scores in results.items():
         cells = []
         for key in keys:
+            if key not in scores[0]:  # the from-scratch CNN has no features for k-NN
+                cells.append("—")
+                continue
             mean, std, _ = summary(scores, key)
             cells.append(f"{mean:.4f}" + (f" ± {std:.4f}" if len(scores) > 1 else ""))
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -162,7 +239,7 @@ def plot_label_efficiency(results, path):
     figure, axis = plt.subplots(figsize=(6.5, 4))
     positions = np.arange(len(LABEL_SUBSETS))
     for name in results:
-        if " / pooled" not in name and name not in ("raw pixels",):
+        if " / pooled" not in name and name not in ("raw pixels", SCRATCH):
             continue
         scores = results[name]
         means = [summary(scores, f"probe {s}")[0] for s in LABEL_SUBSETS]

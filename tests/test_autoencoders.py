@@ -190,14 +190,23 @@ def test_self_supervised_protocol_script(fashion, tmp_path):
     """Two seeds at toy size: encoders pretrained and saved, then loaded on a second run; every
     representation judged by cosine k-NN and the four probes; the table says whether the targets are met."""
     import self_supervised_protocol as protocol
+    from diynn_experiments import classification
+    from diynn_experiments.common import write_json
 
     arguments = [*fashion, "--seeds", "0", "1", "--batch-size", "32", "--encoders", str(tmp_path / "enc")]
+    arguments += ["--scratch-max-epochs", "3", "--default-runs", str(tmp_path / "runs")]
+    default_run = tmp_path / "runs" / "fashion-mnist-cnn-seed1"  # seed 1's 100% row comes from its default run
+    config = {**vars(classification.parse_args("fashion-mnist", ["--model", "cnn", "--seed", "1"])), "limit": None}
+    write_json(default_run / "metrics.json", {"config": config, "test_accuracy": 0.125})
     metrics = protocol.main([*arguments, "--out", str(tmp_path / "o"), "--no-progress"])
     assert {p.name for p in (tmp_path / "enc").iterdir()} >= {"encoder_seed0.npz", "pretrain_seed1.json"}
     assert len(metrics["results"][f"{protocol.RANDOM} / pooled"]) == 2
     scores = metrics["results"][f"{protocol.PRETRAINED} / flattened"][0]
     assert set(scores) == {"knn", "probe 10 per class", "probe 1%", "probe 10%", "probe 100%"}
     assert all(0 <= value <= 1 for value in scores.values())
+    scratch = metrics["results"][protocol.SCRATCH]
+    assert set(scratch[0]) == set(scores) - {"knn"} and scratch[1]["probe 100%"] == 0.125
+    assert scratch[0]["probe 100%"] != 0.125  # seed 0 has no default run there: trained
     text = (tmp_path / "o" / "protocol.md").read_text()
     assert "| raw pixels |" in text and "cosine k-NN gain" in text and "1%-label probe gain" in text
     again = protocol.main([*arguments, "--out", str(tmp_path / "p"), "--no-progress"])  # loads the encoders

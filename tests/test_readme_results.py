@@ -72,3 +72,19 @@ def test_only_the_classification_section_is_refreshed_from_its_own_runs(tmp_path
 def test_refreshing_a_missing_section_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no subsection"):
         readme_results.replace_subsection("### Other\n", "### Classification", "new")
+
+
+def test_the_protocol_section_is_added_after_the_self_supervised_one_then_refreshed(tmp_path):
+    (tmp_path / "results" / "self_supervised_protocol").mkdir(parents=True)
+    table = tmp_path / "results" / "self_supervised_protocol" / "protocol.md"
+    table.write_text("| protocol table 1 |\n")
+    readme = tmp_path / "README.md"
+    ssl = "### Self-supervised pretraining (`experiments/self_supervised.py`)"
+    readme.write_text(f"<!-- results:start -->\n{ssl}\n\nssl table\n\n### Hyperparameter search\n\nkept\n<!-- results:end -->\n")
+    arguments = ["--results", str(tmp_path / "results"), "--readme", str(readme), "--only", "self-supervised-protocol"]
+    readme_results.main(arguments)
+    table.write_text("| protocol table 2 |\n")
+    readme_results.main(arguments)
+    text = readme.read_text()
+    assert "protocol table 1" not in text and text.count("### Self-supervised encoders judged") == 1
+    assert text.index("ssl table") < text.index("| protocol table 2 |") < text.index("### Hyperparameter search\n\nkept")

@@ -34,6 +34,7 @@ from .common import (
 
 LOADERS = {"fashion-mnist": datasets.load_fashion_mnist, "kmnist": datasets.load_kmnist}
 OPTIMIZERS = {"adam": diynn.Adam, "adamw": diynn.AdamW, "sgd": diynn.SGD}
+MLP_EPOCHS, CNN_EPOCHS = 20, 34  # the default runs' epochs
 
 
 def parse_args(dataset: str, argv=None):
@@ -63,7 +64,7 @@ def parse_args(dataset: str, argv=None):
         default="cosine",
         help="learning rate: cosine decay to 0 over the epochs, or constant",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: 20 for the MLP, 34 for the CNN")
+    parser.add_argument("--epochs", type=int, default=None, help=f"default: {MLP_EPOCHS} for the MLP, {CNN_EPOCHS} for the CNN")
     parser.add_argument(
         "--shift",
         type=int,
@@ -115,7 +116,7 @@ def parse_args(dataset: str, argv=None):
     if args.resume and (args.data_parallel or args.compare_activations):
         parser.error("--resume continues one model's run: not with --data-parallel or --compare-activations")
     if args.epochs is None:
-        args.epochs = 20 if args.model == "mlp" else 34
+        args.epochs = MLP_EPOCHS if args.model == "mlp" else CNN_EPOCHS
     if args.label_smoothing is None:
         args.label_smoothing = 0.0 if args.model == "mlp" else 0.1
     if args.shift is None:
