@@ -12,8 +12,17 @@ import contextlib
 import os
 
 from .base import Backend, BackendError, Generator
+from .cpu_kernels import (
+    blas_gemm,
+    chunk_bounds,
+    kernel,
+    kernel_threads,
+    kernels,
+    matmul_into,
+    parallel_range,
+    set_kernels,
+)
 from .elementwise import Elementwise
-from .cpu_kernels import blas_gemm, chunk_bounds, kernel, kernel_threads, kernels, matmul_into, parallel_range, set_kernels
 
 __all__ = [
     "Backend",

@@ -4,8 +4,8 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from .base import Backend
-from .host_memory import keep_freed_memory
 from .cpu_kernels import SMALLEST_PARALLEL_WORK, compile_kernel
+from .host_memory import keep_freed_memory
 
 
 class NumpyBackend(Backend):

@@ -7,6 +7,7 @@ from . import functional, onnx
 from .augment import (
     Compose,
     GaussianNoise,
+    RandomBrightnessContrast,
     RandomErasing,
     RandomHorizontalFlip,
     RandomResizedCrop,
@@ -91,6 +92,7 @@ __all__ = [
     "Optimizer",
     "Parameter",
     "PerceptualLoss",
+    "RandomBrightnessContrast",
     "RandomErasing",
     "RandomHorizontalFlip",
     "RandomResizedCrop",

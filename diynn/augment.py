@@ -124,6 +124,29 @@ class GaussianNoise:
         return xp.clip(noisy, 0.0, 1.0) if self.clip else noisy
 
 
+class RandomBrightnessContrast:
+    """With probability p per image, y = clip((x - m) c + m + b, 0, 1): m the image's mean, contrast
+    c ~ U[1 - contrast, 1 + contrast], brightness b ~ U[-brightness, brightness] (the grey-image
+    part of SimCLR's colour distortion: without it, two views of an image match by their grey
+    levels alone)."""
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.4, p: float = 0.8, rng=None):
+        self.brightness = arguments.real("brightness", brightness, low=0)
+        self.contrast = arguments.real("contrast", contrast, low=0, high=1)
+        self.p = arguments.real("p", p, low=0, high=1)
+        self.rng = as_generator(rng)
+
+    def __call__(self, x):
+        xp = backend_of(x).xp
+        self.rng = following(self.rng, x)
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        factor = self.rng.uniform(1 - self.contrast, 1 + self.contrast, shape, dtype=x.dtype)
+        offset = self.rng.uniform(-self.brightness, self.brightness, shape, dtype=x.dtype)
+        chosen = self.rng.uniform(0.0, 1.0, shape, dtype=x.dtype) < self.p
+        mean = xp.mean(x, axis=tuple(range(1, x.ndim)), keepdims=True)
+        return xp.where(chosen, xp.clip((x - mean) * factor + mean + offset, 0.0, 1.0), x)
+
+
 class TwoViews:
     """Two independent draws of `augmentation` per image, stacked: (N, ...) -> (2N, ...), rows n and
     n + N the two views of image n, the layout NTXentLoss expects. With `Trainer.fit(x, None,

@@ -4,8 +4,8 @@ Fashion-MNIST: can a CNN learn features a linear classifier can use, without a s
 The encoder is `diynn.cnn_encoder()` (the classifier's two conv blocks, 3136 features) with a
 projection head 3136-256-64 (`--head-input pooled`: the head reads the last feature map averaged
 over its pixels, 64-256-64, SimCLR's design). Each image gives two random views (crop-and-resize,
-flip); the loss (NTXentLoss) asks each view's projection to pick out its partner among the batch's
-2N. No label is read: `Trainer.fit(x, None, augment=TwoViews(...))`.
+flip, brightness and contrast); the loss (NTXentLoss) asks each view's projection to pick out its
+partner among the batch's 2N. No label is read: `Trainer.fit(x, None, augment=TwoViews(...))`.
 The head is then dropped and the frozen encoder's features are judged, on the test set, once:
 - a linear probe (softmax regression on the standardised features) and k-NN (k = 5) against the
   same encoder with its random initial weights, raw pixels, PCA and a conv autoencoder's codes;
@@ -13,7 +13,7 @@ The head is then dropped and the frozen encoder's features are judged, on the te
   for the same CNN (encoder + linear layer) trained from scratch on those labels;
 - a t-SNE of the learned features next to the autoencoder's codes (latent_tsne.py's plot).
 
-    python experiments/self_supervised.py [--epochs 15] [--limit N] [--resume]
+    python experiments/self_supervised.py [--epochs 30] [--limit N] [--resume]
 """
 
 from __future__ import annotations
@@ -55,11 +55,15 @@ PROBE_EPOCHS = {1: 100, 10: 30, 100: 10}
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=15, help="pretraining passes over the training images")
+    parser.add_argument("--epochs", type=int, default=30, help="pretraining passes over the training images")
     parser.add_argument("--batch-size", type=int, default=256, help="images per step (2x as many views)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (cosine schedule)")
     parser.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature")
     parser.add_argument("--min-crop", type=float, default=0.4, help="smallest share of the image a crop keeps")
+    parser.add_argument(
+        "--contrast", type=float, default=0.4, help="views: contrast factors in 1 +- this (0: no brightness/contrast)"
+    )
+    parser.add_argument("--brightness", type=float, default=0.2, help="views: grey-level offsets in +- this")
     parser.add_argument(
         "--head-input",
         choices=["pooled", "flattened"],
@@ -89,12 +93,7 @@ def pretrain(encoder, images, args, checkpoint=None):
     """SimCLR: the encoder and a projection head trained on two views per image, no labels; the
     training state saved to `checkpoint` after every epoch (continued from it with args.resume)."""
     model = diynn.Sequential(*encoder.layers, *projection(encoder, args).layers)
-    views = diynn.TwoViews(
-        diynn.Compose(
-            diynn.RandomResizedCrop(scale=(args.min_crop, 1.0), rng=args.seed + 2),
-            diynn.RandomHorizontalFlip(rng=args.seed + 3),
-        )
-    )
+    views = diynn.TwoViews(diynn.Compose(*view_augmentations(args)))
     optimizer = diynn.Adam(model.parameters(), lr=args.lr)
     trainer = diynn.Trainer(model, diynn.NTXentLoss(args.temperature), optimizer, metric=None)
     start = time.perf_counter()
@@ -111,6 +110,48 @@ def pretrain(encoder, images, args, checkpoint=None):
         resume=checkpoint if getattr(args, "resume", False) else None,
     )
     return history, time.perf_counter() - start  # the encoder's layers were trained in place
+
+
+def view_augmentations(args) -> list:
+    """What makes each view: a random crop resized to the image, a flip, and (80% of the views)
+    brightness and contrast, which stop two views from matching by their grey levels alone."""
+    steps = [
+        diynn.RandomResizedCrop(scale=(args.min_crop, 1.0), rng=args.seed + 2),
+        diynn.RandomHorizontalFlip(rng=args.seed + 3),
+    ]
+    if args.contrast or args.brightness:
+        steps.append(diynn.RandomBrightnessContrast(args.brightness, args.contrast, rng=args.seed + 4))
+    return steps
+
+
+def view_jitter(args) -> str:
+    if not (args.contrast or args.brightness):
+        return "no brightness or contrast change"
+    return f"contrast x(1 +- {args.contrast:g}) and brightness +-{args.brightness:g} on 80% of the views"
+
+
+RECIPE = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "temperature",
+    "min_crop",
+    "contrast",
+    "brightness",
+    "head_input",
+    "seed",
+    "limit",
+)
+
+
+def recipe(args) -> dict:
+    """The settings that make a pretrained encoder what it is."""
+    return {key: getattr(args, key) for key in RECIPE}
+
+
+def pretraining_record(args, history, seconds) -> dict:
+    """What a pretraining took and which recipe made it (checked before an encoder is reused)."""
+    return {"seconds": seconds, "loss": history["loss"], "recipe": recipe(args)}
 
 
 def projection(encoder, args):
@@ -201,8 +242,16 @@ def main(argv=None) -> dict:
         chosen = np.sort(order[: max(10, len(x_train) * percent // 100)])
         train, labels = pretrained[0][chosen], y_train[chosen]
         probe = probe_accuracy(train, labels, pretrained[1], y_test, PROBE_EPOCHS[percent], args)
+        random_probe = probe_accuracy(
+            random_features[0][chosen], labels, random_features[1], y_test, PROBE_EPOCHS[percent], args
+        )
         scratch = from_scratch(x_train[chosen], y_train[chosen], x_test, y_test, SCRATCH_EPOCHS[percent], args)
-        shares[percent] = {"labels": int(len(chosen)), "pretrained_probe": probe, "from_scratch": scratch}
+        shares[percent] = {
+            "labels": int(len(chosen)),
+            "pretrained_probe": probe,
+            "random_probe": random_probe,
+            "from_scratch": scratch,
+        }
         print(f"{percent}% of the labels: {shares[percent]}")
 
     text = table(args, probes, shares, len(x_train), pretrain_s)
@@ -217,7 +266,7 @@ def main(argv=None) -> dict:
     plot_embeddings(embeddings, y_test[samples], class_names, out / "tsne.png", latent=None)
     metrics = {
         "config": vars(args),
-        "pretraining": {"loss": history["loss"], "seconds": pretrain_s},
+        "pretraining": pretraining_record(args, history, pretrain_s),
         "probes": probes,
         "label_efficiency": shares,
         "wall_time_s": time.perf_counter() - start,
@@ -225,6 +274,7 @@ def main(argv=None) -> dict:
     }
     write_json(out / "metrics.json", metrics)
     diynn.save_model(encoder, out / "encoder.npz")
+    write_json(out / "pretrain.json", metrics["pretraining"])  # the record self_supervised_protocol.py reads
     print(text)
     return metrics
 
@@ -232,9 +282,13 @@ def main(argv=None) -> dict:
 def table(args, probes, shares, n_train, pretrain_s) -> str:
     rows = ["| features | size | linear probe | k-NN (k = 5) |", "|---|---|---|---|"]
     rows += [f"| {name} | {p['size']} | {p['linear_probe']:.4f} | {p['knn']:.4f} |" for name, p in probes.items()]
-    efficiency = ["| labels | pretrained encoder, linear probe | same CNN from scratch |", "|---|---|---|"]
+    efficiency = [
+        "| labels | pretrained encoder, linear probe | random-init encoder, linear probe | same CNN from scratch |",
+        "|---|---|---|---|",
+    ]
     efficiency += [
-        f"| {percent}% ({s['labels']}) | {s['pretrained_probe']:.4f} | {s['from_scratch']:.4f} |"
+        f"| {percent}% ({s['labels']}) | {s['pretrained_probe']:.4f} | {s['random_probe']:.4f} "
+        f"| {s['from_scratch']:.4f} |"
         for percent, s in shares.items()
     ]
     ours, random = probes["SimCLR-pretrained encoder"], probes[RANDOM]
@@ -250,7 +304,8 @@ def table(args, probes, shares, n_train, pretrain_s) -> str:
     return (
         f"SimCLR pretraining of `diynn.cnn_encoder()` on {n_train} unlabelled training images: {args.epochs} "
         f"epochs, batch {args.batch_size} (2 views each), temperature {args.temperature}, crops of "
-        f"{args.min_crop:.0%}-100% of the image and flips, the projection head on the {args.head_input} "
+        f"{args.min_crop:.0%}-100% of the image, flips, {view_jitter(args)}, the projection head on the "
+        f"{args.head_input} "
         f"last feature map; {pretrain_s / 60:.1f} min. Test accuracy of a "
         "linear probe (softmax regression on standardised features, all labels) and of k-NN:\n\n"
         + "\n".join(rows)
@@ -267,6 +322,7 @@ def plot_label_efficiency(shares, path):
     percents = list(shares)
     for key, label in (
         ("pretrained_probe", "SimCLR encoder + linear probe"),
+        ("random_probe", "random-init encoder + linear probe"),
         ("from_scratch", "same CNN from scratch"),
     ):
         axis.plot(percents, [shares[p][key] for p in percents], marker="o", label=label)

@@ -6,13 +6,13 @@ statistics re-estimated on the training images) are read at the last feature map
 (64 numbers) and flattened (3136), and judged on the test set by cosine k-NN (k = 200,
 temperature 0.07, all labels) and by linear probes on 10 labelled images per class, 1%, 10% and
 100% of the labels; pixels and PCA-64 are judged once. The baseline a user would reach for, the
-default CNN (fashion_mnist.py --model cnn's recipe) trained from scratch on the same labelled images,
-gets epochs scaled to the share (34 x 100% / share, at most --scratch-max-epochs) and early stopping
-on a stratified 10% of them; at 100% it is the default run itself, read from the seed's
-metrics.json under --default-runs where it was made with that recipe, else trained here. Means and spreads over the seeds go into a table, the label-efficiency figure and
-metrics.json.
+default CNN (fashion_mnist.py --model cnn's recipe) trained from scratch on the same labelled
+images, gets epochs scaled to the share (34 x 100% / share, at most --scratch-max-epochs) and early
+stopping on a stratified 10% of them; at 100% it is the default run itself, read from the seed's
+metrics.json under --default-runs where it was made with that recipe, else trained here. Means and
+spreads over the seeds go into a table, the label-efficiency figure and metrics.json.
 
-    python experiments/self_supervised_protocol.py [--seeds 0 1 2] [--encoders results/ssl_protocol]
+    python experiments/self_supervised_protocol.py [--seeds 0 1 2] [--encoders FOLDER]
 """
 
 from __future__ import annotations
@@ -58,9 +58,15 @@ RECIPE += ("flip", "label_smoothing", "batch_size", "limit")
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="pretraining and init seeds")
-    parser.add_argument("--encoders", default="results/ssl_protocol", help="folder of encoder_seed<k>.npz")
-    parser.add_argument("--epochs", type=int, default=15, help="pretraining epochs, where an encoder is missing")
-    parser.add_argument("--batch-size", type=int, default=256, help="pretraining batch, where an encoder is missing")
+    parser.add_argument(
+        "--encoders",
+        default="results/self_supervised_protocol/encoders",
+        help="folder of encoder_seed<k>.npz and pretrain_seed<k>.json (reused where made by the same recipe)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: self_supervised.py's)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="pretraining batch (default: self_supervised.py's)"
+    )
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
     parser.add_argument(
@@ -76,20 +82,35 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def pretraining_settings(seed, args):
+    """self_supervised.py's recipe for this seed (its defaults, unless --epochs or --batch-size)."""
+    options = ["--seed", str(seed), "--no-progress"]
+    options += ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    options += ["--batch-size", str(args.batch_size)] if args.batch_size is not None else []
+    options += ["--limit", str(args.limit)] if args.limit is not None else []
+    return self_supervised.parse_args(options)
+
+
 def encoder_of(seed, x_train, args):
-    """The seed's pretrained encoder (from --encoders, else pretrained now and saved there) and its
-    pretraining minutes (None when loaded without a record)."""
+    """The seed's pretrained encoder (from --encoders where its record shows this recipe, else
+    pretrained now and saved there) and its pretraining minutes. The seed-0 encoder of
+    self_supervised.py is the same: its encoder.npz and pretrain.json may be copied in."""
     path = Path(args.encoders) / f"encoder_seed{seed}.npz"
     record = path.with_name(f"pretrain_seed{seed}.json")
+    settings = pretraining_settings(seed, args)
+    expected = self_supervised.recipe(settings)
     if path.is_file():
-        minutes = json.loads(record.read_text())["seconds"] / 60 if record.is_file() else None
-        return diynn.load_model(path), minutes
-    options = ["--seed", str(seed), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
-    settings = self_supervised.parse_args([*options, "--no-progress"])
+        made = json.loads(record.read_text()).get("recipe") if record.is_file() else None
+        if made != expected:
+            raise SystemExit(
+                f"{path} was not pretrained by this recipe (its record {record.name}: {made}; this run's: "
+                f"{expected}): give another --encoders folder, or remove it to pretrain again"
+            )
+        return diynn.load_model(path), json.loads(record.read_text())["seconds"] / 60
     encoder = diynn.cnn_encoder(rng=seed)
     history, seconds = self_supervised.pretrain(encoder, x_train, settings)
     diynn.save_model(encoder, path)
-    write_atomic(record, json.dumps({"seconds": seconds, "loss": history["loss"]}))
+    write_atomic(record, json.dumps(self_supervised.pretraining_record(settings, history, seconds)))
     return encoder, seconds / 60
 
 
@@ -192,6 +213,7 @@ def summary(scores: list[dict], key: str) -> tuple[float, float, float]:
 
 
 def table(results, args, minutes, n_train) -> str:
+    recipe = pretraining_settings(args.seeds[0], args)
     keys = ["knn", *(f"probe {name}" for name in LABEL_SUBSETS)]
     header = "| representation | cosine k-NN | " + " | ".join(f"probe, {name}" for name in LABEL_SUBSETS) + " |"
     rows = [header, "|---" * (len(keys) + 1) + "|"]
@@ -206,12 +228,17 @@ def table(results, args, minutes, n_train) -> str:
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     lines = [
         f"Fashion-MNIST, {n_train} training images; {len(args.seeds)} seeds {args.seeds} (mean ± standard "
-        f"deviation over the seeds); test accuracy. Pretraining: self_supervised.py's recipe ({args.epochs} epochs, "
-        f"the projection head on the {self_supervised.parse_args([]).head_input} map), "
-        + ", ".join("?" if m is None else f"{m:.1f}" for m in minutes)
+        f"deviation over the seeds); test accuracy. Pretraining: self_supervised.py's recipe ({recipe.epochs} epochs, "
+        f"batch {recipe.batch_size}, temperature {recipe.temperature}, crops of {recipe.min_crop:.0%}-100%, flips, "
+        f"{self_supervised.view_jitter(recipe)}, the projection head on the {recipe.head_input} map), "
+        + ", ".join(f"{m:.1f}" for m in minutes)
         + " min per seed.",
         "",
         *rows,
+        "",
+        f"The from-scratch row is the whole CNN trained on each column's labels, not a probe of frozen features "
+        f"(epochs scaled to the share, at most {args.scratch_max_epochs}, early stopping on a tenth of them; "
+        "at 100% the default runs).",
         "",
         "Targets (pooled features): " + "; ".join(_targets(results)) + ".",
     ]

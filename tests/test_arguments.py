@@ -46,6 +46,16 @@ CLEAR_ERRORS = {
     "RandomResizedCrop scale 0.5": (lambda: diynn.RandomResizedCrop(scale=0.5), TypeError, "scale must be a"),
     "RandomResizedCrop scale (0, 1)": (lambda: diynn.RandomResizedCrop(scale=(0, 1)), ValueError, "scale"),
     "RandomErasing ratio (3, 1)": (lambda: diynn.RandomErasing(ratio=(3, 1)), ValueError, "ratio is a"),
+    "RandomBrightnessContrast contrast 1.5": (
+        lambda: diynn.RandomBrightnessContrast(contrast=1.5),
+        ValueError,
+        r"contrast must be a finite number in \[0, 1\]",
+    ),
+    "RandomBrightnessContrast brightness -1": (
+        lambda: diynn.RandomBrightnessContrast(brightness=-1),
+        ValueError,
+        "brightness must be",
+    ),
     "TwoViews(None)": (lambda: diynn.TwoViews(None), TypeError, "TwoViews needs an augmentation"),
     "NTXentLoss temperature 0": (lambda: diynn.NTXentLoss(0), ValueError, "temperature"),
     "RandomShift('a')": (lambda: diynn.RandomShift("a"), TypeError, "max_shift must be an integer >= 0"),

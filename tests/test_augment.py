@@ -122,3 +122,34 @@ def test_two_views_stack_two_draws_and_fit_pretrains_without_labels(backend, num
 
 def backend_scope(backend):
     return diynn.use(backend.name)
+
+
+def test_brightness_contrast_scales_each_image_about_its_mean_and_shifts_it(backend, numpy_rng):
+    from diynn import RandomBrightnessContrast
+
+    x = (0.4 + 0.2 * numpy_rng.random((64, 1, 6, 6))).astype(np.float32)  # no clipping at these strengths
+    jitter = RandomBrightnessContrast(brightness=0.1, contrast=0.3, p=1.0, rng=5)
+    y = backend.to_numpy(jitter(backend.asarray(x)))
+    assert y.shape == x.shape and y.dtype == np.float32
+    mean_x, mean_y = x.mean(axis=(1, 2, 3)), y.mean(axis=(1, 2, 3))
+    factor = ((y - mean_y[:, None, None, None]) * (x - mean_x[:, None, None, None])).sum(axis=(1, 2, 3))
+    factor /= ((x - mean_x[:, None, None, None]) ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(
+        y, (x - mean_x[:, None, None, None]) * factor[:, None, None, None] + mean_y[:, None, None, None], atol=1e-5
+    )
+    assert np.all(np.abs(factor - 1) <= 0.3 + 1e-5) and factor.std() > 0.1  # one contrast per image
+    offset = mean_y - mean_x
+    assert np.all(np.abs(offset) <= 0.1 + 1e-6) and offset.std() > 0.03  # one brightness per image
+    again = backend.to_numpy(RandomBrightnessContrast(brightness=0.1, contrast=0.3, p=1.0, rng=5)(backend.asarray(x)))
+    np.testing.assert_array_equal(y, again)  # seeded
+
+
+def test_brightness_contrast_leaves_unchosen_images_and_clips_to_the_image_range(backend, numpy_rng):
+    from diynn import RandomBrightnessContrast
+
+    x = numpy_rng.random((200, 1, 4, 4)).astype(np.float32)
+    untouched = backend.to_numpy(RandomBrightnessContrast(p=0.0, rng=1)(backend.asarray(x)))
+    np.testing.assert_array_equal(untouched, x)
+    y = backend.to_numpy(RandomBrightnessContrast(brightness=0.5, contrast=1.0, p=0.5, rng=1)(backend.asarray(x)))
+    changed = np.any(y != x, axis=(1, 2, 3))
+    assert 60 < changed.sum() < 140 and y.min() >= 0 and y.max() <= 1

@@ -190,6 +190,7 @@ def test_self_supervised_protocol_script(fashion, tmp_path):
     """Two seeds at toy size: encoders pretrained and saved, then loaded on a second run; every
     representation judged by cosine k-NN and the four probes; the table says whether the targets are met."""
     import self_supervised_protocol as protocol
+
     from diynn_experiments import classification
     from diynn_experiments.common import write_json
 
@@ -211,6 +212,8 @@ def test_self_supervised_protocol_script(fashion, tmp_path):
     assert "| raw pixels |" in text and "cosine k-NN gain" in text and "1%-label probe gain" in text
     again = protocol.main([*arguments, "--out", str(tmp_path / "p"), "--no-progress"])  # loads the encoders
     assert again["results"][f"{protocol.PRETRAINED} / pooled"] == metrics["results"][f"{protocol.PRETRAINED} / pooled"]
+    with pytest.raises(SystemExit, match="encoder_seed0.npz was not pretrained by this recipe"):
+        protocol.main([*arguments, "--epochs", "2", "--out", str(tmp_path / "q"), "--no-progress"])
 
 
 @pytest.mark.slow

@@ -305,7 +305,9 @@ def test_a_kernel_is_compiled_anew_when_a_kernel_it_calls_changes_in_another_fil
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "DIYNN_KERNELS": "compiled"}
 
     def run():
-        out = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, cwd=tmp_path)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=environment, capture_output=True, text=True, cwd=tmp_path
+        )
         assert out.returncode == 0, out.stderr
         return float(out.stdout)
 

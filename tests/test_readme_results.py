@@ -80,11 +80,15 @@ def test_the_protocol_section_is_added_after_the_self_supervised_one_then_refres
     table.write_text("| protocol table 1 |\n")
     readme = tmp_path / "README.md"
     ssl = "### Self-supervised pretraining (`experiments/self_supervised.py`)"
-    readme.write_text(f"<!-- results:start -->\n{ssl}\n\nssl table\n\n### Hyperparameter search\n\nkept\n<!-- results:end -->\n")
+    readme.write_text(
+        f"<!-- results:start -->\n{ssl}\n\nssl table\n\n### Hyperparameter search\n\nkept\n<!-- results:end -->\n"
+    )
     arguments = ["--results", str(tmp_path / "results"), "--readme", str(readme), "--only", "self-supervised-protocol"]
     readme_results.main(arguments)
     table.write_text("| protocol table 2 |\n")
     readme_results.main(arguments)
     text = readme.read_text()
     assert "protocol table 1" not in text and text.count("### Self-supervised encoders judged") == 1
-    assert text.index("ssl table") < text.index("| protocol table 2 |") < text.index("### Hyperparameter search\n\nkept")
+    assert (
+        text.index("ssl table") < text.index("| protocol table 2 |") < text.index("### Hyperparameter search\n\nkept")
+    )

@@ -64,7 +64,9 @@ def parse_args(dataset: str, argv=None):
         default="cosine",
         help="learning rate: cosine decay to 0 over the epochs, or constant",
     )
-    parser.add_argument("--epochs", type=int, default=None, help=f"default: {MLP_EPOCHS} for the MLP, {CNN_EPOCHS} for the CNN")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help=f"default: {MLP_EPOCHS} for the MLP, {CNN_EPOCHS} for the CNN"
+    )
     parser.add_argument(
         "--shift",
         type=int,
