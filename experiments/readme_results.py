@@ -35,11 +35,29 @@ REQUIRED = {
     "self_supervised/self_supervised.md": "python experiments/self_supervised.py",
     "self_supervised_protocol/protocol.md": "python experiments/self_supervised_protocol.py",
 }
-PROTOCOL_SECTION = (
-    "Self-supervised encoders judged by the field's protocol (`experiments/self_supervised_protocol.py`)",
-    "self_supervised_protocol/protocol.md",
-    ["self_supervised_protocol/label_efficiency.png"],
-)
+# the sections after classification, in the README's order: (title, table, figures) in the results folder
+SECTIONS = [
+    (
+        "Autoencoders vs PCA (`experiments/autoencoder.py`)",
+        "autoencoder/reconstruction.md",
+        ["autoencoder/error_by_latent.png", "autoencoder/reconstructions.png"],
+    ),
+    ("Latent space (`experiments/latent_tsne.py`)", "latent_tsne/latent.md", ["latent_tsne/tsne.png"]),
+    ("Classification after reconstruction (`experiments/preprocessing.py`)", "preprocessing/preprocessing.md", []),
+    ("Denoising (`experiments/denoising.py`)", "denoising/denoising.md", ["denoising/denoising.png"]),
+    ("Perceptual loss (`experiments/perceptual.py`)", "perceptual/perceptual.md", ["perceptual/reconstructions.png"]),
+    (
+        "Self-supervised pretraining (`experiments/self_supervised.py`)",
+        "self_supervised/self_supervised.md",
+        ["self_supervised/label_efficiency.png", "self_supervised/tsne.png"],
+    ),
+    (
+        "Self-supervised encoders judged by the field's protocol (`experiments/self_supervised_protocol.py`)",
+        "self_supervised_protocol/protocol.md",
+        ["self_supervised_protocol/label_efficiency.png"],
+    ),
+]
+SECTION_NAMES = {table.split("/")[0]: index for index, (_, table, _) in enumerate(SECTIONS)}
 
 
 PUBLISHED_CNN_BASELINE = 0.934  # zalandoresearch/fashion-mnist's benchmark: 2 conv + pooling + batch norm
@@ -168,10 +186,10 @@ def main(argv=None):
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to update")
     parser.add_argument(
         "--only",
-        choices=["classification", "self-supervised-protocol", "performance"],
+        choices=["classification", "performance", *SECTION_NAMES],
         help="refresh one part: the classification section (from its runs alone, its host named in it), "
-        "the self-supervised protocol's section (added after the self-supervised one if missing), "
-        "or the benchmark summaries",
+        "the benchmark summaries, or one experiment's section (named by its results folder; added after "
+        "the section before it if missing)",
     )
     args = parser.parse_args(argv)
     figures = args.readme.parent / "docs" / "figures"
@@ -185,43 +203,11 @@ def main(argv=None):
         refreshed = "\n".join([title, "", host_line(r).replace("Made on", "This section made on", 1), *body])
         write_atomic(args.readme, replace_subsection(args.readme.read_text(), title, refreshed))
         return print(f"README classification section updated from {r}")
-    if args.only == "self-supervised-protocol":
-        title, table, figure_names = PROTOCOL_SECTION
-        check_complete(r, [table])
-        refreshed = "\n".join(section(title, r / table, figures, [r / name for name in figure_names]))
-        text = args.readme.read_text()
-        after = "### Self-supervised pretraining (`experiments/self_supervised.py`)"
-        text = add_subsection(text, after, f"### {title}") if f"### {title}\n" not in text else text
-        write_atomic(args.readme, replace_subsection(text, f"### {title}", refreshed))
-        return print(f"README self-supervised protocol section updated from {r}")
+    if args.only in SECTION_NAMES:
+        return refresh_section(args.readme, r, figures, SECTION_NAMES[args.only])
     check_complete(r)
     lines = [host_line(r), "", *classification_section(r, figures)]
-    sections = [
-        (
-            "Autoencoders vs PCA (`experiments/autoencoder.py`)",
-            "autoencoder/reconstruction.md",
-            ["autoencoder/error_by_latent.png", "autoencoder/reconstructions.png"],
-        ),
-        ("Latent space (`experiments/latent_tsne.py`)", "latent_tsne/latent.md", ["latent_tsne/tsne.png"]),
-        (
-            "Classification after reconstruction (`experiments/preprocessing.py`)",
-            "preprocessing/preprocessing.md",
-            [],
-        ),
-        ("Denoising (`experiments/denoising.py`)", "denoising/denoising.md", ["denoising/denoising.png"]),
-        (
-            "Perceptual loss (`experiments/perceptual.py`)",
-            "perceptual/perceptual.md",
-            ["perceptual/reconstructions.png"],
-        ),
-        (
-            "Self-supervised pretraining (`experiments/self_supervised.py`)",
-            "self_supervised/self_supervised.md",
-            ["self_supervised/label_efficiency.png", "self_supervised/tsne.png"],
-        ),
-        PROTOCOL_SECTION,
-    ]
-    for title, table, figure_names in sections:
+    for title, table, figure_names in SECTIONS:
         lines += section(title, r / table, figures, [r / name for name in figure_names])
     hpo = r / "hpo" / "metrics.json"
     if hpo.is_file():
@@ -261,6 +247,20 @@ def replace_subsection(text: str, title: str, section: str) -> str:
     ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
     end = min(ends) if ends else len(text)
     return text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
+
+
+def refresh_section(readme: Path, results: Path, figures: Path, index: int) -> None:
+    """Replace the README's section SECTIONS[index] with its script's latest table and figures
+    (added after the section before it where it is missing)."""
+    title, table, figure_names = SECTIONS[index]
+    check_complete(results, [table])
+    refreshed = "\n".join(section(title, results / table, figures, [results / name for name in figure_names]))
+    text = readme.read_text()
+    if f"### {title}\n" not in text:
+        before = SECTIONS[index - 1][0] if index else "Classification (`experiments/fashion_mnist.py`)"
+        text = add_subsection(text, f"### {before}", f"### {title}")
+    write_atomic(readme, replace_subsection(text, f"### {title}", refreshed))
+    print(f"README section {title!r} updated from {results}")
 
 
 def add_subsection(text: str, after: str, title: str) -> str:

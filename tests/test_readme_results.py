@@ -83,7 +83,7 @@ def test_the_protocol_section_is_added_after_the_self_supervised_one_then_refres
     readme.write_text(
         f"<!-- results:start -->\n{ssl}\n\nssl table\n\n### Hyperparameter search\n\nkept\n<!-- results:end -->\n"
     )
-    arguments = ["--results", str(tmp_path / "results"), "--readme", str(readme), "--only", "self-supervised-protocol"]
+    arguments = ["--results", str(tmp_path / "results"), "--readme", str(readme), "--only", "self_supervised_protocol"]
     readme_results.main(arguments)
     table.write_text("| protocol table 2 |\n")
     readme_results.main(arguments)
