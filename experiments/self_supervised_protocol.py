@@ -5,12 +5,13 @@ pretrained here) and the same architecture with that seed's random initial weigh
 statistics re-estimated on the training images) are read at the last feature map, globally pooled
 (64 numbers) and flattened (3136), and judged on the test set by cosine k-NN (k = 200,
 temperature 0.07, all labels) and by linear probes on 10 labelled images per class, 1%, 10% and
-100% of the labels; pixels and PCA-64 are judged once. The baseline a user would reach for, the
-default CNN (fashion_mnist.py --model cnn's recipe) trained from scratch on the same labelled
-images, gets epochs scaled to the share (34 x 100% / share, at most --scratch-max-epochs) and early
-stopping on a stratified 10% of them; at 100% it is the default run itself, read from the seed's
-metrics.json under --default-runs where it was made with that recipe, else trained here. Means and
-spreads over the seeds go into a table, the label-efficiency figure and metrics.json.
+100% of the labels; pixels, PCA-64 and a conv autoencoder's codes are judged once. The baseline a
+user would reach for, the default CNN (fashion_mnist.py --model cnn's recipe) trained from scratch
+on the same labelled images, gets epochs scaled to the share (34 x 100% / share, at most
+--scratch-max-epochs) and early stopping on a stratified 10% of them; at 100% it is the default run
+itself, read from the seed's metrics.json under --default-runs where it was made with that recipe,
+else trained here. Means and spreads over the seeds go into a table, the label-efficiency figure
+and metrics.json.
 
     python experiments/self_supervised_protocol.py [--seeds 0 1 2] [--encoders FOLDER]
 """
@@ -66,6 +67,9 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: self_supervised.py's)")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="pretraining batch (default: self_supervised.py's)"
+    )
+    parser.add_argument(
+        "--autoencoder", default="results/autoencoder/conv_ae_32.npz", help="autoencoder.py's conv AE to compare with"
     )
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
@@ -140,9 +144,13 @@ def main(argv=None) -> dict:
         print(f"seed {seed}, {SCRATCH}: {scratch}", flush=True)
     subsets = label_subsets(y_train, args.seeds[0])
     pca = PCA(n_components=64, random_state=args.seeds[0]).fit(flat(x_train))
+    codes = self_supervised.autoencoder_codes(
+        x_train, x_test, argparse.Namespace(autoencoder=args.autoencoder, seed=args.seeds[0])
+    )
     for name, (train, test) in {
         "raw pixels": (flat(x_train), flat(x_test)),
         "PCA-64 of the pixels": (pca.transform(flat(x_train)), pca.transform(flat(x_test))),
+        "conv autoencoder codes (latent 32)": codes,
     }.items():
         results[name] = [judge(train, y_train, test, y_test, subsets, args.seeds[0])]
     text = table(results, args, minutes, len(x_train))

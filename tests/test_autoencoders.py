@@ -196,6 +196,7 @@ def test_self_supervised_protocol_script(fashion, tmp_path):
 
     arguments = [*fashion, "--seeds", "0", "1", "--batch-size", "32", "--encoders", str(tmp_path / "enc")]
     arguments += ["--scratch-max-epochs", "3", "--default-runs", str(tmp_path / "runs")]
+    arguments += ["--autoencoder", str(tmp_path / "none.npz")]  # missing: a 3-epoch one is trained
     default_run = tmp_path / "runs" / "fashion-mnist-cnn-seed1"  # seed 1's 100% row comes from its default run
     config = {**vars(classification.parse_args("fashion-mnist", ["--model", "cnn", "--seed", "1"])), "limit": None}
     write_json(default_run / "metrics.json", {"config": config, "test_accuracy": 0.125})
@@ -209,7 +210,12 @@ def test_self_supervised_protocol_script(fashion, tmp_path):
     assert set(scratch[0]) == set(scores) - {"knn"} and scratch[1]["probe 100%"] == 0.125
     assert scratch[0]["probe 100%"] != 0.125  # seed 0 has no default run there: trained
     text = (tmp_path / "o" / "protocol.md").read_text()
-    assert "| raw pixels |" in text and "cosine k-NN gain" in text and "1%-label probe gain" in text
+    assert (
+        "| raw pixels |" in text
+        and "| conv autoencoder codes (latent 32) |" in text
+        and "cosine k-NN gain" in text
+        and "1%-label probe gain" in text
+    )
     again = protocol.main([*arguments, "--out", str(tmp_path / "p"), "--no-progress"])  # loads the encoders
     assert again["results"][f"{protocol.PRETRAINED} / pooled"] == metrics["results"][f"{protocol.PRETRAINED} / pooled"]
     with pytest.raises(SystemExit, match="encoder_seed0.npz was not pretrained by this recipe"):
