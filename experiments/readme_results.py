@@ -254,7 +254,15 @@ def refresh_section(readme: Path, results: Path, figures: Path, index: int) -> N
     (added after the section before it where it is missing)."""
     title, table, figure_names = SECTIONS[index]
     check_complete(results, [table])
-    refreshed = "\n".join(section(title, results / table, figures, [results / name for name in figure_names]))
+    lines = section(title, results / table, figures, [results / name for name in figure_names])
+    metrics = results / table.split("/")[0] / "metrics.json"
+    if metrics.is_file():  # this section's run may come from another host kind than the others'
+        m = json.loads(metrics.read_text())
+        lines[2:2] = [
+            f"This section made on: {m.get('cpu', '?')}, BLAS {m.get('blas', '?')}, backend {m['backend']}.",
+            "",
+        ]
+    refreshed = "\n".join(lines)
     text = readme.read_text()
     if f"### {title}\n" not in text:
         before = SECTIONS[index - 1][0] if index else "Classification (`experiments/fashion_mnist.py`)"

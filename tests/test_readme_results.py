@@ -78,6 +78,9 @@ def test_the_protocol_section_is_added_after_the_self_supervised_one_then_refres
     (tmp_path / "results" / "self_supervised_protocol").mkdir(parents=True)
     table = tmp_path / "results" / "self_supervised_protocol" / "protocol.md"
     table.write_text("| protocol table 1 |\n")
+    (table.parent / "metrics.json").write_text(
+        json.dumps({"cpu": "Some CPU", "blas": "openblas Haswell", "backend": "numpy"})
+    )
     readme = tmp_path / "README.md"
     ssl = "### Self-supervised pretraining (`experiments/self_supervised.py`)"
     readme.write_text(
@@ -89,6 +92,7 @@ def test_the_protocol_section_is_added_after_the_self_supervised_one_then_refres
     readme_results.main(arguments)
     text = readme.read_text()
     assert "protocol table 1" not in text and text.count("### Self-supervised encoders judged") == 1
+    assert text.count("This section made on: Some CPU, BLAS openblas Haswell, backend numpy.") == 1
     assert (
         text.index("ssl table") < text.index("| protocol table 2 |") < text.index("### Hyperparameter search\n\nkept")
     )
