@@ -271,20 +271,26 @@ def _targets(results) -> list[str]:
 
 
 def plot_label_efficiency(results, path):
-    figure, axis = plt.subplots(figsize=(6.5, 4))
+    """Test accuracy against the labelled images: linear probes of both encoders (pooled solid,
+    flattened dashed, one colour per encoder), of the pixels, and the CNN trained from scratch."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
     positions = np.arange(len(LABEL_SUBSETS))
-    for name in results:
-        if " / pooled" not in name and name not in ("raw pixels", SCRATCH):
+    colours = {PRETRAINED: "C0", RANDOM: "C1", SCRATCH: "C2", "raw pixels": "C3"}
+    for name, scores in results.items():
+        encoder, _, kind = name.partition(" / ")
+        if encoder not in colours:
             continue
-        scores = results[name]
         means = [summary(scores, f"probe {s}")[0] for s in LABEL_SUBSETS]
         errors = [summary(scores, f"probe {s}")[1] for s in LABEL_SUBSETS]
-        axis.errorbar(positions, means, yerr=errors, marker="o", capsize=3, label=name.replace(" / pooled", ", pooled"))
+        style = {"linestyle": "--", "marker": "s"} if kind == "flattened" else {"marker": "o"}
+        label = f"{encoder}, {kind} features" if kind else encoder
+        axis.errorbar(positions, means, yerr=errors, capsize=3, color=colours[encoder], label=label, **style)
     axis.set_xticks(positions, LABEL_SUBSETS)
     axis.set_xlabel("labelled training images")
-    axis.set_ylabel("test accuracy of a linear probe")
-    axis.set_title("Label efficiency (error bars: standard deviation over seeds)")
-    axis.legend(fontsize=8)
+    axis.set_ylabel("test accuracy")
+    axis.set_title("Label efficiency: linear probes of frozen features, and the CNN from scratch\n"
+                   "(error bars: standard deviation over seeds)", fontsize=10)  # fmt: skip
+    axis.legend(fontsize=7)
     save_figure(figure, path)
 
 
