@@ -173,6 +173,7 @@ def steps(args, gpu: bool) -> list[Step]:
     if dry:
         report += ["--rounds", "1", "--seconds", "0.02", "--gap", "0", "--batches", "8", "--cnn-batches", "4"]
         report += ["--conv-shapes", "conv1", "--memory-steps", "3", "--no-kernels", "--no-torch"]
+        report += ["--cnn-seconds", "0.01", "--no-one-thread"]  # the report itself is tested on its own
     else:
         report += ["--rounds", "3", "--seconds", "0.25", "--gap", "0.05", "--kernel-rounds", "1"]
         report += ["--cnn-batches", "128", "--conv-shapes", "conv2", "--memory-steps", "200"]
@@ -199,7 +200,7 @@ def steps(args, gpu: bool) -> list[Step]:
         ),
         Step(
             "KMNIST files in the official layout (download from a loopback server, train)",
-            pytest + ["tests/test_classify_experiments.py"],
+            pytest + ["tests/test_classify_experiments.py", *(["-k", "kmnist"] if dry else [])],
             60,
             environment=on_gpu,
         ),
