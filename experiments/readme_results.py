@@ -244,9 +244,14 @@ def replace_subsection(text: str, title: str, section: str) -> str:
     start = text.find(title + "\n")
     if start < 0:
         raise ValueError(f"no subsection {title!r} to replace")
-    ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
-    end = min(ends) if ends else len(text)
+    end = _subsection_end(text, start)
     return text[:start] + section.rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
+
+
+def _subsection_end(text: str, start: int) -> int:
+    """Where the subsection starting at `start` ends: the next "### " heading or the results' end marker."""
+    ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
+    return min(ends) if ends else len(text)
 
 
 def refresh_section(readme: Path, results: Path, figures: Path, index: int) -> None:
@@ -276,8 +281,7 @@ def add_subsection(text: str, after: str, title: str) -> str:
     start = text.find(after + "\n")
     if start < 0:
         raise ValueError(f"no subsection {after!r} to add {title!r} after")
-    ends = [i for i in (text.find("\n### ", start + 1), text.find(MARKERS["results"][1], start)) if i >= 0]
-    end = min(ends) if ends else len(text)
+    end = _subsection_end(text, start)
     return text[:end].rstrip("\n") + f"\n\n{title}\n\n" + text[end:].lstrip("\n")
 
 

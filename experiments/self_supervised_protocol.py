@@ -52,8 +52,8 @@ from diynn_experiments.representation import (
 PRETRAINED, RANDOM = "SimCLR-pretrained encoder", "random-init encoder (batch norm re-estimated)"
 SCRATCH = "default CNN from scratch (fashion_mnist.py --model cnn's recipe)"
 # the recipe's settings a default run's metrics.json must show to stand for the 100% row
-RECIPE = ("model", "channels", "hidden", "dropout", "batch_norm", "optimizer", "lr", "schedule", "epochs", "shift")
-RECIPE += ("flip", "label_smoothing", "batch_size", "limit")
+CNN_RECIPE = ("model", "channels", "hidden", "dropout", "batch_norm", "optimizer", "lr", "schedule", "epochs", "shift")
+CNN_RECIPE += ("flip", "label_smoothing", "batch_size", "limit")
 
 
 def parse_args(argv):
@@ -104,13 +104,13 @@ def encoder_of(seed, x_train, args):
     settings = pretraining_settings(seed, args)
     expected = self_supervised.recipe(settings)
     if path.is_file():
-        made = json.loads(record.read_text()).get("recipe") if record.is_file() else None
-        if made != expected:
+        made = json.loads(record.read_text()) if record.is_file() else {}
+        if made.get("recipe") != expected:
             raise SystemExit(
-                f"{path} was not pretrained by this recipe (its record {record.name}: {made}; this run's: "
-                f"{expected}): give another --encoders folder, or remove it to pretrain again"
+                f"{path} was not pretrained by this recipe (its record {record.name}: {made.get('recipe')}; "
+                f"this run's: {expected}): give another --encoders folder, or remove it to pretrain again"
             )
-        return diynn.load_model(path), json.loads(record.read_text())["seconds"] / 60
+        return diynn.load_model(path), made["seconds"] / 60
     encoder = diynn.cnn_encoder(rng=seed)
     history, seconds = self_supervised.pretrain(encoder, x_train, settings)
     diynn.save_model(encoder, path)
@@ -175,8 +175,7 @@ def from_scratch(x_train, y_train, x_test, y_test, chosen, seed, args) -> float:
     )
     x, x_val, y, y_val = _validation_split(x_train[chosen], y_train[chosen], seed)
     model = classification.build_model(recipe, x.shape[1:])
-    optimizer = diynn.Adam(model.parameters(), lr=recipe.lr)
-    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), optimizer)
+    trainer, schedule = classification.recipe_trainer(recipe, model)
     stopping = diynn.EarlyStopping(model, "val_loss", patience=max(5, epochs // 10))
     trainer.fit(
         x,
@@ -186,7 +185,7 @@ def from_scratch(x_train, y_train, x_test, y_test, chosen, seed, args) -> float:
         validation_data=(x_val, y_val),
         seed=seed,
         progress=False,
-        callbacks=[diynn.CosineLR(optimizer, epochs), stopping],
+        callbacks=[*schedule, stopping],
         augment=classification.augmentation(recipe),
     )
     return diynn.accuracy(model, x_test, y_test)
@@ -209,7 +208,7 @@ def _default_run(seed, args) -> float | None:
     run = json.loads((folder / "metrics.json").read_text())
     recipe = vars(classification.parse_args("fashion-mnist", ["--model", "cnn", "--seed", str(seed)]))
     recipe["limit"] = args.limit
-    same = all(run["config"].get(key) == recipe[key] for key in RECIPE) and run["config"]["seed"] == seed
+    same = all(run["config"].get(key) == recipe[key] for key in CNN_RECIPE) and run["config"]["seed"] == seed
     return run["test_accuracy"] if same else None
 
 

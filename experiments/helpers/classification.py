@@ -166,6 +166,15 @@ def augmentation(args):
     return diynn.Compose(*steps) if len(steps) > 1 else (steps[0] if steps else None)
 
 
+def recipe_trainer(args, model, communicator=None):
+    """The Trainer of args' recipe for `model` (its optimiser, cross-entropy with its label
+    smoothing) and the recipe's schedule as epoch callbacks."""
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
+    loss = diynn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    trainer = diynn.Trainer(model, loss, optimizer, communicator=communicator)
+    return trainer, ([diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else [])
+
+
 def train(args, splits, activation=None, communicator=None):
     """Train one model (data-parallel with a communicator); returns (model, history, test
     accuracy, test predictions, seconds)."""
@@ -173,10 +182,7 @@ def train(args, splits, activation=None, communicator=None):
         args = argparse.Namespace(**{**vars(args), "activation": activation})
     (x_train, y_train), validation, (x_test, y_test), _ = splits
     model = build_model(args, x_train.shape[1:])
-    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
-    loss = diynn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    trainer = diynn.Trainer(model, loss, optimizer, communicator=communicator)
-    callbacks = [diynn.CosineLR(optimizer, args.epochs)] if args.schedule == "cosine" else []
+    trainer, callbacks = recipe_trainer(args, model, communicator)
     augment = augmentation(args)
     # one model's run saves its state after every epoch (--resume continues it)
     checkpoint = None if communicator is not None or activation else Path(args.out) / "checkpoint.npz"
