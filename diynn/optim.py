@@ -110,7 +110,8 @@ class SGD(Optimizer):
     def update_one(self, p, g, state):
         backend = backend_of(p)
         if not self.momentum:
-            fused, compiled = backend.elementwise(SGD_STEP), _compiled_in_place(backend, _sgd_step_flat, p)
+            fused = backend.elementwise(SGD_STEP)
+            compiled = None if fused is not None else _compiled_in_place(backend, _sgd_step_flat, p)
             if fused is not None:
                 fused(g, self.lr, p)
             elif compiled is not None:
