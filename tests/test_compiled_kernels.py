@@ -53,10 +53,19 @@ CONV_GEOMETRIES = [
     (7, 4, 6, 6, 2, 1, 1, 0),  # 1x1 kernel, 7 images over the threads
     (3, 3, 1, 1, 1, 1, 1, 0),  # one output channel, 1x1 images
 ]
+# 3x3 stride-1 convolutions with enough channels for Winograd's F(2x2, 3x3): odd output sizes (the
+# last tiles cut), no padding, padding 2, and images large enough that a thread's chunk takes
+# several blocks of images
+WINOGRAD_GEOMETRIES = [
+    (5, 8, 9, 8, 4, 3, 1, 1),
+    (3, 9, 7, 6, 5, 3, 1, 0),
+    (2, 8, 5, 5, 3, 3, 1, 2),
+    (5, 8, 26, 27, 4, 3, 1, 1),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES + WINOGRAD_GEOMETRIES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d(geometry, dtype, bias, numpy_rng):
     n, c, h, w, o, k, s, p = geometry
@@ -91,13 +100,25 @@ def test_conv_transpose2d(geometry, dtype, output_padding, numpy_rng):
     assert_same(*both_paths(run), dtype)
 
 
+@pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES)
+def test_winograd_serves_3x3_stride_1_convolutions_with_enough_channels(geometry, numpy_rng):
+    n, c, h, w, o, k, s, p = geometry
+    backends.set_kernels("compiled")
+    _, cache = F.conv2d(numpy_rng.standard_normal((n, c, h, w)), numpy_rng.standard_normal((o, c, k, k)), None, s, p)
+    assert cache.path == "winograd"
+    _, cache = F.conv2d(numpy_rng.standard_normal((n, 1, h, w)), numpy_rng.standard_normal((o, 1, k, k)), None, s, p)
+    assert cache.path == "compiled"  # one input channel: im2col's products are cheaper
+
+
+@pytest.mark.parametrize("channels, path", [(2, "compiled"), (8, "winograd")])
+@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("input_grad, param_grads", [(False, True), (True, False)])
-def test_conv_gradients_not_asked_for_stay_none(input_grad, param_grads, numpy_rng):
-    x, weight = numpy_rng.standard_normal((3, 2, 6, 6)), numpy_rng.standard_normal((4, 2, 3, 3))
-    y, cache = F.conv2d(x, weight, None, 1, 1)
+def test_conv_gradients_not_asked_for_stay_none(channels, path, bias, input_grad, param_grads, numpy_rng):
+    x, weight = numpy_rng.standard_normal((3, channels, 6, 6)), numpy_rng.standard_normal((4, channels, 3, 3))
+    y, cache = F.conv2d(x, weight, numpy_rng.standard_normal(4) if bias else None, 1, 1)
     grads = F.conv2d_backward(cache, np.ones_like(y), input_grad=input_grad, param_grads=param_grads)
-    assert cache.path == "compiled"
-    assert [g is None for g in grads] == [not input_grad, not param_grads, True]
+    assert cache.path == path
+    assert [g is None for g in grads] == [not input_grad, not param_grads, not (param_grads and bias)]
     full = F.conv2d_backward(cache, np.ones_like(y))
     for asked, complete in zip(grads, full):
         if asked is not None:

@@ -14,6 +14,7 @@ from diynn import (
     MaxPool2d,
     gradcheck,
 )
+from diynn import functional as F
 
 CONVS = {
     "3x3": dict(kernel_size=3),
@@ -89,6 +90,20 @@ def test_shape_errors(backend):
         BatchNorm1d(3)(backend.asarray(np.zeros((1, 3), np.float32)))
     with pytest.raises(ValueError, match="output_padding"):
         ConvTranspose2d(1, 1, 3, stride=2, output_padding=2)
+
+
+@pytest.mark.parametrize("op, weight_shape", [(F.conv2d, (4, 3, 3, 3)), (F.conv_transpose2d, (3, 4, 3, 3))])
+def test_functional_convolutions_reject_operands_that_do_not_fit(backend, op, weight_shape):
+    """The compiled kernels would read past such operands: each is a clear error on every path."""
+    x, weight = (backend.asarray(np.zeros(shape, np.float32)) for shape in ((2, 3, 6, 6), weight_shape))
+    with pytest.raises(ValueError, match=r"size 3 on axis 1, got shape \(2, 2, 6, 6\)"):
+        op(backend.asarray(np.zeros((2, 2, 6, 6), np.float32)), weight)
+    with pytest.raises(TypeError, match=r"expects dtype \S*float32 .* got \S*float64"):
+        op(backend.asarray(np.zeros((2, 3, 6, 6), np.float64)), weight)
+    with pytest.raises(ValueError, match=r"bias expects size 4 on axis 0, got shape \(3,\)"):
+        op(x, weight, backend.asarray(np.zeros(3, np.float32)))
+    with pytest.raises(ValueError, match="weight expects an input with 4 axes"):
+        op(x, backend.asarray(np.zeros((4, 3, 3), np.float32)))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from diynn import Linear, gradcheck
+from diynn import functional as F
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -26,6 +27,14 @@ def test_linear_initialisation_scale(backend):
     assert xavier.std() == pytest.approx(np.sqrt(2 / 1200), rel=0.02)
     with pytest.raises(ValueError, match="unknown init 'zeros'"):
         Linear(2, 2, init="zeros")
+
+
+def test_functional_linear_rejects_operands_that_do_not_fit(backend):
+    weight = backend.asarray(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"linear expects size 3 on axis 1, got shape \(4, 5\)"):
+        F.linear(backend.asarray(np.ones((4, 5), np.float32)), weight)
+    with pytest.raises(TypeError, match=r"linear expects dtype \S*float32 .* got \S*float64"):
+        F.linear(backend.asarray(np.ones((4, 3), np.float64)), weight)
 
 
 def test_linear_rejects_wrong_shape_and_dtype(backend):

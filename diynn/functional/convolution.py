@@ -2,12 +2,13 @@
 same split over the CPU's threads (compiled kernels), or cuDNN on CuPy.
 
 Images are (N, C, H, W). The compiled CPU path (the default on NumPy) gives each thread a chunk of
-images (see the comment above `_conv2d_chunks`). The portable path works channel-major, (C, N, H, W), so that the im2col
-matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output; a
-convolution of one-channel images works batch-major instead (see `_conv2d_one_channel`). Where the
-backend has cuDNN (CuPy with cupyx.cudnn), the three products (forward, weight gradient, input
-gradient) are cuDNN's convolution routines, as in Chainer's convolution_2d; the transposed
-convolution is the same three routines in another order.
+images (see the comment above `_conv2d_chunks`); its 3x3 stride-1 convolutions of several channels
+use Winograd's F(2x2, 3x3) instead of im2col (winograd.py). The portable path works channel-major,
+(C, N, H, W), so that the im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw)
+weight gives the output; a convolution of one-channel images works batch-major instead (see
+`_conv2d_one_channel`). Where the backend has cuDNN (CuPy with cupyx.cudnn), the three products
+(forward, weight gradient, input gradient) are cuDNN's convolution routines, as in Chainer's
+convolution_2d; the transposed convolution is the same three routines in another order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import NamedTuple
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
 from .. import arguments
+from ..checks import check_input
+from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 
 CUDNN_OPTIONS = {"auto_tune": False, "tensor_core": "never"}  # float32 stays float32 (no TF32)
@@ -25,8 +28,9 @@ CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
 
 class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
-    "one_channel", "compiled" or "cudnn"), the saved operand (im2col windows, the compiled path's
-    per-chunk windows with its chunks and geometry, or the input for cuDNN), the weight, whether
+    "one_channel", "compiled", "winograd" or "cudnn"), the saved operand (im2col windows, the
+    compiled path's per-chunk windows with its chunks and geometry, Winograd's input and filter
+    tiles, or the input for cuDNN), the weight, whether
     there was a bias, the padded input's shape (the compiled path: the input's, or for a transposed
     convolution its output's) and the (stride, padding) pairs."""
 
@@ -50,6 +54,14 @@ def conv_output_shape(height, width, kernel, stride, padding, name="conv2d"):
     return oh, ow
 
 
+def _check_operands(name, x, weight, bias, in_channels, out_channels):
+    """Clear errors for operands that do not fit together (the compiled kernels would read past them)."""
+    check_input(weight, ndim=4, name=f"{name}'s weight")
+    check_input(x, ndim=4, name=name, sizes={1: in_channels}, like=weight)
+    if bias is not None:
+        check_input(bias, ndim=1, name=f"{name}'s bias", sizes={0: out_channels}, like=weight)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in PyTorch).
 
@@ -59,6 +71,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     backend = backend_of(x)
     xp = backend.xp
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
+    _check_operands("conv2d", x, weight, bias, in_channels=weight.shape[1], out_channels=weight.shape[0])
     out_channels, in_channels, kh, kw = weight.shape
     n, _, height, width = x.shape
     oh, ow = conv_output_shape(height, width, (kh, kw), stride, padding)
@@ -68,6 +81,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         cudnn.convolution_forward(x, weight, bias, y, padding, stride, (1, 1), 1, **CUDNN_OPTIONS)
         return y, ConvCache("cudnn", x, weight, bias is not None, x.shape, stride, padding)
     compiled = backend.compiled(_conv2d_chunks)
+    if compiled is not None and winograd.serves(weight.shape, stride):
+        y, saved = winograd.conv2d(backend, x, weight, bias, padding, (oh, ow))
+        return y, ConvCache("winograd", saved, weight, bias is not None, x.shape, stride, padding)
     if compiled is not None:
         return _conv2d_compiled(backend, compiled, x, weight, bias, stride, padding, (oh, ow))
     if in_channels == 1:
@@ -90,6 +106,11 @@ def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True)
         return _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
     if cache.path == "compiled":
         return _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
+    if cache.path == "winograd":
+        grad_x, grad_weight, grad_bias = winograd.conv2d_backward(
+            backend, cache.saved, cache.padding, grad_y, input_grad, param_grads
+        )
+        return grad_x, grad_weight, grad_bias if cache.has_bias else None
     if cache.path == "one_channel":
         return _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads)
     weight = cache.weight
@@ -177,6 +198,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     xp = backend.xp
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
     output_padding = arguments.integer_pair("output_padding", output_padding, minimum=0)
+    _check_operands("conv_transpose2d", x, weight, bias, in_channels=weight.shape[0], out_channels=weight.shape[1])
     in_channels, out_channels, kh, kw = weight.shape
     n, _, height, width = x.shape
     # output_padding adds rows/columns that no input reaches: extend by whole strides' worth

@@ -3,10 +3,13 @@ kernels split over their threads."""
 
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
+from ..checks import check_input
+
 
 def linear(x, weight, bias=None):
     """y = x W^T + b. x: (N, in), weight: (out, in), bias: (out,) or None -> y: (N, out).
     Cache: (x, weight, has_bias)."""
+    check_input(x, ndim=2, name="linear", sizes={1: weight.shape[1]}, like=weight)
     y = matmul(x, weight.T)
     if bias is not None:
         y += bias
