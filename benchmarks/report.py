@@ -229,7 +229,8 @@ def _set_environment(values: dict) -> None:
 
 
 def scaling(report: dict) -> list[str]:
-    """Time at 1 thread / time at all threads, for diynn and PyTorch: the MLP and CNN steps."""
+    """Time at 1 thread / time at all threads, for diynn and PyTorch: the MLP and CNN steps and
+    every convolution, pool and batch norm of the layer tables."""
     runs = {run["environment"]: run for run in report["runs"]}
     if ONE_THREAD not in runs or "default environment" not in runs:
         return []
@@ -238,22 +239,27 @@ def scaling(report: dict) -> list[str]:
     lines = [
         f"### Scaling: time at 1 thread / time at {threads} threads (higher is better; {threads} is ideal)",
         "",
-        "| step | batch | diynn | PyTorch |",
+        "| step or layer | batch | diynn | PyTorch |",
         "|---|---|---|---|",
     ]
-    for table, ours, theirs, label in (
-        ("steps", "diynn-numpy", "torch-cpu", "MLP"),
-        ("cnn", "diynn-cnn", "torch-cnn", "CNN"),
-    ):
-        for batch, result in every.get(table, {}).items():
-            single = one[table][batch]["median_s"]
-            cells = [
-                f"{single[name] / result['median_s'][name]:.2f}"
-                if name in single and name in result["median_s"]
-                else "-"
-                for name in (ours, theirs)
-            ]
-            lines.append(f"| {label} | {batch} | {cells[0]} | {cells[1]} |")
+    rows = [  # (label, batch, the 1-thread result, the all-thread result, diynn's name, PyTorch's)
+        (label, batch, one[table][batch], result, ours, theirs)
+        for table, ours, theirs, label in (
+            ("steps", "diynn-numpy", "torch-cpu", "MLP"),
+            ("cnn", "diynn-cnn", "torch-cnn", "CNN"),
+        )
+        for batch, result in every.get(table, {}).items()
+    ]
+    rows += [
+        (name, every["conv_batch"], one[table][name], result, f"{kind}-diynn:{name}", f"{kind}-torch:{name}")
+        for table, kind in (("conv", "conv"), ("layers", "layer"))
+        for name, result in every.get(table, {}).items()
+        if name in one.get(table, {})
+    ]
+    for label, batch, single, result, *names in rows:
+        single, times = single["median_s"], result["median_s"]
+        cells = [f"{single[name] / times[name]:.2f}" if name in single and name in times else "-" for name in names]
+        lines.append(f"| {label} | {batch} | {cells[0]} | {cells[1]} |")
     return [*lines, ""]
 
 

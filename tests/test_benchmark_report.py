@@ -58,6 +58,7 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     assert len(one_thread) == 1 and {b["num_threads"] for b in one_thread[0]["machine"]["blas"]} == {1}
     markdown = next(tmp_path.glob("*.md")).read_text()
     assert "### Scaling: time at 1 thread / time at" in markdown and "| CNN | 4 |" in markdown
+    assert "| conv1 | 2 |" in markdown and "| bn2 | 2 |" in markdown  # the layers scale too
 
     # the GPU table, from the same run with the lines a GPU machine adds
     run["machine"]["gpu"] = "Some GPU"
