@@ -52,6 +52,8 @@ CONV_GEOMETRIES = [
     (1, 2, 5, 6, 3, 3, 1, 1),  # batch 1: one chunk
     (7, 4, 6, 6, 2, 1, 1, 0),  # 1x1 kernel, 7 images over the threads
     (3, 3, 1, 1, 1, 1, 1, 0),  # one output channel, 1x1 images
+    (3, 1, 20, 17, 3, 3, 1, 1),  # 340 output positions: products image by image
+    (3, 2, 18, 18, 4, 2, 1, 0),  # 289 positions, two channels
 ]
 # 3x3 stride-1 convolutions with enough channels for Winograd's F(2x2, 3x3): odd output sizes (the
 # last tiles cut), no padding, padding 2, and images large enough that a thread's chunk takes
@@ -110,11 +112,13 @@ def test_winograd_serves_3x3_stride_1_convolutions_with_enough_channels(geometry
     assert cache.path == "compiled"  # one input channel: im2col's products are cheaper
 
 
-@pytest.mark.parametrize("channels, path", [(2, "compiled"), (8, "winograd")])
+# (input channels, image size, path): im2col with one product per chunk, image by image, Winograd
+@pytest.mark.parametrize("channels, size, path", [(2, 6, "compiled"), (2, 17, "compiled"), (8, 6, "winograd")])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("input_grad, param_grads", [(False, True), (True, False)])
-def test_conv_gradients_not_asked_for_stay_none(channels, path, bias, input_grad, param_grads, numpy_rng):
-    x, weight = numpy_rng.standard_normal((3, channels, 6, 6)), numpy_rng.standard_normal((4, channels, 3, 3))
+def test_conv_gradients_not_asked_for_stay_none(channels, size, path, bias, input_grad, param_grads, numpy_rng):
+    x = numpy_rng.standard_normal((3, channels, size, size))
+    weight = numpy_rng.standard_normal((4, channels, 3, 3))
     y, cache = F.conv2d(x, weight, numpy_rng.standard_normal(4) if bias else None, 1, 1)
     grads = F.conv2d_backward(cache, np.ones_like(y), input_grad=input_grad, param_grads=param_grads)
     assert cache.path == path
