@@ -27,7 +27,7 @@ CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
 # from this many output positions per image, the compiled path multiplies image by image, reading
 # and writing the (N, O, OH OW) arrays in place, instead of one product per chunk with the output
 # (gradient) scattered (gathered) around it (conv1, 28x28 outputs, forward + backward at batch 128:
-# 3.03 -> 1.78 ms; 7x7 outputs are faster with one product per chunk, 14x14 the same either way)
+# 3.10 -> 1.87 ms; 7x7 outputs are faster with one product per chunk, 14x14 the same either way)
 PER_IMAGE_POSITIONS = 256
 
 
