@@ -339,3 +339,16 @@ def test_a_kernel_is_compiled_anew_when_a_kernel_it_calls_changes_in_another_fil
     assert run() == 3.0 and run() == 3.0  # compiled, then loaded from the cache
     (tmp_path / "callee.py").write_text("from backends import kernel\n@kernel\ndef scale(x):\n    return 5.0 * x\n")
     assert run() == 6.0
+
+
+@pytest.mark.parametrize("size", [6, 17])  # one product per chunk; image by image (289 positions)
+def test_conv2d_backward_takes_a_strided_output_gradient(size, numpy_rng):
+    x, weight = numpy_rng.standard_normal((3, 2, size, size)), numpy_rng.standard_normal((4, 2, 2, 2))
+    wide = numpy_rng.standard_normal((3, 4, size - 1, 2 * (size - 1)))
+    grad = wide[..., ::2]  # every other column: (N, O, OH, OW) with a column stride of 2
+
+    def run():
+        _, cache = F.conv2d(x, weight, None, 1, 0)
+        return F.conv2d_backward(cache, grad)
+
+    assert_same(*both_paths(run), np.float64)

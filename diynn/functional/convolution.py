@@ -35,9 +35,9 @@ class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
     "one_channel", "compiled", "winograd" or "cudnn"), the saved operand (im2col windows, the
     compiled path's per-chunk windows with its chunks and geometry, Winograd's input and filter
-    tiles, or the input for cuDNN), the weight, whether
-    there was a bias, the padded input's shape (the compiled path: the input's, or for a transposed
-    convolution its output's) and the (stride, padding) pairs."""
+    tiles, or the input for cuDNN), the weight, whether there was a bias, the padded input's shape
+    (the compiled path: the input's, or for a transposed convolution its output's) and the
+    (stride, padding) pairs."""
 
     path: str
     saved: object
@@ -436,6 +436,8 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     planes = _padded_planes(xp, chunks, cache.padded_shape, cache.padding, grad_y.dtype)
     backward = backend.compiled(_conv2d_backward_chunks)
     per_image = geometry[6] * geometry[7] >= PER_IMAGE_POSITIONS  # the products read dL/dy in place
+    if per_image and not grad_y3.flags.c_contiguous:  # as matrices, with rows of unit stride
+        grad_y3 = xp.asarray(grad_y3, copy=True)
     gathered = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=grad_y.dtype)
     arrays = (buffer, planes, gathered, grad_cols, grad_x, parts)
     backward(blas_gemm(grad_y.dtype), grad_y3, weight2d, geometry, bounds, *arrays)
