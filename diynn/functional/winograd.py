@@ -69,14 +69,14 @@ def conv2d_backward(backend, saved, padding, grad_y, input_grad, param_grads):
     tiles = ((grad_y.shape[2] + 1) // 2, (grad_y.shape[3] + 1) // 2)
     bounds, block = chunk_bounds(n, kernel_threads()), _block_images(tiles)
     chunks, width = len(bounds) - 1, block * tiles[0] * tiles[1]
-    gathered = _tile_buffers(xp, chunks, out_channels, width, x.dtype)
+    grad_products = _tile_buffers(xp, chunks, out_channels, width, x.dtype)
     transformed = _tile_buffers(xp, chunks, channels, width, x.dtype)
     planes = _tile_planes(xp, chunks, channels, tiles, x.dtype)
     grad_x = xp.empty(x.shape if input_grad else (0,) * 4, dtype=x.dtype)
     grad_u = xp.zeros((chunks if param_grads else 0, 16, out_channels, channels), dtype=x.dtype)
     grad_bias = xp.zeros((chunks if param_grads else 0, out_channels), dtype=x.dtype)
     backward = backend.compiled(_winograd_backward_chunks)
-    arrays = (planes, transformed, gathered, grad_x, grad_u, grad_bias)
+    arrays = (planes, transformed, grad_products, grad_x, grad_u, grad_bias)
     backward(blas_gemm(x.dtype), x, grad_y, u, padding, tiles, bounds, block, *arrays)
     if not param_grads:
         return (grad_x if input_grad else None), None, None
@@ -264,17 +264,17 @@ def _winograd_chunks(gemm, x, u, bias, padding, tiles, bounds, block, planes, tr
 
 @kernel
 def _winograd_backward_chunks(
-    gemm, x, grad_y, u, padding, tiles, bounds, block, planes, transformed, gathered, grad_x, grad_u, grad_bias
+    gemm, x, grad_y, u, padding, tiles, bounds, block, planes, transformed, grad_products, grad_x, grad_u, grad_bias
 ):
     """Where the arrays have room, dL/dx (grad_x (N, C, H, W)) and each chunk's dL/dU and dL/db
     (grad_u (T, 16, O, C), grad_bias (T, O), zeros on entry) from dL/dy (N, O, OH, OW), the input x
     and the filters' tiles u; each thread works `block` images at a time, their dM in its
-    `gathered`, their V (for dL/dU) and then dV (for dL/dx) in its `transformed`."""
+    `grad_products`, their V (for dL/dU) and then dV (for dL/dx) in its `transformed`."""
     for t in parallel_range(len(bounds) - 1):
         for n0 in range(bounds[t], bounds[t + 1], block):
             n1 = min(n0 + block, bounds[t + 1])
             width = (n1 - n0) * tiles[0] * tiles[1]
-            dm, v = gathered[t, :, :, :width], transformed[t, :, :, :width]
+            dm, v = grad_products[t, :, :, :width], transformed[t, :, :, :width]
             _gradient_tiles(grad_y, n0, n1, tiles, dm)
             if grad_u.shape[0] > 0:
                 _input_tiles(x, n0, n1, padding, tiles, planes[t], v)
