@@ -176,7 +176,8 @@ def steps(args, gpu: bool) -> list[Step]:
         report += ["--cnn-seconds", "0.01", "--no-one-thread"]  # the report itself is tested on its own
     else:
         report += ["--rounds", "3", "--seconds", "0.25", "--gap", "0.05", "--kernel-rounds", "1"]
-        report += ["--cnn-batches", "128", "--conv-shapes", "conv2", "--memory-steps", "200"]
+        report += ["--cnn-batches", "128", "256", "--cnn-seconds", "0.5", "--conv-shapes", "conv2"]
+        report += ["--memory-steps", "200"]
     fashion = ["--data-dir", str(data), "--no-progress"] if data.is_dir() else ["--no-progress"]
     suite = ["tests"] if not dry else ["tests/test_optim.py", "tests/test_backends.py", "-k", "optimiser or backend_of"]
     return [

@@ -64,6 +64,17 @@ def against_torch(kind: str, shape: str, numpy_side, torch_side, args) -> dict:
     return interleaved(pair, list(pair), args.conv_batch, args.rounds, args.seconds, args.gap)
 
 
+def _unless_recorded(workers: dict, name: str, batch: int) -> str | None:
+    """None if the CUDA-graph step `name` records and replays, else why not (CuPy may refuse to
+    record its cuBLAS calls), with `name` taken out of `workers` so that its table says so."""
+    try:
+        workers[name].call("time", name, batch, 0.01)
+    except RuntimeError as error:
+        del workers[name]
+        return str(error)
+    return None
+
+
 def measure(args, environment_note: str) -> dict:
     """All worker-based measurements under the current environment."""
     numpy_side = Worker("numpy")
@@ -80,14 +91,15 @@ def measure(args, environment_note: str) -> dict:
         workers["diynn-cupy"] = workers["diynn-cupy-graph"] = gpu_side
         if torch_side:
             workers["torch-cuda"] = torch_side
-    graph_unavailable = None
+    cnn_gpu = {"diynn-cnn-cupy": gpu_side, "diynn-cnn-cupy-graph": gpu_side} if "diynn-cupy" in workers else {}
+    if cnn_gpu and torch_side:
+        cnn_gpu["torch-cnn-cuda"] = torch_side
+    graph_unavailable = cnn_graph_unavailable = None
     try:
         if "diynn-cupy-graph" in workers:
-            try:  # CuPy may refuse to record the step (its cuBLAS calls): the table then says why
-                workers["diynn-cupy-graph"].call("time", "diynn-cupy-graph", args.batches[0], 0.01)
-            except RuntimeError as error:
-                del workers["diynn-cupy-graph"]
-                graph_unavailable = str(error)
+            graph_unavailable = _unless_recorded(workers, "diynn-cupy-graph", args.batches[0])
+        if cnn_gpu and args.cnn_batches:
+            cnn_graph_unavailable = _unless_recorded(cnn_gpu, "diynn-cnn-cupy-graph", args.cnn_batches[0])
         info = numpy_side.call("info")
         steps = {}
         for batch in args.batches:
@@ -110,6 +122,9 @@ def measure(args, environment_note: str) -> dict:
             if torch_side:
                 cnn_workers["torch-cnn"] = torch_side
             cnn[batch] = interleaved(cnn_workers, list(cnn_workers), batch, args.rounds, args.cnn_seconds, args.gap)
+            if cnn_gpu:  # CuPy eager, its CUDA graph and PyTorch CUDA, taking turns among themselves
+                cnn[batch]["gpu"] = interleaved(cnn_gpu, list(cnn_gpu), batch, args.rounds, args.cnn_seconds, args.gap)
+                cnn[batch]["median_s"].update(cnn[batch]["gpu"]["median_s"])
             print(
                 f"cnn batch {batch}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in cnn[batch]["median_s"].items())
             )
@@ -136,6 +151,7 @@ def measure(args, environment_note: str) -> dict:
         "conv_batch": args.conv_batch,
         "memory": memory,
         "graph_unavailable": graph_unavailable,
+        "cnn_graph_unavailable": cnn_graph_unavailable,
     }
 
 
@@ -293,7 +309,7 @@ def markdown(report: dict) -> str:
                 f"| {ratio['ceiling']:.2f} | {torch_ratio} | {result['peak_sgemm_gflops']:.0f} "
                 f"| {result['roofline_fraction']:.2f} |"
             )
-        lines += _gpu_table(run)
+        lines += _gpu_table(run, "steps")
         if run.get("cnn"):
             lines += [
                 "",
@@ -307,6 +323,7 @@ def markdown(report: dict) -> str:
                 torch_ms = f"{times['torch-cnn'] * 1e3:.2f}" if "torch-cnn" in times else "-"
                 torch_ratio = f"{ratio['torch-cnn']:.2f}" if "torch-cnn" in ratio else "-"
                 lines.append(f"| {batch} | {times['diynn-cnn'] * 1e3:.2f} | {torch_ms} | {torch_ratio} |")
+            lines += _gpu_table(run, "cnn")
         lines += [
             "",
             f"Convolutions, forward + backward at batch {run.get('conv_batch', 128)}: the CNN's (conv1, conv2) "
@@ -349,27 +366,37 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _gpu_table(run: dict) -> list[str]:
-    """The GPU lines of a run, if it had any: eager CuPy, the CUDA-graph replay, PyTorch CUDA."""
-    gpu_steps = {batch: result["gpu"] for batch, result in run["steps"].items() if "gpu" in result}
+GPU_COLUMNS = {  # a run's table -> (its title, names of CuPy eager, its CUDA graph, PyTorch CUDA, the note key)
+    "steps": ("MLP step", ("diynn-cupy", "diynn-cupy-graph", "torch-cuda"), "graph_unavailable"),
+    "cnn": (
+        "CNN step (`diynn.cnn()`, Adam)",
+        ("diynn-cnn-cupy", "diynn-cnn-cupy-graph", "torch-cnn-cuda"),
+        "cnn_graph_unavailable",
+    ),
+}
+
+
+def _gpu_table(run: dict, table: str = "steps") -> list[str]:
+    """The GPU lines of a run's MLP or CNN steps, if it had any: eager CuPy, the CUDA-graph replay,
+    PyTorch CUDA."""
+    gpu_steps = {batch: result["gpu"] for batch, result in run.get(table, {}).items() if "gpu" in result}
     if not gpu_steps:
         return []
+    title, names, note = GPU_COLUMNS[table]
     lines = [
         "",
-        f"On the GPU ({run['machine']['gpu']}), median ms per step; ratios are medians of per-round ratios:",
+        f"{title} on the GPU ({run['machine']['gpu']}), median ms per step; ratios are medians of per-round ratios:",
         "",
         "| batch | diynn CuPy eager | diynn CUDA graph | PyTorch CUDA eager | eager / graph | diynn eager / PyTorch |",
         "|---|---|---|---|---|---|",
     ]
     for batch, result in gpu_steps.items():
         times, ratio = result["median_s"], result["ratio"]
-        cells = [
-            f"{times[n] * 1e3:.3f}" if n in times else "-" for n in ("diynn-cupy", "diynn-cupy-graph", "torch-cuda")
-        ]
-        cells += [f"{ratio[n]:.2f}" if n in ratio else "-" for n in ("diynn-cupy-graph", "torch-cuda")]
+        cells = [f"{times[n] * 1e3:.3f}" if n in times else "-" for n in names]
+        cells += [f"{ratio[n]:.2f}" if n in ratio else "-" for n in names[1:]]
         lines.append(f"| {batch} | " + " | ".join(cells) + " |")
-    if run.get("graph_unavailable"):
-        lines += ["", f"No CUDA-graph line: {run['graph_unavailable']}"]
+    if run.get(note):
+        lines += ["", f"No CUDA-graph line: {run[note]}"]
     return lines
 
 

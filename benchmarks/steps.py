@@ -127,17 +127,19 @@ def cnn_batch(batch: int, seed: int = 0):
     return rng.random((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, size=batch)
 
 
-def diynn_cnn_step(batch: int, backend_name: str = "numpy"):
-    """diynn.cnn() (two conv blocks with batch norm, dense head with dropout) trained with Adam."""
+def diynn_cnn_step(batch: int, backend_name: str = "numpy", graph: bool = False):
+    """diynn.cnn() (two conv blocks with batch norm, dense head with dropout) trained with Adam;
+    with `graph` (CuPy), the step recorded once as a CUDA graph and replayed (CapturedStep)."""
     import diynn
 
     backend = diynn.set_backend(backend_name)
     model = diynn.cnn(rng=0)
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters()))
     x, y = trainer.prepare(*cnn_batch(batch))
+    run = diynn.CapturedStep(trainer) if graph else trainer.step
 
     def step():
-        trainer.step(x, y)
+        run(x, y)
 
     return step, backend.synchronize
 

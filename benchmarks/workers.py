@@ -32,12 +32,17 @@ LAYER_SHAPES = {
 }
 
 
+CNN_STEPS = ("diynn-cnn", "diynn-cnn-cupy", "diynn-cnn-cupy-graph", "torch-cnn", "torch-cnn-cuda")
+
+
 def make_step(name: str, batch: int):
     """(step, synchronize) for an implementation name such as "diynn-numpy" or "torch-cpu"."""
     if name == "diynn-cupy-graph":
         return step_library.diynn_graph_step(batch)
-    if name in ("diynn-cnn", "torch-cnn"):
-        return step_library.diynn_cnn_step(batch) if name == "diynn-cnn" else step_library.torch_cnn_step(batch)
+    if name in CNN_STEPS:
+        if name.startswith("torch-"):
+            return step_library.torch_cnn_step(batch, "cuda" if name.endswith("-cuda") else "cpu")
+        return step_library.diynn_cnn_step(batch, "cupy" if "-cupy" in name else "numpy", name.endswith("-graph"))
     if name.startswith("diynn-"):
         return step_library.diynn_step(batch, name.removeprefix("diynn-"))
     if name == "ceiling":

@@ -64,8 +64,34 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     run["machine"]["gpu"] = "Some GPU"
     times = {"diynn-cupy": 2e-4, "diynn-cupy-graph": 5e-5, "torch-cuda": 1e-4}
     run["steps"][8]["gpu"] = {"median_s": times, "ratio": {"diynn-cupy-graph": 4.0, "torch-cuda": 2.0}}
+    cnn_times = {"diynn-cnn-cupy": 3e-3, "torch-cnn-cuda": 1.5e-3}  # no graph line: CuPy refused to record it
+    run["cnn"][4]["gpu"] = {"median_s": cnn_times, "ratio": {"torch-cnn-cuda": 2.0}}
+    run["cnn_graph_unavailable"] = "CuPy refuses cuBLAS calls while a stream is capturing"
     text = report.markdown(result)
-    assert "On the GPU (Some GPU)" in text and "| 8 | 0.200 | 0.050 | 0.100 | 4.00 | 2.00 |" in text
+    assert "MLP step on the GPU (Some GPU)" in text and "| 8 | 0.200 | 0.050 | 0.100 | 4.00 | 2.00 |" in text
+    assert "CNN step (`diynn.cnn()`, Adam) on the GPU (Some GPU)" in text
+    assert "| 4 | 3.000 | - | 1.500 | - | 2.00 |" in text
+    assert "No CUDA-graph line: CuPy refuses cuBLAS calls while a stream is capturing" in text
+
+
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("diynn-cnn", ("diynn_cnn_step", ("numpy", False))),
+        ("diynn-cnn-cupy", ("diynn_cnn_step", ("cupy", False))),
+        ("diynn-cnn-cupy-graph", ("diynn_cnn_step", ("cupy", True))),
+        ("torch-cnn", ("torch_cnn_step", ("cpu",))),
+        ("torch-cnn-cuda", ("torch_cnn_step", ("cuda",))),
+    ],
+)
+def test_cnn_step_names_pick_the_backend_and_the_graph(name, call, monkeypatch):
+    import workers
+
+    calls = []
+    for function in ("diynn_cnn_step", "torch_cnn_step"):
+        monkeypatch.setattr(workers.step_library, function, lambda batch, *rest, f=function: calls.append((f, rest)))
+    workers.make_step(name, 4)
+    assert calls == [call]
 
 
 def test_step_flops_counts_eight_gemms():
