@@ -376,7 +376,7 @@ GPU_COLUMNS = {  # a run's table -> (its title, names of CuPy eager, its CUDA gr
 }
 
 
-def _gpu_table(run: dict, table: str = "steps") -> list[str]:
+def _gpu_table(run: dict, table: str) -> list[str]:
     """The GPU lines of a run's MLP or CNN steps, if it had any: eager CuPy, the CUDA-graph replay,
     PyTorch CUDA."""
     gpu_steps = {batch: result["gpu"] for batch, result in run.get(table, {}).items() if "gpu" in result}

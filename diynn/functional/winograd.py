@@ -42,21 +42,14 @@ def conv2d(backend, x, weight, bias, padding, output_shape):
     bias (O,) or None; returns (y, saved) with what `conv2d_backward` needs (x itself: the backward
     transforms its tiles again rather than keep them)."""
     xp = backend.xp
-    n, channels = x.shape[:2]
-    out_channels = weight.shape[0]
-    tiles = ((output_shape[0] + 1) // 2, (output_shape[1] + 1) // 2)
-    bounds, block = chunk_bounds(n, kernel_threads()), _block_images(tiles)
+    n, out_channels = x.shape[0], weight.shape[0]
+    tiles, bounds, block, rooms = _work(xp, x, out_channels, output_shape)
     transform = xp.asarray(G, dtype=x.dtype)
     u = _filter_tiles(xp, transform, weight)
-    chunks, width = len(bounds) - 1, block * tiles[0] * tiles[1]
-    transformed = _tile_buffers(xp, chunks, channels, width, x.dtype)
-    products = _tile_buffers(xp, chunks, out_channels, width, x.dtype)
-    planes = _tile_planes(xp, chunks, channels, tiles, x.dtype)
     y = xp.empty((n, out_channels, *output_shape), dtype=x.dtype)
     bias_or_zero = bias if bias is not None else xp.zeros(out_channels, dtype=x.dtype)
     forward = backend.compiled(_winograd_chunks)
-    arrays = (planes, transformed, products, y)
-    forward(blas_gemm(x.dtype), x, u, bias_or_zero, padding, tiles, bounds, block, *arrays)
+    forward(blas_gemm(x.dtype), x, u, bias_or_zero, padding, tiles, bounds, block, *rooms, y)
     return y, (x, u, transform)
 
 
@@ -65,29 +58,32 @@ def conv2d_backward(backend, saved, padding, grad_y, input_grad, param_grads):
     not asked for."""
     xp = backend.xp
     x, u, transform = saved
-    (n, channels), out_channels = x.shape[:2], u.shape[1]
-    tiles = ((grad_y.shape[2] + 1) // 2, (grad_y.shape[3] + 1) // 2)
-    bounds, block = chunk_bounds(n, kernel_threads()), _block_images(tiles)
-    chunks, width = len(bounds) - 1, block * tiles[0] * tiles[1]
-    grad_products = _tile_buffers(xp, chunks, out_channels, width, x.dtype)
-    transformed = _tile_buffers(xp, chunks, channels, width, x.dtype)
-    planes = _tile_planes(xp, chunks, channels, tiles, x.dtype)
+    channels, out_channels = x.shape[1], u.shape[1]
+    tiles, bounds, block, rooms = _work(xp, x, out_channels, grad_y.shape[2:])
+    chunks = len(bounds) - 1
     grad_x = xp.empty(x.shape if input_grad else (0,) * 4, dtype=x.dtype)
     grad_u = xp.zeros((chunks if param_grads else 0, 16, out_channels, channels), dtype=x.dtype)
     grad_bias = xp.zeros((chunks if param_grads else 0, out_channels), dtype=x.dtype)
     backward = backend.compiled(_winograd_backward_chunks)
-    arrays = (planes, transformed, grad_products, grad_x, grad_u, grad_bias)
-    backward(blas_gemm(x.dtype), x, grad_y, u, padding, tiles, bounds, block, *arrays)
+    backward(blas_gemm(x.dtype), x, grad_y, u, padding, tiles, bounds, block, *rooms, grad_x, grad_u, grad_bias)
     if not param_grads:
         return (grad_x if input_grad else None), None, None
     grad_weight = _filter_gradient(xp, transform, xp.sum(grad_u, axis=0))
     return (grad_x if input_grad else None), grad_weight, xp.sum(grad_bias, axis=0)
 
 
-def _block_images(tiles) -> int:
-    """How many images a thread transforms at a time: about BLOCK_TILES tiles, so that a block's
-    transformed tiles stay in the core's cache between the transforms and the products."""
-    return max(1, BLOCK_TILES // (tiles[0] * tiles[1]))
+def _work(xp, x, out_channels, output_shape):
+    """How the forward and the backward split their work: (tiles (TH, TW) per image, the chunks'
+    bounds, the images per block, each thread's rooms (its padded image, its block's V or dV, its
+    block's M or dM)). A block is about BLOCK_TILES tiles, so that its transformed tiles stay in the
+    core's cache between the transforms and the products."""
+    n, channels = x.shape[:2]
+    tiles = ((output_shape[0] + 1) // 2, (output_shape[1] + 1) // 2)
+    bounds, block = chunk_bounds(n, kernel_threads()), max(1, BLOCK_TILES // (tiles[0] * tiles[1]))
+    chunks, width = len(bounds) - 1, block * tiles[0] * tiles[1]
+    planes = _tile_planes(xp, chunks, channels, tiles, x.dtype)
+    rooms = (planes, *(_tile_buffers(xp, chunks, rows, width, x.dtype) for rows in (channels, out_channels)))
+    return tiles, bounds, block, rooms
 
 
 def _filter_tiles(xp, transform, weight):
