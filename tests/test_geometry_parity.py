@@ -80,6 +80,28 @@ def test_conv2d_matches_torch(sample):
     compare(ours, theirs, x, rng)
 
 
+# Geometries the draws above do not reach: Winograd's F(2x2, 3x3) (3x3 stride 1, 8 or more input
+# channels; odd output sizes, padding 0 to 2) and image-by-image products (256 or more output positions)
+FAST_PATHS = [
+    ((2, 8, 9, 8), 5, 3, 1, 1, "winograd"),
+    ((3, 9, 7, 6), 4, 3, 1, 0, "winograd"),
+    ((2, 8, 5, 5), 3, 3, 1, 2, "winograd"),
+    ((2, 1, 17, 17), 3, 3, 1, 1, "compiled"),
+    ((2, 2, 20, 19), 3, 4, 1, 1, "compiled"),
+]
+
+
+@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding, path", FAST_PATHS)
+def test_conv2d_compiled_paths_match_torch(shape, out_channels, kernel, stride, padding, path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape)
+    ours = diynn.Conv2d(shape[1], out_channels, kernel, stride=stride, padding=padding, rng=0)
+    theirs = torch.nn.Conv2d(shape[1], out_channels, kernel, stride=stride, padding=padding)
+    compare(ours, theirs, x, rng)
+    weight = np.asarray(ours.kernel)
+    assert diynn.functional.conv2d(x, weight, None, stride, padding)[1].path == path
+
+
 @EXAMPLES
 @given(case(ndim=1))
 def test_conv1d_matches_torch(sample):
