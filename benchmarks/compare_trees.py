@@ -9,7 +9,8 @@ deterministic sign of memory churn, where times are noisy). Example, against the
     python benchmarks/compare_trees.py /tmp/before . --case mlp --batch 128
 
 Cases: mlp (784-256-128-10, SGD, as in the report), mlp-adam, cnn (models.cnn(), Adam), and
-the layers of the CNN: conv1, conv2, pool1, pool2, bn1, bn2 (forward + backward).
+the layers of the CNN: conv1, conv2, pool1, pool2, bn1, bn2, and of the conv autoencoder: enc1,
+enc2 (4x4 stride 2), dec1, dec2 (transposed), each forward + backward as in the report.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LAYERS = {  # the CNN's layers at batch B: (constructor, input shape without the batch)
+LAYERS = {  # the CNN's and the conv autoencoder's layers at batch B: (constructor, input shape without the batch)
     "conv1": ("Conv2d(1, 32, 3, padding=1, rng=0)", (1, 28, 28)),
     "conv2": ("Conv2d(32, 64, 3, padding=1, rng=0)", (32, 14, 14)),
     "pool1": ("MaxPool2d(2)", (32, 28, 28)),
     "pool2": ("MaxPool2d(2)", (64, 14, 14)),
     "bn1": ("BatchNorm2d(32)", (32, 14, 14)),
     "bn2": ("BatchNorm2d(64)", (64, 7, 7)),
+    "enc1": ("Conv2d(1, 16, 4, stride=2, padding=1, rng=0)", (1, 28, 28)),
+    "enc2": ("Conv2d(16, 32, 4, stride=2, padding=1, rng=0)", (16, 14, 14)),
+    "dec1": ("ConvTranspose2d(32, 16, 4, stride=2, padding=1, rng=0)", (32, 7, 7)),
+    "dec2": ("ConvTranspose2d(16, 1, 4, stride=2, padding=1, rng=0)", (16, 14, 14)),
 }
 
 
@@ -60,7 +65,7 @@ def make_step(case: str, batch: int):
     def step():
         layer.zero_grad()
         layer(x)
-        layer.backward(grad, input_grad=case != "conv1")
+        layer.backward(grad, input_grad=shape[0] > 1)  # a first layer needs no input gradient
 
     return step
 
