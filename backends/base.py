@@ -137,8 +137,8 @@ class Backend:
         return image
 
     def library(self, name: str):
-        """A vendor library this backend can call, as a module ("cudnn": cupyx.cudnn on CuPy), or
-        None where there is none (the caller then runs its portable code)."""
+        """A vendor library this backend can call ("cudnn": cuDNN's convolution graphs on CuPy, see
+        backends.cudnn_graphs), or None where there is none (the caller then runs its portable code)."""
         return None
 
     def elementwise(self, source: Elementwise):

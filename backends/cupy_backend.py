@@ -1,6 +1,7 @@
 """CuPy on the current CUDA device, through array-api-compat's standard namespace."""
 
 import contextlib
+import warnings
 
 from .base import Backend, BackendError, Generator
 
@@ -76,7 +77,7 @@ class CupyBackend(Backend):
 
     def library(self, name):
         if name not in self._libraries:
-            self._libraries[name] = _import_library(name)
+            self._libraries[name] = _import_library(self, name)
         return self._libraries[name]
 
     def elementwise(self, source):
@@ -175,17 +176,30 @@ class CudaGraph:
             self._graph.launch(stream=self.stream)
 
 
-def _import_library(name):
-    """cupyx's wrapper of a CUDA library, or None where CuPy was built or installed without it."""
+def _import_library(backend, name):
+    """cuDNN's convolution graphs ("cudnn": NVIDIA's cuDNN frontend, with the cuDNN library from
+    NVIDIA's wheel), or None, with a warning saying why, where they cannot be loaded."""
     if name != "cudnn":
         return None
     try:
-        import cupyx.cudnn
+        import cudnn  # nvidia-cudnn-frontend: loads libcudnn on import
 
-        cupyx.cudnn.get_handle()  # loads libcudnn: fails here, not in the middle of a layer
-    except Exception:  # ImportError, or CUDA / cuDNN errors of a missing or unusable library
+        from .cudnn_graphs import ConvolutionGraphs
+
+        cupy = backend._cupy
+        return ConvolutionGraphs(cudnn, backend.xp, device_pointer, lambda: cupy.cuda.get_current_stream().ptr)
+    except Exception as error:  # not installed, no libcudnn, or a CUDA error creating the handle
+        warnings.warn(
+            f"cuDNN is unavailable ({type(error).__name__}: {error}); convolutions run as im2col + GEMM. "
+            "Install it with the gpu extras: pip install 'diynn[gpu]' (or 'diynn[gpu-cuda13]')",
+            stacklevel=3,
+        )
         return None
-    return cupyx.cudnn
+
+
+def device_pointer(array) -> int:
+    """The device address of a CuPy array's first element."""
+    return array.data.ptr
 
 
 class CompiledKernel:

@@ -5,9 +5,10 @@ Two commands. Here, on a machine with internet access to the package index (once
 
     python benchmarks/gpu_check.py --prepare
 
-fetches the pure-Python wheels the GPU machine lacks (array-api-compat, array-api-strict) and
-stages Fashion-MNIST into `.gpu/` (ignored by git), and trains the reference MLP on the CPU for
-the accuracy comparison. Then, on the GPU machine, from the repository root:
+fetches the wheels the GPU machine lacks (array-api-compat, array-api-strict, NVIDIA's cuDNN
+frontend; the GPU machine has libcudnn in PyTorch's environment), stages Fashion-MNIST into `.gpu/`
+(ignored by git), and trains the reference MLP on the CPU for the accuracy comparison. Then, on
+the GPU machine, from the repository root:
 
     python3 benchmarks/gpu_check.py --out "$OUT"
 
@@ -34,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / ".gpu"
 WHEELS = ("array-api-compat", "array-api-strict")
+CUDNN_FRONTEND = "nvidia-cudnn-frontend==1.12.0"  # as in pyproject's gpu extras; a binary wheel
 UNAVAILABLE = 3  # a step's exit status for "this machine cannot do it" (said in its log), not a failure
 FASHION_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -51,12 +53,14 @@ try:
     info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
     info["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
     info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    try:
-        info["cudnn"] = cupy.cuda.cudnn.getVersion()
-    except Exception as error:
-        info["cudnn"] = f"unavailable ({type(error).__name__})"
 except Exception as error:
     info["gpu"] = f"none ({type(error).__name__}: {error})"
+try:
+    import cudnn
+    info["cudnn_frontend"] = cudnn.__version__
+    info["cudnn"] = cudnn.backend_version()
+except Exception as error:
+    info["cudnn"] = f"unavailable ({type(error).__name__}: {error})"
 try:
     import torch
     info["torch"] = torch.__version__
@@ -184,6 +188,7 @@ def steps(args, gpu: bool) -> list[Step]:
         Step("versions", [python(), "-c", VERSIONS], 60),
         Step("probe: cuBLAS recorded in a CUDA graph through ctypes", [python(), "-c", CUBLAS_CAPTURE_PROBE], 60, True),
         Step("CUDA graph vs eager", [python(), "-c", GRAPH_VS_EAGER, "cupy"], 90, needs_gpu=True),
+        Step("cuDNN graphs against im2col", pytest + ["tests/test_conv_cudnn.py"], 60, environment=on_gpu),
         Step(
             "MLP on Fashion-MNIST (20 epochs)",
             [python(), "experiments/fashion_mnist.py", *fashion, "--out", str(out / "runs" / "mlp"), *tiny],
@@ -339,6 +344,11 @@ def prepare(args) -> int:
         command = [python(), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
         command += ["--python-version", "3.12", "-d", str(wheels), f"{name}=={version(name)}"]
         subprocess.run(command, check=True)
+    platform = ["--python-version", "3.12", "--platform", "manylinux_2_28_x86_64", "-d", str(wheels)]
+    subprocess.run(
+        [python(), "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", *platform, CUDNN_FRONTEND],
+        check=True,
+    )
     from diynn.datasets import FASHION_MNIST, search_folders
 
     source = next((f for f in search_folders(FASHION_MNIST, None) if (f / FASHION_FILES[0]).is_file()), None)

@@ -6,9 +6,10 @@ images (see the comment above `_conv2d_chunks`); its 3x3 stride-1 convolutions o
 use Winograd's F(2x2, 3x3) instead of im2col (winograd.py). The portable path works channel-major,
 (C, N, H, W), so that the im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw)
 weight gives the output; a convolution of one-channel images works batch-major instead (see
-`_conv2d_one_channel`). Where the backend has cuDNN (CuPy with cupyx.cudnn), the three products
-(forward, weight gradient, input gradient) are cuDNN's convolution routines, as in Chainer's
-convolution_2d; the transposed convolution is the same three routines in another order.
+`_conv2d_one_channel`). Where the backend has cuDNN (CuPy with NVIDIA's cuDNN frontend, see
+backends/cudnn_graphs.py), the three products (forward, weight gradient, input gradient) are
+cuDNN graphs built once per geometry; the transposed convolution runs the same three in another
+order.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from ..checks import check_input
 from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 
-CUDNN_OPTIONS = {"auto_tune": False, "tensor_core": "never"}  # float32 stays float32 (no TF32)
-CUDNN_BACKWARD_OPTIONS = {**CUDNN_OPTIONS, "deterministic": False}
 # from this many output positions per image, the compiled path multiplies image by image, reading
 # and writing the (N, O, OH OW) arrays in place, instead of one product per chunk with the output
 # (gradient) scattered (gathered) around it (conv1, 28x28 outputs, forward + backward at batch 128:
@@ -35,7 +34,7 @@ class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
     "one_channel", "compiled", "winograd" or "cudnn"), the saved operand (im2col windows, the
     compiled path's per-chunk windows with its chunks and geometry, Winograd's input and filter
-    tiles, or the input for cuDNN), the weight, whether there was a bias, the padded input's shape
+    tiles, or the input and its cuDNN graphs), the weight, whether there was a bias, the padded input's shape
     (the compiled path: the input's, or for a transposed convolution its output's) and the
     (stride, padding) pairs."""
 
@@ -80,11 +79,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     out_channels, in_channels, kh, kw = weight.shape
     n, _, height, width = x.shape
     oh, ow = conv_output_shape(height, width, (kh, kw), stride, padding)
-    cudnn = backend.library("cudnn")
-    if cudnn is not None:
+    convolution = _cudnn_convolution(backend, x.shape, weight.shape, (n, out_channels, oh, ow), x, padding, stride)
+    if convolution is not None:
+        x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
         y = xp.empty((n, out_channels, oh, ow), dtype=x.dtype, device=x.device)
-        cudnn.convolution_forward(x, weight, bias, y, padding, stride, (1, 1), 1, **CUDNN_OPTIONS)
-        return y, ConvCache("cudnn", x, weight, bias is not None, x.shape, stride, padding)
+        convolution.forward(x, weight, y)
+        if bias is not None:
+            y += bias[:, None, None]
+        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, x.shape, stride, padding)
     compiled = backend.compiled(_conv2d_chunks)
     if compiled is not None and winograd.serves(weight.shape, stride):
         y, saved = winograd.conv2d(backend, x, weight, bias, padding, (oh, ow))
@@ -167,29 +169,28 @@ def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads
     return crop(padded, cache.padding), grad_weight, grad_bias
 
 
+def _cudnn_convolution(backend, input_shape, weight_shape, output_shape, like, padding, stride):
+    """cuDNN's graphs (the backend's "cudnn" library) of the convolution from input_shape to
+    output_shape with arrays of like's dtype, or None where there are none."""
+    graphs = backend.library("cudnn")
+    if graphs is None:
+        return None
+    return graphs.convolution(input_shape, weight_shape, output_shape, like.dtype, padding, stride)
+
+
 def _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
     """The same gradients from cuDNN: the weight's from (x, dY), the input's from (W, dY)."""
-    xp, cudnn, x = backend.xp, backend.library("cudnn"), cache.saved
-    grad_weight, grad_bias = _cudnn_parameter_gradients(xp, cudnn, cache, x, grad_y, grad_y, param_grads)
-    if not input_grad:
-        return None, grad_weight, grad_bias
-    grad_x = xp.empty_like(x)
-    cudnn.convolution_backward_data(
-        cache.weight, grad_y, None, grad_x, cache.padding, cache.stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS
-    )
+    xp, (x, convolution) = backend.xp, cache.saved
+    grad_y = xp.ascontiguousarray(grad_y)
+    grad_weight = grad_bias = grad_x = None
+    if param_grads:
+        grad_weight = xp.empty_like(cache.weight)
+        convolution.backward_filter(x, grad_y, grad_weight)
+        grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
+    if input_grad:
+        grad_x = xp.empty_like(x)
+        convolution.backward_data(grad_y, cache.weight, grad_x)
     return grad_x, grad_weight, grad_bias
-
-
-def _cudnn_parameter_gradients(xp, cudnn, cache, source, result, grad_y, param_grads):
-    """cuDNN's weight gradient of the convolution that maps `source` to `result` (the input and
-    the output gradient; the other way round for a transposed convolution), and the bias's."""
-    if not param_grads:
-        return None, None
-    grad_weight = xp.empty_like(cache.weight)
-    cudnn.convolution_backward_filter(
-        source, result, grad_weight, cache.padding, cache.stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS
-    )
-    return grad_weight, xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
@@ -211,11 +212,15 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     full_width = (width - 1) * stride[1] + kw + output_padding[1]
     full = (out_channels, n, full_height, full_width)
     y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
-    cudnn = backend.library("cudnn")
-    if cudnn is not None:  # the forward of a transposed convolution is a convolution's input gradient
+    # the forward of a transposed convolution is the input gradient of the convolution from y to x
+    convolution = _cudnn_convolution(backend, y_shape, weight.shape, x.shape, x, padding, stride)
+    if convolution is not None:
+        x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
         y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
-        cudnn.convolution_backward_data(weight, x, bias, y, padding, stride, (1, 1), 1, **CUDNN_BACKWARD_OPTIONS)
-        return y, ConvCache("cudnn", x, weight, bias is not None, full, stride, padding)
+        convolution.backward_data(x, weight, y)
+        if bias is not None:
+            y += bias[:, None, None]
+        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, full, stride, padding)
     compiled = backend.compiled(_conv_transpose2d_chunks)
     if compiled is not None:
         return _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape)
@@ -254,15 +259,18 @@ def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_g
 
 
 def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
-    """With cuDNN: the weight's gradient as a convolution's weight gradient with the roles of input
-    and output swapped, the input's gradient as a convolution of dY with W."""
-    xp, cudnn, x = backend.xp, backend.library("cudnn"), cache.saved
-    grad_weight, grad_bias = _cudnn_parameter_gradients(xp, cudnn, cache, grad_y, x, grad_y, param_grads)
-    if not input_grad:
-        return None, grad_weight, grad_bias
-    grad_x = xp.empty_like(x)
-    geometry = (cache.padding, cache.stride, (1, 1), 1)
-    cudnn.convolution_forward(grad_y, cache.weight, None, grad_x, *geometry, **CUDNN_OPTIONS)
+    """With cuDNN: the weight's gradient is the weight gradient of the convolution from dY to x,
+    the input's gradient that convolution's forward of dY."""
+    xp, (x, convolution) = backend.xp, cache.saved
+    grad_y = xp.ascontiguousarray(grad_y)
+    grad_weight = grad_bias = grad_x = None
+    if param_grads:
+        grad_weight = xp.empty_like(cache.weight)
+        convolution.backward_filter(grad_y, x, grad_weight)
+        grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
+    if input_grad:
+        grad_x = xp.empty_like(x)
+        convolution.forward(grad_y, cache.weight, grad_x)
     return grad_x, grad_weight, grad_bias
 
 
@@ -453,7 +461,7 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     planes = _padded_planes(xp, chunks, cache.padded_shape, cache.padding, grad_y.dtype)
     backward = backend.compiled(_conv2d_backward_chunks)
     per_image = geometry[6] * geometry[7] >= PER_IMAGE_POSITIONS  # the products read dL/dy in place
-    if per_image and not grad_y3.flags.c_contiguous:  # as matrices, with rows of unit stride
+    if not grad_y3.flags.c_contiguous:  # the products read it as matrices; one compiled signature
         grad_y3 = xp.asarray(grad_y3, copy=True)
     gathered = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=grad_y.dtype)
     arrays = (buffer, planes, gathered, grad_cols, grad_x, parts)
