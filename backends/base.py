@@ -136,6 +136,11 @@ class Backend:
                 image[:, :, rows, columns] += cols[:, i, j, ...]
         return image
 
+    def matmul(self, a, b):
+        """a (M, K) @ b (K, N). The CuPy backend records it in CUDA graphs through a cuBLAS handle
+        of its own (backends.cublas); everywhere else it is a @ b."""
+        return a @ b
+
     def library(self, name: str):
         """A vendor library this backend can call ("cudnn": cuDNN's convolution graphs on CuPy, see
         backends.cudnn_graphs), or None where there is none (the caller then runs its portable code)."""

@@ -52,6 +52,8 @@ class CupyBackend(Backend):
         self.device = cupy.cuda.Device()
         self._kernels = {}
         self._libraries = {}
+        self._cublas = None  # our own cuBLAS handle (backends.cublas), made by the first recording
+        self._recording = False
 
     @property
     def device_name(self) -> str:
@@ -86,7 +88,25 @@ class CupyBackend(Backend):
         return self._kernels[source.name]
 
     def graph(self):
-        return CudaGraph(self._cupy)
+        return CudaGraph(self._cupy, self._products_while_recording)
+
+    def matmul(self, a, b):
+        return self._cublas.matmul(a, b) if self._recording else a @ b
+
+    @contextlib.contextmanager
+    def _products_while_recording(self):
+        """Within the block (a CUDA graph's recording), `matmul` calls cuBLAS on our own handle,
+        made (with its workspace) before the recording starts."""
+        if self._cublas is None:
+            from .cublas import CublasProducts, load_cublas
+
+            stream = self._cupy.cuda.get_current_stream
+            self._cublas = CublasProducts(load_cublas(), self.xp, device_pointer, lambda: stream().ptr)
+        self._recording = True
+        try:
+            yield
+        finally:
+            self._recording = False
 
     def collective_group(self, size, rank, share):
         try:
@@ -131,8 +151,10 @@ class CudaGraph:
     the current stream and before the work queued on it afterwards.
     """
 
-    def __init__(self, cupy):
-        self._cupy = cupy
+    def __init__(self, cupy, products=contextlib.nullcontext):
+        """products(): a context within which the recorded work's matrix products are recordable
+        (the backend's own cuBLAS handle), entered before the recording starts."""
+        self._cupy, self._products = cupy, products
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = cupy.cuda.MemoryPool()
         self._graph = None
@@ -152,16 +174,16 @@ class CudaGraph:
             return function()
 
     def capture(self, function):
-        with self._on_own_stream(), self._cupy.cuda.using_allocator(self.pool.malloc):
+        with self._on_own_stream(), self._products(), self._cupy.cuda.using_allocator(self.pool.malloc):
             self.stream.begin_capture()
             try:
                 result = function()
-            except NotImplementedError as error:  # CuPy's refusal, e.g. of every cuBLAS call
+            except NotImplementedError as error:  # CuPy's refusal, e.g. of its own cuBLAS calls
                 self.stream.end_capture()
                 raise BackendError(
                     f"CuPy {self._cupy.__version__} cannot record this work in a CUDA graph ({error}); "
-                    "matrix products go through cuBLAS, which CuPy refuses to call while capturing, "
-                    "so run it eagerly instead"
+                    "the backend's matmul records products through its own cuBLAS handle, but this "
+                    "work calls a library CuPy refuses while capturing, so run it eagerly instead"
                 ) from error
             except BaseException:
                 self.stream.end_capture()

@@ -35,12 +35,12 @@ def numpy_rng():
 
 
 def cupy_graph_refusal():
-    """Why CuPy cannot record a matrix product in a CUDA graph (CuPy refuses cuBLAS calls while
-    capturing, as of CuPy 14), or None where it can."""
+    """Why the CuPy backend cannot record a matrix product in a CUDA graph (its matmul goes through
+    its own cuBLAS handle while recording; CuPy itself refuses cuBLAS calls then), or None."""
     backend = backends.get("cupy")
     a = backend.xp.ones((4, 4), dtype=backend.xp.float32)
     try:
-        backend.graph().capture(lambda: a @ a)
+        backend.graph().capture(lambda: backend.matmul(a, a))
     except backends.BackendError as error:
         return str(error)
     return None

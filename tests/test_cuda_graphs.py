@@ -196,12 +196,23 @@ class _FakeStream:
 
 
 def _recorder():
+    """A CudaGraph on stood-in CuPy streams, its matrix products' context logged too."""
+    import contextlib
     from types import SimpleNamespace
 
     from backends.cupy_backend import CudaGraph
 
     cuda = _FakeCuda()
-    return CudaGraph(SimpleNamespace(cuda=cuda, __version__="14.2.0")), cuda.log
+
+    @contextlib.contextmanager
+    def products():
+        cuda.log.append("own cuBLAS handle on")
+        try:
+            yield
+        finally:
+            cuda.log.append("own cuBLAS handle off")
+
+    return CudaGraph(SimpleNamespace(cuda=cuda, __version__="14.2.0"), products), cuda.log
 
 
 def test_work_cupy_refuses_to_record_ends_the_capture_and_is_a_clear_error():
@@ -210,7 +221,7 @@ def test_work_cupy_refuses_to_record_ends_the_capture_and_is_a_clear_error():
     def refused():
         raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
 
-    with pytest.raises(BackendError, match=r"CuPy 14.2.0 cannot record .*cuBLAS.* run it eagerly"):
+    with pytest.raises(BackendError, match=r"CuPy 14.2.0 cannot record .*cuBLAS.*run it eagerly"):
         graph.capture(refused)
     assert log.index("begin capture") < log.index("end capture") < log.index("private pool off")
 
@@ -224,11 +235,13 @@ def test_cuda_graph_records_on_its_own_stream_with_a_private_pool():
     assert log == [
         "own waits for event on current",
         "enter own",
+        "own cuBLAS handle on",  # its workspace allocated before the recording and outside its pool
         "private pool on",
         "begin capture",
         "step",
         "end capture",
         "private pool off",
+        "own cuBLAS handle off",
         "leave own",
         "current waits for event on own",
     ]
@@ -251,6 +264,12 @@ def test_a_failed_recording_still_ends_the_capture():
 
     with pytest.raises(FloatingPointError, match="boom"):
         graph.capture(failing_step)
-    assert log[-4:] == ["end capture", "private pool off", "leave own", "current waits for event on own"]
+    assert log[-5:] == [
+        "end capture",
+        "private pool off",
+        "own cuBLAS handle off",
+        "leave own",
+        "current waits for event on own",
+    ]
     with pytest.raises(RuntimeError, match="before capture"):
         graph.replay()

@@ -97,7 +97,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         return _conv2d_one_channel(backend, x, weight, bias, stride, padding, (oh, ow))
     padded = pad_channel_major(x, padding)
     cols = backend.im2col(padded, (kh, kw), stride)  # (C kh kw, N OH OW)
-    y = xp.reshape(weight, (out_channels, -1)) @ cols  # (O, N OH OW)
+    y = backend.matmul(xp.reshape(weight, (out_channels, -1)), cols)  # (O, N OH OW)
     if bias is not None:
         y += bias[:, None]
     y = to_batch_major(xp.reshape(y, (out_channels, n, oh, ow)))
@@ -123,11 +123,11 @@ def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True)
     weight = cache.weight
     out_channels, kernel = weight.shape[0], weight.shape[2:]
     grad = xp.reshape(xp.permute_dims(grad_y, (1, 0, 2, 3)), (out_channels, -1))  # (O, N OH OW)
-    grad_weight = xp.reshape(grad @ cache.saved.T, weight.shape) if param_grads else None
+    grad_weight = xp.reshape(backend.matmul(grad, cache.saved.T), weight.shape) if param_grads else None
     grad_bias = xp.sum(grad, axis=1) if param_grads and cache.has_bias else None
     if not input_grad:
         return None, grad_weight, grad_bias
-    columns = xp.reshape(weight, (out_channels, -1)).T @ grad
+    columns = backend.matmul(xp.reshape(weight, (out_channels, -1)).T, grad)
     padded = backend.col2im(columns, cache.padded_shape, kernel, cache.stride)
     return xp.permute_dims(crop(padded, cache.padding), (1, 0, 2, 3)), grad_weight, grad_bias
 
@@ -225,7 +225,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if compiled is not None:
         return _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape)
     x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
-    cols = xp.reshape(weight, (in_channels, -1)).T @ x_rows  # (C_out kh kw, N H W)
+    cols = backend.matmul(xp.reshape(weight, (in_channels, -1)).T, x_rows)  # (C_out kh kw, N H W)
     y = crop(backend.col2im(cols, full, (kh, kw), stride), padding)
     if bias is not None:
         y += bias[:, None, None, None]
@@ -247,11 +247,11 @@ def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_g
     n = grad_y.shape[0]
     full = pad_channel_major(grad_y, cache.padding)  # the cropped border restored: (C_out, N, FH, FW)
     cols = backend.im2col(full, weight.shape[2:], cache.stride)  # (C_out kh kw, N H W)
-    grad_weight = xp.reshape(cache.saved @ cols.T, weight.shape) if param_grads else None
+    grad_weight = xp.reshape(backend.matmul(cache.saved, cols.T), weight.shape) if param_grads else None
     grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
     if not input_grad:
         return None, grad_weight, grad_bias
-    grad = xp.reshape(weight, (in_channels, -1)) @ cols  # (C_in, N H W)
+    grad = backend.matmul(xp.reshape(weight, (in_channels, -1)), cols)  # (C_in, N H W)
     # the input's (H, W): FH = (H - 1) sh + kh + output_padding with output_padding < sh
     input_shape = [(f - k) // s + 1 for f, k, s in zip(cache.padded_shape[2:], weight.shape[2:], cache.stride)]
     grad_x = xp.permute_dims(xp.reshape(grad, (in_channels, n, *input_shape)), (1, 0, 2, 3))

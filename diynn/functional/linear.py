@@ -27,11 +27,14 @@ def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
 
 
 def matmul(a, b):
-    """a @ b for a: (M, K), b: (K, N); with the compiled kernels, the rows of a split over threads."""
+    """a @ b for a: (M, K), b: (K, N); with the compiled kernels, the rows of a split over threads
+    (the backend's matmul otherwise: on CuPy, recordable in CUDA graphs)."""
     backend = backend_of(a)
     compiled = backend.compiled(_row_chunks_times)
-    if compiled is None or a.ndim != 2 or b.ndim != 2:
+    if a.ndim != 2 or b.ndim != 2:
         return a @ b
+    if compiled is None:
+        return backend.matmul(a, b)
     xp = backend.xp
     out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
     compiled(
@@ -46,7 +49,7 @@ def matmul_transposed(a, b):
     backend = backend_of(a)
     compiled = backend.compiled(_column_chunks_transposed_times)
     if compiled is None:
-        return a.T @ b
+        return backend.matmul(a.T, b)
     xp = backend.xp
     out = xp.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
     compiled(
