@@ -100,6 +100,7 @@ class CupyBackend(Backend):
         if self._cublas is None:
             from .cublas import CublasProducts, load_cublas
 
+            self._cupy.cuda.device.get_cublas_handle()  # CuPy loads its cuBLAS: load_cublas finds it by name
             stream = self._cupy.cuda.get_current_stream
             self._cublas = CublasProducts(load_cublas(), self.xp, device_pointer, lambda: stream().ptr)
         self._recording = True

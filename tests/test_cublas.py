@@ -109,12 +109,14 @@ def test_the_cupy_backend_multiplies_through_its_own_handle_only_while_recording
     monkeypatch.setattr(cupy_backend, "device_pointer", lambda array: array.ctypes.data)
     backend = object.__new__(cupy_backend.CupyBackend)  # no CuPy here: its few attributes stood in
     backend.xp, backend._cublas, backend._recording = np, None, False
-    backend._cupy = SimpleNamespace(cuda=SimpleNamespace(get_current_stream=lambda: SimpleNamespace(ptr=5)))
+    cuda = SimpleNamespace(get_current_stream=lambda: SimpleNamespace(ptr=5), device=SimpleNamespace())
+    cuda.device.get_cublas_handle = lambda: library.calls.append(("CuPy's own handle",))
+    backend._cupy = SimpleNamespace(cuda=cuda)
     a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
     np.testing.assert_array_equal(backend.matmul(a, b), a @ b)
     assert library.calls == []
     with backend._products_while_recording():
         np.testing.assert_array_equal(backend.matmul(a, b), a @ b)
-    assert [call[0] for call in library.calls] == ["workspace", "stream", "gemm"]
+    assert [call[0] for call in library.calls] == ["CuPy's own handle", "workspace", "stream", "gemm"]
     backend.matmul(a, b)
-    assert len(library.calls) == 3  # eager again: CuPy's own product
+    assert len(library.calls) == 4  # eager again: CuPy's own product
