@@ -33,7 +33,7 @@ PER_IMAGE_POSITIONS = 256
 class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
     "one_channel", "compiled", "winograd" or "cudnn"), the saved operand (im2col windows, the
-    compiled path's per-chunk windows with its chunks and geometry, Winograd's input and filter
+    compiled path's per-chunk windows with its chunks, geometry and window offsets, Winograd's input and filter
     tiles, or the input and its cuDNN graphs), the weight, whether there was a bias, the padded input's shape
     (the compiled path: the input's, or for a transposed convolution its output's) and the
     (stride, padding) pairs."""
@@ -110,7 +110,7 @@ def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True)
     backend = backend_of(grad_y)
     xp = backend.xp
     if cache.path == "cudnn":
-        return _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
+        return _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed=False)
     if cache.path == "compiled":
         return _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
     if cache.path == "winograd":
@@ -178,18 +178,20 @@ def _cudnn_convolution(backend, input_shape, weight_shape, output_shape, like, p
     return graphs.convolution(input_shape, weight_shape, output_shape, like.dtype, padding, stride)
 
 
-def _conv2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
-    """The same gradients from cuDNN: the weight's from (x, dY), the input's from (W, dY)."""
+def _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed):
+    """The gradients from cuDNN's graphs. A convolution x -> y: dL/dW from (x, dY), dL/dx its
+    input gradient of dY. A transposed convolution is the input gradient of the convolution y -> x,
+    so dL/dW is that convolution's weight gradient of (dY, x) and dL/dx its forward of dY."""
     xp, (x, convolution) = backend.xp, cache.saved
     grad_y = xp.ascontiguousarray(grad_y)
     grad_weight = grad_bias = grad_x = None
     if param_grads:
         grad_weight = xp.empty_like(cache.weight)
-        convolution.backward_filter(x, grad_y, grad_weight)
+        convolution.backward_filter(*((grad_y, x) if transposed else (x, grad_y)), grad_weight)
         grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
     if input_grad:
         grad_x = xp.empty_like(x)
-        convolution.backward_data(grad_y, cache.weight, grad_x)
+        (convolution.forward if transposed else convolution.backward_data)(grad_y, cache.weight, grad_x)
     return grad_x, grad_weight, grad_bias
 
 
@@ -241,7 +243,7 @@ def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_g
     weight = cache.weight
     in_channels = weight.shape[0]
     if cache.path == "cudnn":
-        return _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads)
+        return _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed=True)
     if cache.path == "compiled":
         return _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
     n = grad_y.shape[0]
@@ -255,22 +257,6 @@ def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_g
     # the input's (H, W): FH = (H - 1) sh + kh + output_padding with output_padding < sh
     input_shape = [(f - k) // s + 1 for f, k, s in zip(cache.padded_shape[2:], weight.shape[2:], cache.stride)]
     grad_x = xp.permute_dims(xp.reshape(grad, (in_channels, n, *input_shape)), (1, 0, 2, 3))
-    return grad_x, grad_weight, grad_bias
-
-
-def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
-    """With cuDNN: the weight's gradient is the weight gradient of the convolution from dY to x,
-    the input's gradient that convolution's forward of dY."""
-    xp, (x, convolution) = backend.xp, cache.saved
-    grad_y = xp.ascontiguousarray(grad_y)
-    grad_weight = grad_bias = grad_x = None
-    if param_grads:
-        grad_weight = xp.empty_like(cache.weight)
-        convolution.backward_filter(grad_y, x, grad_weight)
-        grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
-    if input_grad:
-        grad_x = xp.empty_like(x)
-        convolution.forward(grad_y, cache.weight, grad_x)
     return grad_x, grad_weight, grad_bias
 
 
@@ -444,13 +430,13 @@ def _conv2d_compiled(backend, forward, x, weight, bias, stride, padding, output_
     products = xp.empty((len(bounds) - 1, 0 if per_image else out_channels * chunk_size), dtype=x.dtype)
     offsets = _window_offsets(xp, geometry, planes.shape[3])
     forward(blas_gemm(x.dtype), x, weight2d, bias_or_zero, geometry, offsets, bounds, planes, buffer, products, y3)
-    saved = (buffer, bounds, geometry, chunk_size)
+    saved = (buffer, bounds, geometry, offsets, chunk_size)
     return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding)
 
 
 def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     xp = backend.xp
-    buffer, bounds, geometry, chunk_size = cache.saved
+    buffer, bounds, geometry, offsets, chunk_size = cache.saved
     weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
     n, out_channels = grad_y.shape[0], weight2d.shape[0]
     chunks = len(bounds) - 1
@@ -465,7 +451,6 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
         grad_y3 = xp.asarray(grad_y3, copy=True)
     gathered = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=grad_y.dtype)
     arrays = (buffer, planes, gathered, grad_cols, grad_x, parts)
-    offsets = _window_offsets(xp, geometry, planes.shape[3])
     backward(blas_gemm(grad_y.dtype), grad_y3, weight2d, geometry, offsets, bounds, *arrays)
     grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
     grad_bias = xp.sum(xp.sum(grad_y3, axis=0), axis=-1) if param_grads and cache.has_bias else None
@@ -532,13 +517,13 @@ def _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, paddi
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[1], dtype=x.dtype)
     offsets = _window_offsets(xp, geometry, planes.shape[3])
     compiled(blas_gemm(x.dtype), x3, weight2d, bias_or_zero, geometry, offsets, bounds, planes, gathered, columns, y)
-    saved = (x3, bounds, geometry, chunk_size)
+    saved = (x3, bounds, geometry, offsets, chunk_size)
     return y, ConvCache("compiled", saved, weight, bias is not None, y_shape, stride, padding)
 
 
 def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     xp = backend.xp
-    x3, bounds, geometry, chunk_size = cache.saved
+    x3, bounds, geometry, offsets, chunk_size = cache.saved
     weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
     chunks = len(bounds) - 1
     planes = _padded_planes(xp, chunks, grad_y.shape, cache.padding, grad_y.dtype)
@@ -549,7 +534,6 @@ def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, para
     backward = backend.compiled(_conv_transpose2d_backward_chunks)
     zero = xp.zeros(x3.shape[1], dtype=grad_y.dtype)
     arrays = (planes, gathered, columns, grad_x3, parts)
-    offsets = _window_offsets(xp, geometry, planes.shape[3])
     backward(blas_gemm(grad_y.dtype), x3, grad_y, weight2d, zero, geometry, offsets, bounds, *arrays)
     grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
     grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
