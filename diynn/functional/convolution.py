@@ -9,7 +9,7 @@ weight gives the output; a convolution of one-channel images works batch-major i
 `_conv2d_one_channel`). Where the backend has cuDNN (CuPy with NVIDIA's cuDNN frontend, see
 backends/cudnn_graphs.py), the three products (forward, weight gradient, input gradient) are
 cuDNN graphs built once per geometry; the transposed convolution runs the same three in another
-order.
+order, as it runs the compiled path's two kernels.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ PER_IMAGE_POSITIONS = 256
 class ConvCache(NamedTuple):
     """What a convolution's backward needs: which `path` computed it ("channel_major",
     "one_channel", "compiled", "winograd" or "cudnn"), the saved operand (im2col windows, the
-    compiled path's per-chunk windows with its chunks, geometry and window offsets, Winograd's input and filter
-    tiles, or the input and its cuDNN graphs), the weight, whether there was a bias, the padded input's shape
+    compiled path's per-chunk windows with its chunks, geometry and window offsets (a transposed
+    convolution's: its input, geometry and offsets), Winograd's input and filter tiles, or the
+    input and its cuDNN graphs), the weight, whether there was a bias, the padded input's shape
     (the compiled path: the input's, or for a transposed convolution its output's) and the
     (stride, padding) pairs."""
 
@@ -87,12 +88,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         if bias is not None:
             y += bias[:, None, None]
         return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, x.shape, stride, padding)
-    compiled = backend.compiled(_conv2d_chunks)
-    if compiled is not None and winograd.serves(weight.shape, stride):
+    compiled = backend.compiled(_conv2d_chunks) is not None
+    if compiled and winograd.serves(weight.shape, stride):
         y, saved = winograd.conv2d(backend, x, weight, bias, padding, (oh, ow))
         return y, ConvCache("winograd", saved, weight, bias is not None, x.shape, stride, padding)
-    if compiled is not None:
-        return _conv2d_compiled(backend, compiled, x, weight, bias, stride, padding, (oh, ow))
+    if compiled:
+        return _conv2d_compiled(backend, x, weight, bias, stride, padding, (oh, ow))
     if in_channels == 1:
         return _conv2d_one_channel(backend, x, weight, bias, stride, padding, (oh, ow))
     padded = pad_channel_major(x, padding)
@@ -223,9 +224,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         if bias is not None:
             y += bias[:, None, None]
         return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, full, stride, padding)
-    compiled = backend.compiled(_conv_transpose2d_chunks)
-    if compiled is not None:
-        return _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape)
+    if backend.compiled(_conv2d_chunks) is not None:
+        return _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shape)
     x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
     cols = backend.matmul(xp.reshape(weight, (in_channels, -1)).T, x_rows)  # (C_out kh kw, N H W)
     y = crop(backend.col2im(cols, full, (kh, kw), stride), padding)
@@ -272,13 +272,13 @@ def _geometry(kernel, stride, padding, output_shape):
     return (*kernel, *stride, *padding, *output_shape)
 
 
-def _window_offsets(xp, geometry, padded_width):
-    """(kh kw, OH OW) int64: where each window entry sits in a flattened padded image plane, one
-    row per kernel tap (ki, kj), one column per output position (r, q)."""
-    kh, kw, sh, sw, _, _, oh, ow = geometry
+def _window_offsets(xp, geometry, input_width):
+    """(kh kw, OH OW) int64: where each window entry sits in a flattened padded image plane of an
+    input input_width wide, one row per kernel tap (ki, kj), one column per output position (r, q)."""
+    kh, kw, sh, sw, _, pw, oh, ow = geometry
     rows = xp.reshape(xp.arange(kh), (kh, 1, 1, 1)) + sh * xp.reshape(xp.arange(oh), (1, 1, oh, 1))
     columns = xp.reshape(xp.arange(kw), (1, kw, 1, 1)) + sw * xp.reshape(xp.arange(ow), (1, 1, 1, ow))
-    return xp.reshape(rows * padded_width + columns, (kh * kw, oh * ow))
+    return xp.reshape(rows * (input_width + 2 * pw) + columns, (kh * kw, oh * ow))
 
 
 # The window copies read (write) each padded image plane through `offsets`: with stride 1 a window
@@ -310,10 +310,10 @@ def _windows_to_columns(x, n0, n1, geometry, offsets, padded, cols):
 
 
 @kernel
-def _columns_to_windows(cols, n0, n1, geometry, offsets, padded, x):
+def _columns_to_windows(cols, n0, n1, geometry, offsets, bias, padded, x):
     """col2im, the adjoint of `_windows_to_columns`: images n0..n1 of x (N, C, H, W) become the
     sums of their entries in cols (C kh kw, (n1 - n0) OH OW), summed in padded (C, H + 2 ph,
-    W + 2 pw) and cropped."""
+    W + 2 pw), cropped, plus bias (C,)."""
     _, _, _, sw, ph, pw, oh, ow = geometry
     taps, positions = offsets.shape
     planes = padded.reshape((padded.shape[0], -1))
@@ -330,7 +330,10 @@ def _columns_to_windows(cols, n0, n1, geometry, offsets, padded, x):
                 else:
                     for p in range(positions):
                         planes[c, where[p]] += cols[row, start + p]
-        x[n0 + i] = padded[:, ph : ph + x.shape[2], pw : pw + x.shape[3]]
+            image, plane, shift = x[n0 + i, c], padded[c], bias[c]
+            for r in range(x.shape[2]):
+                for q in range(x.shape[3]):
+                    image[r, q] = plane[ph + r, pw + q] + shift
 
 
 @kernel
@@ -353,6 +356,14 @@ def _batch_major_chunk(rows, bias, n0, n1, y3):
 
 
 @kernel
+def _chunk_matrix(arrays, t, rows, width):
+    """Thread t's (rows, width) matrix in arrays (T, room), or (0, width) where arrays has no room."""
+    if arrays.shape[1] == 0:
+        rows = 0
+    return arrays[t, : rows * width].reshape((rows, width))
+
+
+@kernel
 def _conv2d_chunks(gemm, x, weight2d, bias, geometry, offsets, bounds, planes, buffer, products, y3):
     """y3 (N, O, OH OW) = conv of x (N, C, H, W) with weight2d (O, C kh kw) plus bias (O,), one
     chunk of images per thread, each with its own padded image (planes (T, C, H + 2 ph, W + 2 pw))
@@ -362,7 +373,7 @@ def _conv2d_chunks(gemm, x, weight2d, bias, geometry, offsets, bounds, planes, b
     for t in parallel_range(len(bounds) - 1):
         n0, n1 = bounds[t], bounds[t + 1]
         width = (n1 - n0) * positions
-        cols = buffer[t, : rows * width].reshape((rows, width))
+        cols = _chunk_matrix(buffer, t, rows, width)
         _windows_to_columns(x, n0, n1, geometry, offsets, planes[t], cols)
         if positions >= PER_IMAGE_POSITIONS:
             for i in range(n1 - n0):
@@ -371,41 +382,87 @@ def _conv2d_chunks(gemm, x, weight2d, bias, geometry, offsets, bounds, planes, b
                 for o in range(out_channels):
                     image[o] += bias[o]
         else:
-            product = products[t, : out_channels * width].reshape((out_channels, width))
+            product = _chunk_matrix(products, t, out_channels, width)
             matmul_into(gemm, weight2d, cols, product, False)
             _batch_major_chunk(product, bias, n0, n1, y3)
 
 
 @kernel
 def _conv2d_backward_chunks(
-    gemm, grad_y3, weight2d, geometry, offsets, bounds, buffer, planes, gathered, grad_cols, grad_x, grad_weight_parts
+    gemm, grad_y3, weight2d, bias, geometry, offsets, bounds, buffer, planes, gathered, grad_cols, grad_x, parts
 ):
-    """From dL/dy3 (N, O, OH OW) and the forward's buffer: where the arrays have room, each chunk's
-    dL/dW (grad_weight_parts (T, O, C kh kw)) and dL/dx (grad_x (N, C, H, W)); each thread
-    keeps its dL/dX_cols in grad_cols and, for small images, gathers its dL/dy as (O, chunk OH OW)
-    in `gathered`."""
+    """From dL/dy3 (N, O, OH OW) and the forward's columns (buffer): where the arrays have room,
+    each chunk's dL/dW (parts (T, O, C kh kw)) and dL/dx plus bias (C,) (grad_x (N, C, H, W)); each
+    thread keeps its dL/dX_cols in grad_cols and, for small images, gathers its dL/dy as (O, chunk
+    OH OW) in `gathered`."""
     rows, out_channels, positions = weight2d.shape[1], weight2d.shape[0], geometry[6] * geometry[7]
     for t in parallel_range(len(bounds) - 1):
         n0, n1 = bounds[t], bounds[t + 1]
         width = (n1 - n0) * positions
-        cols = buffer[t, : rows * width].reshape((rows, width))
-        columns = grad_cols[t, : rows * width].reshape((rows, width)) if grad_x.shape[0] > 0 else cols
+        cols = _chunk_matrix(buffer, t, rows, width)
+        columns = _chunk_matrix(grad_cols, t, rows, width)
         if positions >= PER_IMAGE_POSITIONS:
             for i in range(n1 - n0):
                 image = slice(i * positions, (i + 1) * positions)
-                if grad_weight_parts.shape[0] > 0:
-                    matmul_into(gemm, grad_y3[n0 + i], cols[:, image].T, grad_weight_parts[t], i > 0)
+                if parts.shape[0] > 0:
+                    matmul_into(gemm, grad_y3[n0 + i], cols[:, image].T, parts[t], i > 0)
                 if grad_x.shape[0] > 0:
                     matmul_into(gemm, weight2d.T, grad_y3[n0 + i], columns[:, image], False)
         else:
-            grad = gathered[t, : out_channels * width].reshape((out_channels, width))
+            grad = _chunk_matrix(gathered, t, out_channels, width)
             _channel_major_chunk(grad_y3, n0, n1, grad)
-            if grad_weight_parts.shape[0] > 0:
-                matmul_into(gemm, grad, cols.T, grad_weight_parts[t], False)  # dL/dW = dY X_cols^T
+            if parts.shape[0] > 0:
+                matmul_into(gemm, grad, cols.T, parts[t], False)  # dL/dW = dY X_cols^T
             if grad_x.shape[0] > 0:  # dL/dX_cols = W^T dY, then col2im
                 matmul_into(gemm, weight2d.T, grad, columns, False)
         if grad_x.shape[0] > 0:
-            _columns_to_windows(columns, n0, n1, geometry, offsets, planes[t], grad_x)
+            _columns_to_windows(columns, n0, n1, geometry, offsets, bias, planes[t], grad_x)
+
+
+def _chunks(n, positions):
+    """(bounds of one chunk of images per thread, the largest chunk's number of output positions)."""
+    bounds = chunk_bounds(n, kernel_threads())
+    return bounds, int(bounds[1] - bounds[0]) * positions
+
+
+def _forward_chunks(backend, x, weight2d, bias, geometry, offsets):
+    """(y (N, O, OH, OW), saved) of `_conv2d_chunks`; saved = (buffer, bounds, geometry, offsets,
+    chunk_size) is what `_backward_chunks` needs."""
+    xp, dtype = backend.xp, x.dtype
+    if not x.flags.c_contiguous:  # one compiled signature: a strided input is copied
+        x = xp.asarray(x, copy=True)
+    n, (out_channels, rows), output_shape = x.shape[0], weight2d.shape, geometry[6:]
+    positions = output_shape[0] * output_shape[1]
+    bounds, chunk_size = _chunks(n, positions)
+    chunks, per_image = len(bounds) - 1, positions >= PER_IMAGE_POSITIONS  # per image: no room for products
+    buffer = xp.empty((chunks, rows * chunk_size), dtype=dtype)
+    products = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=dtype)
+    planes = _padded_planes(xp, chunks, x.shape, geometry[4:6], dtype)
+    y = xp.empty((n, out_channels, *output_shape), dtype=dtype)
+    y3 = xp.reshape(y, (n, out_channels, positions))
+    forward = backend.compiled(_conv2d_chunks)
+    forward(blas_gemm(dtype), x, weight2d, bias, geometry, offsets, bounds, planes, buffer, products, y3)
+    return y, (buffer, bounds, geometry, offsets, chunk_size)
+
+
+def _backward_chunks(backend, saved, weight2d, grad_y3, input_shape, input_grad, param_grads, bias):
+    """(dL/dx (input_shape) plus bias (C,), dL/dW (O, C kh kw)) of `_conv2d_backward_chunks` from
+    dL/dy3 (N, O, OH OW) and the forward's `saved`; None for those not asked for."""
+    xp, dtype = backend.xp, grad_y3.dtype
+    buffer, bounds, geometry, offsets, chunk_size = saved
+    chunks, (out_channels, rows) = len(bounds) - 1, weight2d.shape
+    if not grad_y3.flags.c_contiguous:  # the products read it as matrices; one compiled signature
+        grad_y3 = xp.asarray(grad_y3, copy=True)
+    per_image = geometry[6] * geometry[7] >= PER_IMAGE_POSITIONS  # the products read dL/dy in place
+    gathered = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=dtype)
+    grad_cols = xp.empty((chunks, rows * chunk_size if input_grad else 0), dtype=dtype)
+    grad_x = xp.empty(input_shape if input_grad else (0,) * 4, dtype=dtype)
+    parts = xp.empty((chunks if param_grads else 0, out_channels, rows), dtype=dtype)
+    planes = _padded_planes(xp, chunks, input_shape, geometry[4:6], dtype)
+    backward = backend.compiled(_conv2d_backward_chunks)
+    arrays = (buffer, planes, gathered, grad_cols, grad_x, parts)
+    backward(blas_gemm(dtype), grad_y3, weight2d, bias, geometry, offsets, bounds, *arrays)
+    return (grad_x if input_grad else None), (xp.sum(parts, axis=0) if param_grads else None)
 
 
 def _padded_planes(xp, chunks, shape, padding, dtype):
@@ -413,131 +470,60 @@ def _padded_planes(xp, chunks, shape, padding, dtype):
     return xp.empty((chunks, shape[1], shape[2] + 2 * padding[0], shape[3] + 2 * padding[1]), dtype=dtype)
 
 
-def _conv2d_compiled(backend, forward, x, weight, bias, stride, padding, output_shape):
+def _conv2d_compiled(backend, x, weight, bias, stride, padding, output_shape):
     xp = backend.xp
-    n, out_channels = x.shape[0], weight.shape[0]
-    weight2d = xp.reshape(weight, (out_channels, -1))
-    bounds = chunk_bounds(n, kernel_threads())
+    weight2d = xp.reshape(weight, (weight.shape[0], -1))
     geometry = _geometry(weight.shape[2:], stride, padding, output_shape)
-    positions = output_shape[0] * output_shape[1]
-    chunk_size = (bounds[1] - bounds[0]) * positions  # the first chunk is the largest
-    buffer = xp.empty((len(bounds) - 1, weight2d.shape[1] * chunk_size), dtype=x.dtype)
-    y = xp.empty((n, out_channels, *output_shape), dtype=x.dtype)
-    bias_or_zero = bias if bias is not None else xp.zeros(out_channels, dtype=x.dtype)
-    planes = _padded_planes(xp, len(bounds) - 1, x.shape, padding, x.dtype)
-    y3 = xp.reshape(y, (n, out_channels, positions))
-    per_image = positions >= PER_IMAGE_POSITIONS  # each image's product written in place: no room needed
-    products = xp.empty((len(bounds) - 1, 0 if per_image else out_channels * chunk_size), dtype=x.dtype)
-    offsets = _window_offsets(xp, geometry, planes.shape[3])
-    forward(blas_gemm(x.dtype), x, weight2d, bias_or_zero, geometry, offsets, bounds, planes, buffer, products, y3)
-    saved = (buffer, bounds, geometry, offsets, chunk_size)
+    offsets = _window_offsets(xp, geometry, x.shape[3])
+    bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[0], dtype=x.dtype)
+    y, saved = _forward_chunks(backend, x, weight2d, bias_or_zero, geometry, offsets)
     return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding)
 
 
 def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
-    xp = backend.xp
-    buffer, bounds, geometry, offsets, chunk_size = cache.saved
-    weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
-    n, out_channels = grad_y.shape[0], weight2d.shape[0]
-    chunks = len(bounds) - 1
-    grad_cols = xp.empty(buffer.shape if input_grad else (chunks, 0), dtype=grad_y.dtype)
-    grad_x = xp.empty(cache.padded_shape if input_grad else (0,) * 4, dtype=grad_y.dtype)
-    parts = xp.empty((chunks if param_grads else 0, *weight2d.shape), dtype=grad_y.dtype)
-    grad_y3 = xp.reshape(grad_y, (n, out_channels, -1))
-    planes = _padded_planes(xp, chunks, cache.padded_shape, cache.padding, grad_y.dtype)
-    backward = backend.compiled(_conv2d_backward_chunks)
-    per_image = geometry[6] * geometry[7] >= PER_IMAGE_POSITIONS  # the products read dL/dy in place
-    if not grad_y3.flags.c_contiguous:  # the products read it as matrices; one compiled signature
-        grad_y3 = xp.asarray(grad_y3, copy=True)
-    gathered = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=grad_y.dtype)
-    arrays = (buffer, planes, gathered, grad_cols, grad_x, parts)
-    backward(blas_gemm(grad_y.dtype), grad_y3, weight2d, geometry, offsets, bounds, *arrays)
-    grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
-    grad_bias = xp.sum(xp.sum(grad_y3, axis=0), axis=-1) if param_grads and cache.has_bias else None
-    return (grad_x if input_grad else None), grad_weight, grad_bias
+    xp, weight = backend.xp, cache.weight
+    weight2d = xp.reshape(weight, (weight.shape[0], -1))
+    grad_y3 = xp.reshape(grad_y, (*grad_y.shape[:2], -1))
+    zero = xp.zeros(weight.shape[1], dtype=grad_y.dtype)
+    grad_x, grad_weight = _backward_chunks(
+        backend, cache.saved, weight2d, grad_y3, cache.padded_shape, input_grad, param_grads, zero
+    )
+    if not param_grads:
+        return grad_x, None, None
+    grad_bias = xp.sum(xp.sum(grad_y3, axis=0), axis=-1) if cache.has_bias else None
+    return grad_x, xp.reshape(grad_weight, weight.shape), grad_bias
 
 
-# The transposed convolution on the compiled path: the same chunks, products and window copies in
-# the other order. Forward: X_chunk (C_in, chunk H W) -> W^T X_chunk = columns -> col2im onto y.
-# Backward: im2col(dY) = dCols, dL/dW = X dCols^T, dL/dX = W dCols.
+# The transposed convolution on the compiled path runs the convolution's kernels with the roles
+# swapped: its forward is the input gradient of the convolution from y to x (dL/dy3 := x, plus
+# the bias); its backward is that convolution's forward of dL/dy (dL/dx = W im2col(dL/dy), the
+# columns kept) and then its weight gradient with x in dL/dy's place (dL/dW = X im2col(dL/dy)^T).
 
 
-@kernel
-def _conv_transpose2d_chunks(gemm, x3, weight2d, bias, geometry, offsets, bounds, planes, gathered, columns, y):
-    """y (N, C_out, OH, OW) = transposed conv of x3 (N, C_in, H W) with weight2d (C_in, C_out kh kw)
-    plus bias (C_out,), one chunk of images per thread (its x in `gathered`, its columns in
-    `columns`, its padded output image in `planes`)."""
-    in_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], x3.shape[2]
-    for t in parallel_range(len(bounds) - 1):
-        n0, n1 = bounds[t], bounds[t + 1]
-        width = (n1 - n0) * positions
-        x_rows = gathered[t, : in_channels * width].reshape((in_channels, width))
-        _channel_major_chunk(x3, n0, n1, x_rows)
-        cols = columns[t, : rows * width].reshape((rows, width))
-        matmul_into(gemm, weight2d.T, x_rows, cols, False)
-        _columns_to_windows(cols, n0, n1, geometry, offsets, planes[t], y)
-        for i in range(n0, n1):
-            for c in range(y.shape[1]):
-                y[i, c] += bias[c]
-
-
-@kernel
-def _conv_transpose2d_backward_chunks(
-    gemm, x3, grad_y, weight2d, zero, geometry, offsets, bounds, planes, gathered, columns, grad_x3, parts
-):
-    """Where the arrays have room, dL/dW per chunk (parts (T, C_in, C_out kh kw)) and dL/dx (grad_x3
-    (N, C_in, H W)), from dL/dy (N, C_out, OH, OW) and the input x3 (N, C_in, H W); zero is (C_in,) zeros."""
-    in_channels, rows, positions = weight2d.shape[0], weight2d.shape[1], x3.shape[2]
-    for t in parallel_range(len(bounds) - 1):
-        n0, n1 = bounds[t], bounds[t + 1]
-        width = (n1 - n0) * positions
-        cols = columns[t, : rows * width].reshape((rows, width))
-        _windows_to_columns(grad_y, n0, n1, geometry, offsets, planes[t], cols)
-        x_rows = gathered[t, : in_channels * width].reshape((in_channels, width))
-        _channel_major_chunk(x3, n0, n1, x_rows)
-        if parts.shape[0] > 0:
-            matmul_into(gemm, x_rows, cols.T, parts[t], False)
-        if grad_x3.shape[0] > 0:  # x_rows is free again: it takes W dCols
-            matmul_into(gemm, weight2d, cols, x_rows, False)
-            _batch_major_chunk(x_rows, zero, n0, n1, grad_x3)
-
-
-def _conv_transpose2d_compiled(backend, compiled, x, weight, bias, stride, padding, y_shape):
+def _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shape):
     xp = backend.xp
     n, in_channels, height, width = x.shape
-    weight2d = xp.reshape(weight, (in_channels, -1))
-    bounds = chunk_bounds(n, kernel_threads())
-    chunks, chunk_size = len(bounds) - 1, (bounds[1] - bounds[0]) * height * width
+    x3 = xp.reshape(x, (n, in_channels, height * width))
     geometry = _geometry(weight.shape[2:], stride, padding, (height, width))
-    x3 = xp.reshape(x, (n, in_channels, -1))
-    y = xp.empty(y_shape, dtype=x.dtype)
-    planes = _padded_planes(xp, chunks, y_shape, padding, x.dtype)
-    gathered = xp.empty((chunks, in_channels * chunk_size), dtype=x.dtype)
-    columns = xp.empty((chunks, weight2d.shape[1] * chunk_size), dtype=x.dtype)
+    offsets = _window_offsets(xp, geometry, y_shape[3])
+    bounds, chunk_size = _chunks(n, height * width)
+    no_columns = xp.empty((len(bounds) - 1, 0), dtype=x.dtype)  # no weight gradient in a forward
+    saved = (no_columns, bounds, geometry, offsets, chunk_size)
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[1], dtype=x.dtype)
-    offsets = _window_offsets(xp, geometry, planes.shape[3])
-    compiled(blas_gemm(x.dtype), x3, weight2d, bias_or_zero, geometry, offsets, bounds, planes, gathered, columns, y)
-    saved = (x3, bounds, geometry, offsets, chunk_size)
-    return y, ConvCache("compiled", saved, weight, bias is not None, y_shape, stride, padding)
+    weight2d = xp.reshape(weight, (in_channels, -1))
+    y, _ = _backward_chunks(backend, saved, weight2d, x3, y_shape, True, False, bias_or_zero)
+    return y, ConvCache("compiled", (x3, geometry, offsets), weight, bias is not None, y_shape, stride, padding)
 
 
 def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
-    xp = backend.xp
-    x3, bounds, geometry, offsets, chunk_size = cache.saved
-    weight2d = xp.reshape(cache.weight, (cache.weight.shape[0], -1))
-    chunks = len(bounds) - 1
-    planes = _padded_planes(xp, chunks, grad_y.shape, cache.padding, grad_y.dtype)
-    gathered = xp.empty((chunks, x3.shape[1] * chunk_size), dtype=grad_y.dtype)
-    columns = xp.empty((chunks, weight2d.shape[1] * chunk_size), dtype=grad_y.dtype)
-    grad_x3 = xp.empty(x3.shape if input_grad else (0, 0, 0), dtype=grad_y.dtype)
-    parts = xp.empty((chunks if param_grads else 0, *weight2d.shape), dtype=grad_y.dtype)
-    backward = backend.compiled(_conv_transpose2d_backward_chunks)
-    zero = xp.zeros(x3.shape[1], dtype=grad_y.dtype)
-    arrays = (planes, gathered, columns, grad_x3, parts)
-    backward(blas_gemm(grad_y.dtype), x3, grad_y, weight2d, zero, geometry, offsets, bounds, *arrays)
-    grad_weight = xp.reshape(xp.sum(parts, axis=0), cache.weight.shape) if param_grads else None
-    grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
-    if not input_grad:
-        return None, grad_weight, grad_bias
-    grad_x = xp.reshape(grad_x3, (x3.shape[0], x3.shape[1], *geometry[6:]))
-    return grad_x, grad_weight, grad_bias
+    xp, weight = backend.xp, cache.weight
+    x3, geometry, offsets = cache.saved
+    weight2d = xp.reshape(weight, (weight.shape[0], -1))
+    zero = xp.zeros(weight.shape[0], dtype=grad_y.dtype)
+    grad_x, saved = _forward_chunks(backend, grad_y, weight2d, zero, geometry, offsets)
+    grad_weight = grad_bias = None
+    if param_grads:
+        _, grad_weight = _backward_chunks(backend, saved, weight2d, x3, grad_y.shape, False, True, zero)
+        grad_weight = xp.reshape(grad_weight, weight.shape)
+        grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
+    return (grad_x if input_grad else None), grad_weight, grad_bias
