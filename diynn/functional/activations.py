@@ -7,6 +7,8 @@ incoming gradient; on CuPy each runs as one fused kernel (the CUDA source beside
 
 from backends import Elementwise, backend_of, kernel, parallel_range
 
+from ..checks import check_gradient
+
 
 def relu(x):
     """y = max(x, 0), any shape. Cache: y."""
@@ -38,13 +40,14 @@ RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diyn
 
 def relu_backward(y, grad_y):
     """dL/dx = grad_y where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
+    check_gradient(grad_y, y.shape, y.dtype, "relu_backward")
     backend = backend_of(y)
     xp = backend.xp
     fused = backend.elementwise(RELU_BACKWARD)
     if fused is not None:
         return fused(y, grad_y)
     compiled = backend.compiled(_relu_backward_flat, size=y.size)
-    if compiled is not None and y.shape == grad_y.shape:
+    if compiled is not None:
         grad_x = xp.empty(grad_y.shape, dtype=grad_y.dtype)
         compiled(xp.reshape(y, (-1,)), xp.reshape(grad_y, (-1,)), xp.reshape(grad_x, (-1,)))
         return grad_x
@@ -60,6 +63,7 @@ def leaky_relu(x, negative_slope=0.01):
 
 def leaky_relu_backward(derivative, grad_y):
     """dL/dx = grad_y dy/dx."""
+    check_gradient(grad_y, derivative.shape, derivative.dtype, "leaky_relu_backward")
     return grad_y * derivative
 
 
@@ -74,6 +78,7 @@ TANH_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * (1 - y * y)", "diynn
 
 def tanh_backward(y, grad_y):
     """dL/dx = grad_y (1 - y^2) (dy/dx = 1 - tanh(x)^2)."""
+    check_gradient(grad_y, y.shape, y.dtype, "tanh_backward")
     fused = backend_of(y).elementwise(TANH_BACKWARD)
     if fused is not None:
         return fused(y, grad_y)
@@ -94,6 +99,7 @@ SIGMOID_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * y * (1 - y)", "di
 
 def sigmoid_backward(y, grad_y):
     """dL/dx = grad_y y (1 - y) (dy/dx = sigmoid(x) (1 - sigmoid(x)))."""
+    check_gradient(grad_y, y.shape, y.dtype, "sigmoid_backward")
     fused = backend_of(y).elementwise(SIGMOID_BACKWARD)
     if fused is not None:
         return fused(y, grad_y)
@@ -111,5 +117,6 @@ def softmax(x, axis=-1):
 def softmax_backward(cache, grad_y):
     # dL/dx_i = y_i (g_i - sum_j g_j y_j)
     y, axis = cache
+    check_gradient(grad_y, y.shape, y.dtype, "softmax_backward")
     inner = backend_of(grad_y).xp.sum(grad_y * y, axis=axis, keepdims=True)
     return y * (grad_y - inner)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
 from .. import arguments
-from ..checks import check_input
+from ..checks import check_gradient, check_input
 from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 
@@ -36,8 +36,8 @@ class ConvCache(NamedTuple):
     compiled path's per-chunk windows with its chunks, geometry and window offsets (a transposed
     convolution's: its input, geometry and offsets), Winograd's input and filter tiles, or the
     input and its cuDNN graphs), the weight, whether there was a bias, the padded input's shape
-    (the compiled path: the input's, or for a transposed convolution its output's) and the
-    (stride, padding) pairs."""
+    (the compiled path: the input's, or for a transposed convolution its output's), the
+    (stride, padding) pairs and the output's shape."""
 
     path: str
     saved: object
@@ -46,6 +46,7 @@ class ConvCache(NamedTuple):
     padded_shape: tuple
     stride: tuple[int, int]
     padding: tuple[int, int]
+    output_shape: tuple
 
 
 def conv_output_shape(height, width, kernel, stride, padding, name="conv2d"):
@@ -87,11 +88,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         convolution.forward(x, weight, y)
         if bias is not None:
             y += bias[:, None, None]
-        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, x.shape, stride, padding)
+        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, x.shape, stride, padding, y.shape)
     compiled = backend.compiled(_conv2d_chunks) is not None
     if compiled and winograd.serves(weight.shape, stride):
         y, saved = winograd.conv2d(backend, x, weight, bias, padding, (oh, ow))
-        return y, ConvCache("winograd", saved, weight, bias is not None, x.shape, stride, padding)
+        return y, ConvCache("winograd", saved, weight, bias is not None, x.shape, stride, padding, y.shape)
     if compiled:
         return _conv2d_compiled(backend, x, weight, bias, stride, padding, (oh, ow))
     if in_channels == 1:
@@ -102,12 +103,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     if bias is not None:
         y += bias[:, None]
     y = to_batch_major(xp.reshape(y, (out_channels, n, oh, ow)))
-    return y, ConvCache("channel_major", cols, weight, bias is not None, padded.shape, stride, padding)
+    return y, ConvCache("channel_major", cols, weight, bias is not None, padded.shape, stride, padding, y.shape)
 
 
 def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True):
     """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
     # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
+    check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv2d_backward")
     backend = backend_of(grad_y)
     xp = backend.xp
     if cache.path == "cudnn":
@@ -150,7 +152,7 @@ def _conv2d_one_channel(backend, x, weight, bias, stride, padding, output_shape)
     if bias is not None:
         y += bias[:, None]
     y = xp.reshape(y, (n, out_channels, *output_shape))
-    return y, ConvCache("one_channel", cols, weight, bias is not None, padded.shape, stride, padding)
+    return y, ConvCache("one_channel", cols, weight, bias is not None, padded.shape, stride, padding, y.shape)
 
 
 def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads):
@@ -223,7 +225,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         convolution.backward_data(x, weight, y)
         if bias is not None:
             y += bias[:, None, None]
-        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, full, stride, padding)
+        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, full, stride, padding, y_shape)
     if backend.compiled(_conv2d_chunks) is not None:
         return _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shape)
     x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
@@ -231,13 +233,15 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     y = crop(backend.col2im(cols, full, (kh, kw), stride), padding)
     if bias is not None:
         y += bias[:, None, None, None]
-    return to_batch_major(y), ConvCache("channel_major", x_rows, weight, bias is not None, full, stride, padding)
+    cache = ConvCache("channel_major", x_rows, weight, bias is not None, full, stride, padding, y_shape)
+    return to_batch_major(y), cache
 
 
 def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True):
     """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
     # forward is X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) = dCols, then
     # dL/dW = X dCols^T and dL/dX = W dCols
+    check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv_transpose2d_backward")
     backend = backend_of(grad_y)
     xp = backend.xp
     weight = cache.weight
@@ -429,8 +433,7 @@ def _forward_chunks(backend, x, weight2d, bias, geometry, offsets):
     """(y (N, O, OH, OW), saved) of `_conv2d_chunks`; saved = (buffer, bounds, geometry, offsets,
     chunk_size) is what `_backward_chunks` needs."""
     xp, dtype = backend.xp, x.dtype
-    if not x.flags.c_contiguous:  # one compiled signature: a strided input is copied
-        x = xp.asarray(x, copy=True)
+    x = xp.ascontiguousarray(x)  # one compiled signature: a strided input is copied
     n, (out_channels, rows), output_shape = x.shape[0], weight2d.shape, geometry[6:]
     positions = output_shape[0] * output_shape[1]
     bounds, chunk_size = _chunks(n, positions)
@@ -451,8 +454,7 @@ def _backward_chunks(backend, saved, weight2d, grad_y3, input_shape, input_grad,
     xp, dtype = backend.xp, grad_y3.dtype
     buffer, bounds, geometry, offsets, chunk_size = saved
     chunks, (out_channels, rows) = len(bounds) - 1, weight2d.shape
-    if not grad_y3.flags.c_contiguous:  # the products read it as matrices; one compiled signature
-        grad_y3 = xp.asarray(grad_y3, copy=True)
+    grad_y3 = xp.ascontiguousarray(grad_y3)  # the products read it as matrices; one compiled signature
     per_image = geometry[6] * geometry[7] >= PER_IMAGE_POSITIONS  # the products read dL/dy in place
     gathered = xp.empty((chunks, 0 if per_image else out_channels * chunk_size), dtype=dtype)
     grad_cols = xp.empty((chunks, rows * chunk_size if input_grad else 0), dtype=dtype)
@@ -477,7 +479,7 @@ def _conv2d_compiled(backend, x, weight, bias, stride, padding, output_shape):
     offsets = _window_offsets(xp, geometry, x.shape[3])
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[0], dtype=x.dtype)
     y, saved = _forward_chunks(backend, x, weight2d, bias_or_zero, geometry, offsets)
-    return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding)
+    return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding, y.shape)
 
 
 def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
@@ -512,7 +514,8 @@ def _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shap
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[1], dtype=x.dtype)
     weight2d = xp.reshape(weight, (in_channels, -1))
     y, _ = _backward_chunks(backend, saved, weight2d, x3, y_shape, True, False, bias_or_zero)
-    return y, ConvCache("compiled", (x3, geometry, offsets), weight, bias is not None, y_shape, stride, padding)
+    cache = ConvCache("compiled", (x3, geometry, offsets), weight, bias is not None, y_shape, stride, padding, y_shape)
+    return y, cache
 
 
 def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):

@@ -2,6 +2,8 @@
 
 from backends import backend_of
 
+from ..checks import check_gradient
+
 
 def dropout(x, p, rng, training=True):
     """Training: y = x mask / (1 - p), mask ~ Bernoulli(1 - p) drawn from `rng` (a backend
@@ -17,4 +19,7 @@ def dropout(x, p, rng, training=True):
 
 def dropout_backward(scale, grad_y):
     # dy/dx = mask / (1 - p)
-    return grad_y if scale is None else grad_y * scale
+    if scale is None:
+        return grad_y
+    check_gradient(grad_y, scale.shape, scale.dtype, "dropout_backward")
+    return grad_y * scale

@@ -3,7 +3,7 @@ kernels split over their threads."""
 
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
-from ..checks import check_input
+from ..checks import check_gradient, check_input
 
 
 def linear(x, weight, bias=None):
@@ -20,6 +20,7 @@ def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
     """(dL/dx, dL/dW, dL/db) from dL/dy (N, out); a gradient not asked for (or db without a bias) is None."""
     # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
     x, weight, has_bias = cache
+    check_gradient(grad_y, (x.shape[0], weight.shape[0]), weight.dtype, "linear_backward")
     grad_weight = matmul_transposed(grad_y, x) if param_grads else None
     grad_bias = backend_of(grad_y).xp.sum(grad_y, axis=0) if param_grads and has_bias else None
     grad_x = matmul(grad_y, weight) if input_grad else None

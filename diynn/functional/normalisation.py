@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from backends import backend_of, kernel, parallel_range
 
+from ..checks import check_gradient
+
 
 def per_channel_sum(x3):
     """(N, C, L) -> (C,): the sum over the batch first, which adds whole contiguous (C, L) blocks."""
@@ -25,7 +27,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     (1 - momentum) running + momentum batch (the unbiased variance, as in PyTorch). Otherwise the
     running statistics. x is viewed as (N, C, L) (L = 1 for (N, C) inputs, H W for images), so
     that per-channel sums are reductions over axes 0 and 2. Cache: (x_centred (N, C, L),
-    inv_std (C,), gamma, count per channel, training).
+    inv_std (C,), gamma, count per channel, training, x's shape).
     """
     backend = backend_of(x)
     xp = backend.xp
@@ -57,7 +59,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
         centred = centred if training else x3 - per_channel(mean, x3)
         y = centred * per_channel(weight * inv_std, x3)
         y += per_channel(bias, x3)
-    return xp.reshape(y, x.shape), (centred, inv_std, weight, count, training)
+    return xp.reshape(y, x.shape), (centred, inv_std, weight, count, training, x.shape)
 
 
 def batch_norm_backward(cache, grad_y, input_grad=True):
@@ -65,7 +67,8 @@ def batch_norm_backward(cache, grad_y, input_grad=True):
     # x_hat = (x - mean) inv_std, y = gamma x_hat + beta; with g = dL/dy per channel:
     # dL/dgamma = sum g x_hat, dL/dbeta = sum g, and in training (the statistics depend on x)
     # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); otherwise dL/dx = gamma inv_std g
-    centred, inv_std, weight, count, training = cache
+    centred, inv_std, weight, count, training, shape = cache
+    check_gradient(grad_y, shape, centred.dtype, "batch_norm_backward")
     backend = backend_of(grad_y)
     xp = backend.xp
     g = xp.reshape(grad_y, centred.shape)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from backends import backend_of, kernel, parallel_range
 
 from .. import arguments
-from ..checks import check_input
+from ..checks import check_gradient, check_input
 from .geometry import crop, output_size, pad2d
 
 
@@ -97,8 +97,11 @@ def max_pool2d_backward(cache, grad_y):
     the padding, also when a whole window is -inf: as in PyTorch); pixels in no window get 0."""
     # dy/dx = 1 at the window's first maximum, 0 elsewhere
     if isinstance(cache, CompiledMaxPoolCache):
+        n, channels = cache.input_shape[:2]
+        check_gradient(grad_y, (n, channels, *cache.argmax.shape[1:]), cache.dtype, "max_pool2d_backward")
         return _max_pool2d_backward_compiled(cache, grad_y)
     padded, y, slices, window = cache
+    check_gradient(grad_y, y.shape, y.dtype, "max_pool2d_backward")
     xp = backend_of(grad_y).xp
     taken = xp.zeros(y.shape, dtype=xp.bool, device=y.device)
     inside = None
@@ -125,10 +128,11 @@ def max_pool2d_backward(cache, grad_y):
 
 class CompiledMaxPoolCache(NamedTuple):
     """The compiled max-pool's cache: argmax (N C, OH, OW) int32 index of each window's maximum in
-    its (H, W) plane, and the input's shape."""
+    its (H, W) plane, the input's shape and dtype."""
 
     argmax: object
     input_shape: tuple
+    dtype: object
 
 
 @kernel
@@ -198,7 +202,7 @@ def _max_pool2d_compiled(xp, compiled, x, window):
         backend_of(x).compiled(_max_pool_2x2_planes)(x3, y3, argmax)
     else:
         compiled(x3, (kh, kw, sh, sw, ph, pw), y3, argmax)
-    return y, CompiledMaxPoolCache(argmax, x.shape)
+    return y, CompiledMaxPoolCache(argmax, x.shape, x.dtype)
 
 
 def _max_pool2d_backward_compiled(cache, grad_y):
@@ -214,18 +218,20 @@ def _max_pool2d_backward_compiled(cache, grad_y):
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """y = mean over each kh x kw window; the zero padding counts in the mean (as in PyTorch).
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW). Cache: (padded shape, slices, window).
+    x: (N, C, H, W) -> y: (N, C, OH, OW). Cache: (padded shape, slices, window, y's shape and dtype).
     """
     window = pool_window(kernel_size, stride, padding)
     padded, slices = window_slices(x, window, 0.0, "avg_pool2d")
     total = padded[:, :, slices[0][0], slices[0][1]]
     for rows, columns in slices[1:]:
         total = total + padded[:, :, rows, columns]
-    return total / len(slices), (padded.shape, slices, window)
+    y = total / len(slices)
+    return y, (padded.shape, slices, window, y.shape, y.dtype)
 
 
 def avg_pool2d_backward(cache, grad_y):
     # dy/dx = 1 / (kh kw) for every pixel of the window
-    padded_shape, slices, window = cache
+    padded_shape, slices, window, shape, dtype = cache
+    check_gradient(grad_y, shape, dtype, "avg_pool2d_backward")
     share = grad_y / len(slices)
     return scatter_windows([share] * len(slices), slices, padded_shape, window)
