@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backends import backend_of, kernel, parallel_range
 
-from ..checks import check_gradient
+from ..checks import check_gradient, check_input
 
 
 def per_channel_sum(x3):
@@ -29,6 +29,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     that per-channel sums are reductions over axes 0 and 2. Cache: (x_centred (N, C, L),
     inv_std (C,), gamma, count per channel, training, x's shape).
     """
+    _check_operands(x, weight, bias, running_mean, running_var)
     backend = backend_of(x)
     xp = backend.xp
     n, channels = x.shape[0], x.shape[1]
@@ -60,6 +61,16 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
         y = centred * per_channel(weight * inv_std, x3)
         y += per_channel(bias, x3)
     return xp.reshape(y, x.shape), (centred, inv_std, weight, count, training, x.shape)
+
+
+def _check_operands(x, weight, bias, running_mean, running_var):
+    """Clear errors for operands that do not fit together (the compiled kernels would read past them):
+    x (N, C, ...) and four (C,) vectors, all of one dtype."""
+    check_input(weight, ndim=1, name="batch_norm's weight")
+    channels, axes = weight.shape[0], max(getattr(x, "ndim", 2), 2)  # any number of axes from 2 on
+    check_input(x, ndim=axes, name="batch_norm", sizes={1: channels}, like=weight)
+    for name, vector in (("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        check_input(vector, ndim=1, name=f"batch_norm's {name}", sizes={0: channels}, like=weight)
 
 
 def batch_norm_backward(cache, grad_y, input_grad=True):
