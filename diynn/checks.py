@@ -47,13 +47,13 @@ def check_not_empty(prediction, name: str) -> None:
         raise ValueError(f"{name} got an empty batch (prediction shape {tuple(prediction.shape)}); nothing to average")
 
 
-def check_gradient(grad_y, shape, dtype, name: str) -> None:
-    """Raise ValueError unless the output gradient `grad_y` has the output's `shape` (no silent
-    broadcasting; the compiled kernels index by that shape), TypeError unless it is an array of the
-    output's `dtype` (None: not known)."""
-    if not hasattr(grad_y, "shape") or not hasattr(grad_y, "dtype"):
-        raise TypeError(f"{name} expects the output's gradient as an array, got {type(grad_y).__name__}")
-    if tuple(grad_y.shape) != tuple(shape):
-        raise ValueError(f"{name} expects a gradient of the output's shape {tuple(shape)}, got {tuple(grad_y.shape)}")
-    if dtype is not None and grad_y.dtype != dtype:
-        raise TypeError(f"{name} expects a gradient of the output's dtype {dtype}, got {grad_y.dtype}")
+def check_gradient(grad, shape, dtype, name: str, of: str = "the output's") -> None:
+    """Raise ValueError unless `grad` has the `shape` of what it is the gradient of (no silent
+    broadcasting; the compiled kernels index by that shape), TypeError unless it is an array of
+    that `dtype`."""
+    if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
+        raise TypeError(f"{name} expects {of} gradient as an array, got {type(grad).__name__}")
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"{name} expects a gradient of {of} shape {tuple(shape)}, got {tuple(grad.shape)}")
+    if grad.dtype != dtype:
+        raise TypeError(f"{name} expects a gradient of {of} dtype {dtype}, got {grad.dtype}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from backends import Elementwise, backend_of, kernel, parallel_range
 
 from . import arguments
+from .checks import check_gradient
 
 
 class Optimizer:
@@ -71,10 +72,11 @@ class Optimizer:
             }
 
     def step(self):
-        for parameter in self.parameters:
+        for index, parameter in enumerate(self.parameters):
             if parameter.grad is None or not parameter.requires_grad:
                 continue
-            grad = parameter.grad
+            grad, data = parameter.grad, parameter.data
+            check_gradient(grad, data.shape, data.dtype, f"{type(self).__name__}.step", f"parameter {index}'s")
             if self.weight_decay and self.decoupled_weight_decay:
                 parameter.data *= 1 - self.lr * self.weight_decay
             elif self.weight_decay:

@@ -1,5 +1,7 @@
 """Optimiser updates against the formulas written out independently in NumPy float64."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,24 @@ def test_updates_are_in_place(backend):
     parameter.grad = backend.asarray(GRADS[0], dtype=backend.xp.float32)
     optimizer.step()
     assert parameter.data is data and parameter.data.dtype == backend.xp.float32
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda ps: SGD(ps, lr=0.1), lambda ps: SGD(ps, lr=0.1, momentum=0.9), Adam, AdamW],
+    ids=["sgd", "sgd-momentum", "adam", "adamw"],
+)
+@pytest.mark.parametrize(
+    "grad, error, message",
+    [
+        (np.ones((2, 300), np.float32), ValueError, "parameter 1's shape (200, 300), got (2, 300)"),
+        (np.ones((1, 300), np.float32), ValueError, "parameter 1's shape (200, 300), got (1, 300)"),
+        (np.ones((200, 300)), TypeError, "parameter 1's dtype float32, got float64"),
+    ],
+)
+def test_a_gradient_that_does_not_fit_its_parameter_is_a_clear_error(make, grad, error, message):
+    # the compiled updates index by the parameter: a smaller gradient was read past its end
+    parameters = [Parameter(np.zeros(3, np.float32)), Parameter(np.zeros((200, 300), np.float32))]
+    parameters[0].grad, parameters[1].grad = np.ones(3, np.float32), grad
+    with pytest.raises(error, match=re.escape(message)):
+        make(parameters).step()
