@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import backends
 from backends import backend_of
 
+from .checks import check_gradient
 from .grad_mode import PendingCaches
 
 
@@ -36,6 +37,7 @@ class Parameter:
         """Add `grad` (same shape as `data`) to `self.grad`, taking it as is when empty (frozen: ignored)."""
         if not self.requires_grad:
             return
+        check_gradient(grad, self.data.shape, self.data.dtype, "Parameter.accumulate", "its parameter's")
         if self.grad is None:
             self.grad = grad
         else:

@@ -42,6 +42,16 @@ def test_backward_accumulates_parameter_gradients(backend, numpy_rng):
     assert layer.weight.grad is None
 
 
+def test_a_gradient_of_another_shape_or_dtype_is_not_accumulated():
+    parameter = diynn.Parameter(np.zeros((3, 2), np.float32))
+    parameter.accumulate(np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"its parameter's shape \(3, 2\), got \(1, 2\)"):
+        parameter.accumulate(np.ones((1, 2), np.float32))  # would broadcast into every row
+    with pytest.raises(TypeError, match="its parameter's dtype float32, got float64"):
+        parameter.accumulate(np.ones((3, 2)))
+    np.testing.assert_array_equal(parameter.grad, np.ones((3, 2), np.float32))
+
+
 def test_first_layer_may_skip_the_input_gradient(backend, numpy_rng):
     model = diynn.mlp([3, 4, 2], rng=0)
     x = backend.asarray(numpy_rng.normal(size=(5, 3)).astype(np.float32))
