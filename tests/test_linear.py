@@ -35,6 +35,11 @@ def test_functional_linear_rejects_operands_that_do_not_fit(backend):
         F.linear(backend.asarray(np.ones((4, 5), np.float32)), weight)
     with pytest.raises(TypeError, match=r"linear expects dtype \S*float32 .* got \S*float64"):
         F.linear(backend.asarray(np.ones((4, 3), np.float64)), weight)
+    x = backend.asarray(np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"linear's bias expects size 2 on axis 0, got shape \(1,\)"):
+        F.linear(x, weight, backend.asarray(np.ones(1, np.float32)))  # would broadcast
+    with pytest.raises(ValueError, match=r"linear's weight expects an input with 2 axes, got shape \(3,\)"):
+        F.linear(x, backend.asarray(np.ones(3, np.float32)))
 
 
 def test_linear_rejects_wrong_shape_and_dtype(backend):

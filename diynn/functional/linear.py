@@ -9,7 +9,10 @@ from ..checks import check_gradient, check_input
 def linear(x, weight, bias=None):
     """y = x W^T + b. x: (N, in), weight: (out, in), bias: (out,) or None -> y: (N, out).
     Cache: (x, weight, has_bias)."""
+    check_input(weight, ndim=2, name="linear's weight")
     check_input(x, ndim=2, name="linear", sizes={1: weight.shape[1]}, like=weight)
+    if bias is not None:
+        check_input(bias, ndim=1, name="linear's bias", sizes={0: weight.shape[0]}, like=weight)
     y = matmul(x, weight.T)
     if bias is not None:
         y += bias
