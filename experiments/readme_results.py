@@ -71,11 +71,11 @@ def check_complete(results: Path, names=None) -> None:
         raise SystemExit(f"missing results in {results}; run these first:\n" + "\n".join(missing))
 
 
-def host_line(results: Path) -> str:
+def host_line(results: Path, made_on="Made on (where a section names no host of its own)") -> str:
     """Where the tables were made, from the main job's metrics (every script records it)."""
     metrics = json.loads((results / "fashion-mnist-mlp" / "metrics.json").read_text())
     return (
-        f"Made on: {metrics.get('cpu', '?')}, BLAS {metrics.get('blas', '?')}, backend {metrics['backend']}. "
+        f"{made_on}: {metrics.get('cpu', '?')}, BLAS {metrics.get('blas', '?')}, backend {metrics['backend']}. "
         "Runs are deterministic on one host; another CPU or BLAS kernel gives slightly different numbers "
         "for the same seed (floating-point sums in another order)."
     )
@@ -200,7 +200,7 @@ def main(argv=None):
     if args.only == "classification":
         check_complete(r, [name for name in REQUIRED if name.startswith("fashion-mnist")])
         title, *body = classification_section(r, figures)
-        refreshed = "\n".join([title, "", host_line(r).replace("Made on", "This section made on", 1), *body])
+        refreshed = "\n".join([title, "", host_line(r, "This section made on"), *body])
         write_atomic(args.readme, replace_subsection(args.readme.read_text(), title, refreshed))
         return print(f"README classification section updated from {r}")
     if args.only in SECTION_NAMES:

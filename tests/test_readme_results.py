@@ -49,7 +49,7 @@ def test_tables_come_from_the_default_folders_and_name_the_host(tmp_path):
     readme.write_text(f"intro\n{markers}\n")
     readme_results.main(["--results", str(tmp_path / "results"), "--readme", str(readme)])
     text = readme.read_text()
-    assert "Made on: Some CPU, BLAS openblas Haswell" in text
+    assert "Made on (where a section names no host of its own): Some CPU, BLAS openblas Haswell" in text
     assert "| `python experiments/fashion_mnist.py` | 0.8000 |" in text
     assert "| `python experiments/fashion_mnist.py --model cnn` | 0.9000 |" in text
     assert "| table of fashion-mnist-activations/activations.md |" in text and "old" not in text
