@@ -14,6 +14,7 @@ order, as it runs the compiled path's two kernels.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
@@ -276,13 +277,18 @@ def _geometry(kernel, stride, padding, output_shape):
     return (*kernel, *stride, *padding, *output_shape)
 
 
+@functools.lru_cache(maxsize=64)
 def _window_offsets(xp, geometry, input_width):
     """(kh kw, OH OW) int64: where each window entry sits in a flattened padded image plane of an
-    input input_width wide, one row per kernel tap (ki, kj), one column per output position (r, q)."""
+    input input_width wide, one row per kernel tap (ki, kj), one column per output position (r, q).
+    Kept per geometry (read only: shared between calls; building it took 24 us, an eighth of enc1's
+    forward)."""
     kh, kw, sh, sw, _, pw, oh, ow = geometry
     rows = xp.reshape(xp.arange(kh), (kh, 1, 1, 1)) + sh * xp.reshape(xp.arange(oh), (1, 1, oh, 1))
     columns = xp.reshape(xp.arange(kw), (1, kw, 1, 1)) + sw * xp.reshape(xp.arange(ow), (1, 1, 1, ow))
-    return xp.reshape(rows * (input_width + 2 * pw) + columns, (kh * kw, oh * ow))
+    offsets = xp.reshape(rows * (input_width + 2 * pw) + columns, (kh * kw, oh * ow))
+    offsets.flags.writeable = False
+    return offsets
 
 
 # The window copies read (write) each padded image plane through `offsets`: with stride 1 a window
