@@ -529,10 +529,11 @@ def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, para
     x3, geometry, offsets = cache.saved
     weight2d = xp.reshape(weight, (weight.shape[0], -1))
     zero = xp.zeros(weight.shape[0], dtype=grad_y.dtype)
+    # the forward keeps im2col(dL/dy) for dL/dW, so it runs (and gives dL/dx) also when only dL/dW is asked for
     grad_x, saved = _forward_chunks(backend, grad_y, weight2d, zero, geometry, offsets)
     grad_weight = grad_bias = None
-    if param_grads:
-        _, grad_weight = _backward_chunks(backend, saved, weight2d, x3, grad_y.shape, False, True, zero)
+    if param_grads:  # no input gradient there: no bias to add (an empty one)
+        _, grad_weight = _backward_chunks(backend, saved, weight2d, x3, grad_y.shape, False, True, zero[:0])
         grad_weight = xp.reshape(grad_weight, weight.shape)
         grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
     return (grad_x if input_grad else None), grad_weight, grad_bias
