@@ -22,6 +22,17 @@ def check_input(x, *, ndim: int, name: str, like=None, sizes: dict | None = None
             )
 
 
+def check_weighted(name: str, x, weight, bias, ndim: int, in_axis: int = 1) -> None:
+    """Clear errors for an input `x`, a `weight` and a `bias` (or None) that do not fit together (the
+    compiled kernels would read past them): x and the weight with `ndim` axes, x's axis 1 as long as
+    the weight's axis `in_axis` (1; 0 for a transposed convolution), the bias (the length of the
+    weight's other leading axis,), all of the weight's backend and dtype."""
+    check_input(weight, ndim=ndim, name=f"{name}'s weight")
+    check_input(x, ndim=ndim, name=name, sizes={1: weight.shape[in_axis]}, like=weight)
+    if bias is not None:
+        check_input(bias, ndim=1, name=f"{name}'s bias", sizes={0: weight.shape[1 - in_axis]}, like=weight)
+
+
 def check_same_backend(x, parameter, name: str) -> None:
     """Raise TypeError unless input `x` lives on the backend of the layer's `parameter`."""
     if type(x) is not type(parameter):

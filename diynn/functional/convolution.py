@@ -20,7 +20,7 @@ from typing import NamedTuple
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
 from .. import arguments
-from ..checks import check_gradient, check_input
+from ..checks import check_gradient, check_weighted
 from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 
@@ -61,14 +61,6 @@ def conv_output_shape(height, width, kernel, stride, padding, name="conv2d"):
     return oh, ow
 
 
-def _check_operands(name, x, weight, bias, in_channels, out_channels):
-    """Clear errors for operands that do not fit together (the compiled kernels would read past them)."""
-    check_input(weight, ndim=4, name=f"{name}'s weight")
-    check_input(x, ndim=4, name=name, sizes={1: in_channels}, like=weight)
-    if bias is not None:
-        check_input(bias, ndim=1, name=f"{name}'s bias", sizes={0: out_channels}, like=weight)
-
-
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in PyTorch).
 
@@ -78,7 +70,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     backend = backend_of(x)
     xp = backend.xp
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
-    _check_operands("conv2d", x, weight, bias, in_channels=weight.shape[1], out_channels=weight.shape[0])
+    check_weighted("conv2d", x, weight, bias, ndim=4)
     out_channels, in_channels, kh, kw = weight.shape
     n, _, height, width = x.shape
     oh, ow = conv_output_shape(height, width, (kh, kw), stride, padding)
@@ -210,7 +202,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     xp = backend.xp
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
     output_padding = arguments.integer_pair("output_padding", output_padding, minimum=0)
-    _check_operands("conv_transpose2d", x, weight, bias, in_channels=weight.shape[0], out_channels=weight.shape[1])
+    check_weighted("conv_transpose2d", x, weight, bias, ndim=4, in_axis=0)
     in_channels, out_channels, kh, kw = weight.shape
     n, _, height, width = x.shape
     # output_padding adds rows/columns that no input reaches: extend by whole strides' worth

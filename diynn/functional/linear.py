@@ -3,16 +3,13 @@ kernels split over their threads."""
 
 from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
-from ..checks import check_gradient, check_input
+from ..checks import check_gradient, check_weighted
 
 
 def linear(x, weight, bias=None):
     """y = x W^T + b. x: (N, in), weight: (out, in), bias: (out,) or None -> y: (N, out).
     Cache: (x, weight, has_bias)."""
-    check_input(weight, ndim=2, name="linear's weight")
-    check_input(x, ndim=2, name="linear", sizes={1: weight.shape[1]}, like=weight)
-    if bias is not None:
-        check_input(bias, ndim=1, name="linear's bias", sizes={0: weight.shape[0]}, like=weight)
+    check_weighted("linear", x, weight, bias, ndim=2)
     y = matmul(x, weight.T)
     if bias is not None:
         y += bias
