@@ -2,6 +2,9 @@
 mode (what a recorded step relies on) checked on every backend. With a GPU (CuPy): recorded
 steps against ordinary ones."""
 
+import contextlib
+import functools
+
 import numpy as np
 import pytest
 
@@ -158,17 +161,7 @@ class _FakeCuda:
         return self.current
 
     def using_allocator(self, allocator):
-        import contextlib
-
-        @contextlib.contextmanager
-        def scope():
-            self.log.append("private pool on")
-            try:
-                yield
-            finally:
-                self.log.append("private pool off")
-
-        return scope()
+        return _logged_scope(self.log, "private pool")
 
 
 class _FakeStream:
@@ -195,23 +188,24 @@ class _FakeStream:
         return type("Graph", (), {"launch": lambda graph, stream: self.log.append(f"launch on {stream.name}")})()
 
 
+@contextlib.contextmanager
+def _logged_scope(log, name):
+    """A context that logs "<name> on" when entered and "<name> off" when left."""
+    log.append(f"{name} on")
+    try:
+        yield
+    finally:
+        log.append(f"{name} off")
+
+
 def _recorder():
     """A CudaGraph on stood-in CuPy streams, its matrix products' context logged too."""
-    import contextlib
     from types import SimpleNamespace
 
     from backends.cupy_backend import CudaGraph
 
     cuda = _FakeCuda()
-
-    @contextlib.contextmanager
-    def products():
-        cuda.log.append("own cuBLAS handle on")
-        try:
-            yield
-        finally:
-            cuda.log.append("own cuBLAS handle off")
-
+    products = functools.partial(_logged_scope, cuda.log, "own cuBLAS handle")
     return CudaGraph(SimpleNamespace(cuda=cuda, __version__="14.2.0"), products), cuda.log
 
 
