@@ -144,11 +144,10 @@ def _jit(function):
     names, scope = function.__code__.co_names, function.__globals__
     fastmath = {"reassoc", "contract"} if function.reassociate else False
     called = _called_kernels(function)
-    if called:
-        scope = {**scope, **{name: compile_kernel(callee).compiled for name, callee in called.items()}}
-        caller = function
-        function = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__)
-        function.__qualname__ = f"{caller.__qualname__}__{_sources_digest(caller)}"
+    scope = {**scope, **{name: compile_kernel(callee).compiled for name, callee in called.items()}}
+    caller = function
+    function = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__)
+    function.__qualname__ = f"{caller.__qualname__}__{_sources_digest(caller)}"
     uses_prange = "parallel_range" in names
     return numba.njit(parallel=uses_prange, fastmath=fastmath, cache=True, nogil=True, error_model="numpy")(function)
 
@@ -160,17 +159,18 @@ def _called_kernels(function) -> dict:
 
 
 def _sources_digest(function) -> str:
-    """A digest of the source files of every kernel `function` calls, directly or not, other than
-    its own file. numba's disk cache checks only the compiled function's own file, but a caller's
-    compiled code contains its callees' code: with the digest in the cached name, a change to a
-    callee in another file (or that file's move) compiles the caller anew instead of loading stale code."""
+    """A digest of `function`'s module name and of the source files of every kernel it calls,
+    directly or not, other than its own file. numba's disk cache checks only the compiled
+    function's own file, but a caller's compiled code contains its callees' code and names the
+    modules it was compiled in: with the digest in the cached name, a change to a callee in another
+    file, or a module's new import name, compiles anew instead of loading stale code."""
     seen, pending = set(), list(_called_kernels(function).values())
     while pending:
         callee = pending.pop()
         if callee not in seen:
             seen.add(callee)
             pending += _called_kernels(callee).values()
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(function.__module__.encode())
     for name in sorted({callee.__code__.co_filename for callee in seen} - {function.__code__.co_filename}):
         digest.update(name.encode() + b"\0" + Path(name).read_bytes())
     return digest.hexdigest()[:12]

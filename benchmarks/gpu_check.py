@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / ".gpu"
-WHEELS = ("array-api-compat", "array-api-strict")
+WHEELS = ("array-api-compat", "array-api-strict", "setuptools")  # setuptools: the editable install of the checkout
 CUDNN_FRONTEND = "nvidia-cudnn-frontend==1.12.0"  # as in pyproject's gpu extras; a binary wheel
 UNAVAILABLE = 3  # a step's exit status for "this machine cannot do it" (said in its log), not a failure
 FASHION_FILES = (
@@ -243,17 +242,17 @@ def run_step(step: Step, environment: dict, log, remaining: float) -> None:
 
 
 def install_into_this_python() -> str:
-    """The staged wheels pip-installed (no index) and this checkout made importable (a .pth file,
-    as `pip install -e .` makes it) in the running Python: the tests' subprocesses start with an
-    environment of their own, so PYTHONPATH alone would not reach them."""
+    """The staged wheels pip-installed (no index) and this checkout installed in the running Python
+    as the README installs it (editable; the shim's folder backends/ becomes diynn.backends): the
+    tests' subprocesses start with an environment of their own, so PYTHONPATH alone would not
+    reach them."""
     wheels = sorted((STAGE / "wheels").glob("*.whl"))
+    command = [python(), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
     if wheels:
-        command = [python(), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
         subprocess.run([*command, *map(str, wheels)], check=True)
-    link = Path(sysconfig.get_paths()["purelib"]) / "diynn-checkout.pth"
-    link.write_text(f"{ROOT}\n")
+    subprocess.run([*command, "--no-build-isolation", "-e", str(ROOT)], check=True)
     staged = f"installed {len(wheels)} staged wheels" if wheels else "no staged wheels (run --prepare here first)"
-    return f"{staged}; {link} points at this checkout"
+    return f"{staged}; this checkout installed editable"
 
 
 def fashion_mnist_present() -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import diynn
-from backends import BackendError
+from diynn.backends import BackendError
 from diynn.functional.activations import relu_backward
 from diynn.functional.losses import softmax_cross_entropy
 

@@ -1,7 +1,5 @@
 """diynn: a neural-network library written from scratch, with hand-derived backward passes,
-running on NumPy (CPU) or CuPy (GPU) through the `backends` array-API shim."""
-
-from backends import BackendError, get_backend, kernels, set_backend, set_kernels, use
+running on NumPy (CPU) or CuPy (GPU) through its array-API shim, diynn.backends."""
 
 from . import functional, onnx
 from .augment import (
@@ -15,6 +13,7 @@ from .augment import (
     TwoViews,
 )
 from .autoencoder import Autoencoder, add_noise
+from .backends import BackendError, get_backend, kernels, set_backend, set_kernels, use
 from .callbacks import EarlyStopping
 from .cuda_graphs import CapturedStep
 from .grad_mode import enable_grad, no_grad

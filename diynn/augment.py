@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from backends import backend_of
-
 from . import arguments
+from .backends import backend_of
 from .init import as_generator, following
 
 

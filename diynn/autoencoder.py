@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from backends import backend_of
-
 from . import arguments
+from .backends import backend_of
 from .init import as_generator, following
 from .module import Module
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import Generator, backend_of
-
+from .backends import Generator, backend_of
 from .files import atomic_write
 from .io import error_message, read_npz
 

@@ -1,6 +1,6 @@
 """Input checks shared by layers and losses: each error names what was expected and given."""
 
-from backends import backend_of
+from .backends import backend_of
 
 
 def check_input(x, *, ndim: int, name: str, like=None, sizes: dict | None = None) -> None:

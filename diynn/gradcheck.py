@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import random
 
-from backends import get_backend
-
+from .backends import get_backend
 from .grad_mode import enable_grad, no_grad
 
 

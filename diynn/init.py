@@ -2,7 +2,7 @@
 
 import math
 
-from backends import Generator, backend_of, get_backend
+from .backends import Generator, backend_of, get_backend
 
 INITS = ("kaiming", "xavier")
 

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-import backends
-from backends import backend_of
-
-from . import safetensors_file
+from . import backends, safetensors_file
+from .backends import backend_of
 from .files import atomic_write
 from .module import Module
 

@@ -2,10 +2,9 @@
 `backward()` needs to return d loss / d prediction. All are means over the batch; each is a thin
 class over its pair in `diynn.functional.losses` (PerceptualLoss composes a network)."""
 
-from backends import backend_of
-
 from . import arguments
 from . import functional as F
+from .backends import backend_of
 from .checks import check_same_shape
 from .grad_mode import PendingCaches, enable_grad, keeps_cache, no_grad
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import backends
-from backends import backend_of
-
+from . import backends
+from .backends import backend_of
 from .checks import check_gradient
 from .grad_mode import PendingCaches
 

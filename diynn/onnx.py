@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import backend_of
-
 from .autoencoder import Autoencoder
+from .backends import backend_of
 from .files import atomic_write
 from .grad_mode import no_grad
 from .layers import (

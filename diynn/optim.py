@@ -7,9 +7,8 @@ launch per parameter, on CuPy) beside it. Weight decay is applied in one place, 
 
 from __future__ import annotations
 
-from backends import Elementwise, backend_of, kernel, parallel_range
-
 from . import arguments
+from .backends import Elementwise, backend_of, kernel, parallel_range
 from .checks import check_gradient
 
 

@@ -8,9 +8,8 @@ import math
 import sys
 import time
 
-from backends import backend_of, get_backend
-
 from . import arguments
+from .backends import backend_of, get_backend
 from .checkpoint import TrainingState
 from .grad_mode import no_grad
 from .progress import progress_bar

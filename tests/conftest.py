@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import pytest
 
-import backends
+from diynn import backends
 
 
 def _available():

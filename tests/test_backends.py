@@ -4,9 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-import backends
 import diynn
-from backends import BackendError
+from diynn import backends
+from diynn.backends import BackendError
 
 
 def test_unknown_name_lists_valid_names():
@@ -23,7 +23,7 @@ def test_cupy_without_gpu_is_an_error_not_a_fallback():
 
 
 def test_environment_variable_chooses_the_backend():
-    code = "import backends; print(backends.get_backend().name)"
+    code = "from diynn import backends; print(backends.get_backend().name)"
     env = {"DIYNN_BACKEND": "array_api_strict", "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "array_api_strict"
@@ -63,7 +63,7 @@ def _names():
 
 def test_cupy_backend_module_imports_without_cupy():
     """The GPU code path must stay importable (and lint-clean) on CPU-only machines."""
-    import backends.cupy_backend as cupy_backend
+    import diynn.backends.cupy_backend as cupy_backend
 
     assert cupy_backend.CupyBackend.name == "cupy"
     assert callable(cupy_backend.CupyBackend.elementwise)
@@ -152,7 +152,7 @@ def test_optimiser_step_matches_the_portable_code(backend, numpy_rng, make):
 
 
 def test_host_memory_keeps_freed_pages_on_glibc_unless_told_not_to(monkeypatch):
-    from backends import host_memory
+    from diynn.backends import host_memory
 
     monkeypatch.setenv("DIYNN_KEEP_FREED_MEMORY", "0")
     assert host_memory.keep_freed_memory() is False

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-import backends
+from diynn import backends
 from diynn import functional as F
 
 X = (4, 8, 10, 10)  # 8 channels: the 3x3 stride-1 convolution runs Winograd on the compiled path

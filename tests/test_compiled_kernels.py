@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-import backends
 import diynn
+from diynn import backends
 from diynn import functional as F
 
 
@@ -231,7 +231,7 @@ def test_cnn_training_steps_agree(numpy_rng):
 
 
 def test_small_elementwise_work_stays_portable():
-    from backends.cpu_kernels import SMALLEST_PARALLEL_WORK
+    from diynn.backends.cpu_kernels import SMALLEST_PARALLEL_WORK
     from diynn.functional.activations import _relu_flat
 
     numpy = backends.get("numpy")
@@ -247,7 +247,7 @@ def test_unknown_kernels_name_is_a_clear_error():
 def test_compiled_kernels_hold_numpy_blas_at_one_thread_and_give_the_threads_back():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     script = (
-        "import threadpoolctl, backends\n"
+        "import threadpoolctl; from diynn import backends\n"
         "def blas(): return max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas')\n"
         "before = blas(); backends.set_kernels('compiled'); during = blas(), backends.kernel_threads()\n"
         "backends.set_kernels('portable'); print(before, *during, blas())\n"
@@ -260,7 +260,7 @@ def test_compiled_kernels_hold_numpy_blas_at_one_thread_and_give_the_threads_bac
 
 
 def test_kernels_setting_comes_from_the_environment():
-    script = "import backends, diynn; print(backends.kernels())"
+    script = "import diynn; from diynn import backends; print(backends.kernels())"
     for name in ("portable", "compiled"):
         environment = {**os.environ, "DIYNN_KERNELS": name}
         out = subprocess.run(
@@ -293,7 +293,7 @@ def test_kernels_run_in_a_forked_child_and_from_several_threads():
         "expected = F.max_pool2d(x, 2)[0]\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    import backends\n"
+        "    from diynn import backends\n"
         "    same = np.array_equal(F.max_pool2d(x, 2)[0], expected)\n"
         "    os._exit(0 if same and backends.kernels() == 'portable' else 3)\n"
         "assert os.waitpid(pid, 0)[1] == 0, 'the forked child failed'\n"
@@ -319,12 +319,15 @@ def test_blas_gemm_takes_dtypes_and_scalar_types_and_refuses_integers():
 def test_a_kernel_is_compiled_anew_when_a_kernel_it_calls_changes_in_another_file(tmp_path):
     """numba's disk cache checks only the compiled function's own file: a caller whose callee lives
     in another file would otherwise load its old compiled code, callee and all."""
-    (tmp_path / "callee.py").write_text("from backends import kernel\n@kernel\ndef scale(x):\n    return 2.0 * x\n")
+    (tmp_path / "callee.py").write_text(
+        "from diynn.backends import kernel\n@kernel\ndef scale(x):\n    return 2.0 * x\n"
+    )
     (tmp_path / "caller.py").write_text(
-        "from backends import kernel\nfrom callee import scale\n@kernel\ndef twice(x):\n    return scale(x) + 1.0\n"
+        "from diynn.backends import kernel\nfrom callee import scale\n"
+        "@kernel\ndef twice(x):\n    return scale(x) + 1.0\n"
     )
     script = (
-        "import backends, caller\nbackends.set_kernels('compiled')\n"
+        "import caller; from diynn import backends\nbackends.set_kernels('compiled')\n"
         "print(backends.cpu_kernels.compile_kernel(caller.twice)(1.0))\n"
     )
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "DIYNN_KERNELS": "compiled"}
@@ -337,7 +340,9 @@ def test_a_kernel_is_compiled_anew_when_a_kernel_it_calls_changes_in_another_fil
         return float(out.stdout)
 
     assert run() == 3.0 and run() == 3.0  # compiled, then loaded from the cache
-    (tmp_path / "callee.py").write_text("from backends import kernel\n@kernel\ndef scale(x):\n    return 5.0 * x\n")
+    (tmp_path / "callee.py").write_text(
+        "from diynn.backends import kernel\n@kernel\ndef scale(x):\n    return 5.0 * x\n"
+    )
     assert run() == 6.0
 
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import diynn
-from backends.base import Backend
 from diynn import (
     BatchNorm1d,
     BatchNorm2d,
@@ -15,6 +14,7 @@ from diynn import (
     gradcheck,
 )
 from diynn import functional as F
+from diynn.backends.base import Backend
 
 CONVS = {
     "3x3": dict(kernel_size=3),

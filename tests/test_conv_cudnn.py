@@ -9,8 +9,8 @@ import pytest
 from conftest import AVAILABLE
 
 import diynn
-from backends.cudnn_graphs import ConvolutionGraphs
-from backends.cupy_backend import _import_library
+from diynn.backends.cudnn_graphs import ConvolutionGraphs
+from diynn.backends.cupy_backend import _import_library
 
 
 def _windows(x, kernel, stride, padding):

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from backends import BackendError, cublas, cupy_backend
-from backends.cublas import WORKSPACE_BYTES, CublasProducts
+from diynn.backends import BackendError, cublas, cupy_backend
+from diynn.backends.cublas import WORKSPACE_BYTES, CublasProducts
 
 
 class StandInCublas:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import diynn
-from backends import BackendError
+from diynn.backends import BackendError
 from diynn.cuda_graphs import scalars_on_device
 
 OPTIMISERS = {
@@ -202,7 +202,7 @@ def _recorder():
     """A CudaGraph on stood-in CuPy streams, its matrix products' context logged too."""
     from types import SimpleNamespace
 
-    from backends.cupy_backend import CudaGraph
+    from diynn.backends.cupy_backend import CudaGraph
 
     cuda = _FakeCuda()
     products = functools.partial(_logged_scope, cuda.log, "own cuBLAS handle")

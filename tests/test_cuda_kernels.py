@@ -17,9 +17,9 @@ import pytest
 from cuda_emulator import Emulator
 
 import diynn
-from backends import Elementwise, use
-from backends.cupy_backend import CompiledKernel
 from diynn import optim
+from diynn.backends import Elementwise, use
+from diynn.backends.cupy_backend import CompiledKernel
 from diynn.functional import activations, losses
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the kernel bodies")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import AVAILABLE
 
-import backends
 import diynn
+from diynn import backends
 
 OTHERS = [name for name in AVAILABLE if name != "numpy"]
 SAME_RESULTS = {"rtol": 1e-5, "atol": 1e-6}  # a GPU sums in another order than NumPy

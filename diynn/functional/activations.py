@@ -5,8 +5,7 @@ The backward of ReLU, Tanh and Sigmoid is one elementwise formula of the output 
 incoming gradient; on CuPy each runs as one fused kernel (the CUDA source beside the portable code).
 """
 
-from backends import Elementwise, backend_of, kernel, parallel_range
-
+from ..backends import Elementwise, backend_of, kernel, parallel_range
 from ..checks import check_gradient
 
 

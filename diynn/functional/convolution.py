@@ -17,9 +17,8 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
-
 from .. import arguments
+from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 from ..checks import check_gradient, check_weighted
 from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major

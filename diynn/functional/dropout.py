@@ -1,7 +1,6 @@
 """Inverted dropout as a functional pair."""
 
-from backends import backend_of
-
+from ..backends import backend_of
 from ..checks import check_gradient
 
 

@@ -3,7 +3,7 @@ of (A, B, H, W) image batches, and the channel-major layout the convolutions com
 
 from __future__ import annotations
 
-from backends import backend_of
+from ..backends import backend_of
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:

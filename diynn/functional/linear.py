@@ -1,8 +1,7 @@
 """The fully connected layer as a functional pair, and the matrix products the compiled CPU
 kernels split over their threads."""
 
-from backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
-
+from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 from ..checks import check_gradient, check_weighted
 
 

@@ -4,8 +4,7 @@ d prediction scaled by grad_value."""
 
 from __future__ import annotations
 
-from backends import Elementwise, backend_of
-
+from ..backends import Elementwise, backend_of
 from ..checks import check_not_empty, check_same_shape
 from .activations import sigmoid
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from backends import backend_of, kernel, parallel_range
-
+from ..backends import backend_of, kernel, parallel_range
 from ..checks import check_gradient, check_input
 
 

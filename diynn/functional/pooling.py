@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from backends import backend_of, kernel, parallel_range
-
 from .. import arguments
+from ..backends import backend_of, kernel, parallel_range
 from ..checks import check_gradient, check_input
 from .geometry import crop, output_size, pad2d
 

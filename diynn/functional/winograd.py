@@ -17,7 +17,7 @@ portable im2col path stays the reference the tests compare this with.
 
 from __future__ import annotations
 
-from backends import blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
+from ..backends import blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 
 # F(2x2, 3x3)'s filter transform G (4, 3); B^T and A^T are written out in `_bt`, `_at` and their
 # transposes `_b`, `_a` below

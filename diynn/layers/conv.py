@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from backends import backend_of, get_backend
-
 from .. import arguments
 from .. import functional as F
+from ..backends import backend_of, get_backend
 from ..checks import check_input
 from ..init import INITS, as_generator, initial_weight
 from ..module import Module, Parameter

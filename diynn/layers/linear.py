@@ -1,9 +1,8 @@
 """Fully connected layer."""
 
-from backends import get_backend
-
 from .. import arguments
 from .. import functional as F
+from ..backends import get_backend
 from ..checks import check_input
 from ..init import INITS, as_generator, initial_weight
 from ..module import Module, Parameter

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from backends import get_backend
-
 from .. import arguments
 from .. import functional as F
+from ..backends import get_backend
 from ..checks import check_input
 from ..module import Module, Parameter
 

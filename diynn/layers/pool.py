@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from backends import backend_of
-
 from .. import functional as F
+from ..backends import backend_of
 from ..checks import check_input
 from ..functional.pooling import pool_window
 from ..module import Module

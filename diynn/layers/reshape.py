@@ -2,9 +2,8 @@
 
 import math
 
-from backends import backend_of
-
 from .. import arguments
+from ..backends import backend_of
 from ..checks import check_input
 from ..module import Module
 

@@ -15,7 +15,7 @@ if "ipykernel" not in sys.modules:  # scripts draw into files; a notebook keeps 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-import backends
+from diynn import backends
 from diynn.datasets import DatasetError, DatasetNotFoundError
 from diynn.files import atomic_write
 
