@@ -34,7 +34,7 @@ def worker(model_name: str, ranks: int) -> dict:
 
     communicator = None
     if ranks > 1:
-        from diynn.distributed import Communicator
+        from diynn.training.distributed import Communicator
 
         communicator = Communicator()
     case = CASES[model_name]
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     from machine import machine_info
     from report import device_label
 
-    from diynn.files import atomic_write
+    from diynn.io.files import atomic_write
 
     host = machine_info()
     blas = ", ".join(f"{pool['internal_api']} {pool['version']} ({pool['architecture']})" for pool in host["blas"])

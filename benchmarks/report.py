@@ -26,7 +26,7 @@ from pathlib import Path
 from steps import step_flops
 from workers import CONV_SHAPES, LAYER_SHAPES, Worker
 
-from diynn.files import atomic_write
+from diynn.io.files import atomic_write
 
 HERE = Path(__file__).resolve().parent
 

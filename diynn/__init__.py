@@ -1,7 +1,7 @@
 """diynn: a neural-network library written from scratch, with hand-derived backward passes,
 running on NumPy (CPU) or CuPy (GPU) through its array-API shim, diynn.backends."""
 
-from . import functional, onnx
+from . import functional
 from .augment import (
     Compose,
     GaussianNoise,
@@ -14,11 +14,9 @@ from .augment import (
 )
 from .autoencoder import Autoencoder, add_noise
 from .backends import BackendError, get_backend, kernels, set_backend, set_kernels, use
-from .callbacks import EarlyStopping
-from .cuda_graphs import CapturedStep
 from .grad_mode import enable_grad, no_grad
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
-from .io import ModelFileError, load_model, load_weights, save_model
+from .io import ModelFileError, load_model, load_weights, onnx, save_model
 from .layers import (
     AvgPool2d,
     BatchNorm1d,
@@ -43,9 +41,23 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss,
 from .models import cnn, cnn_encoder, conv_autoencoder, dense_autoencoder, mlp
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
-from .regularisation import L1L2, clip_grad_norm
-from .schedules import CosineLR, ExponentialLR, ReduceLROnPlateau, Schedule, StepLR
-from .train import StopTraining, Trainer, TrainingDiverged, accuracy, predict
+from .training import (
+    L1L2,
+    CapturedStep,
+    CosineLR,
+    EarlyStopping,
+    ExponentialLR,
+    ReduceLROnPlateau,
+    Schedule,
+    StepLR,
+    StopTraining,
+    Trainer,
+    TrainingDiverged,
+    accuracy,
+    clip_grad_norm,
+    distributed,
+    predict,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +65,7 @@ __all__ = [
     "kernels",
     "set_kernels",
     "onnx",
+    "distributed",
     "enable_grad",
     "functional",
     "no_grad",

@@ -57,7 +57,7 @@ def fashion_mnist_present() -> bool:
 def stopped_after_checkpoint(monkeypatch, epoch: int):
     """Within the block, a fit stops (KeyboardInterrupt, as a kill would) right after writing its
     checkpoint of `epoch`; the block must end so."""
-    from diynn import checkpoint
+    from diynn.training import checkpoint
 
     save = checkpoint.TrainingState.save
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import diynn
-from diynn.distributed import Communicator, communicator
+from diynn.training.distributed import Communicator, communicator
 
 
 def data(model_kind):

@@ -1,4 +1,4 @@
-"""Early stopping (diynn/callbacks.py)."""
+"""Early stopping (diynn/training/callbacks.py)."""
 
 import numpy as np
 

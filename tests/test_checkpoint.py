@@ -1,4 +1,4 @@
-"""Checkpoints (diynn/checkpoint.py): optimiser, schedule and generator states, a fit killed with
+"""Checkpoints (diynn/training/checkpoint.py): optimiser, schedule and generator states, a fit killed with
 SIGKILL and resumed ending bitwise where an uninterrupted one does, and bad files named."""
 
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import diynn
-from diynn.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
+from diynn.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
 
 RUN = textwrap.dedent("""
     import os, signal, sys

@@ -1,4 +1,4 @@
-"""Convolutions (diynn/layers/conv.py, diynn/functional/convolution.py) and the im2col they use."""
+"""Convolutions (diynn/layers/convolution.py, diynn/functional/convolution.py) and the im2col they use."""
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ import pytest
 
 import diynn
 from diynn.backends import BackendError
-from diynn.cuda_graphs import scalars_on_device
+from diynn.training.cuda_graphs import scalars_on_device
 
 OPTIMISERS = {
     "sgd-nesterov": lambda parameters: diynn.SGD(parameters, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),

@@ -81,7 +81,7 @@ def test_a_single_process_is_unchanged_without_a_communicator():
 
 
 def test_shards_cover_a_global_batch_once():
-    from diynn.distributed import Communicator
+    from diynn.training.distributed import Communicator
 
     communicator = Communicator.__new__(Communicator)
     parts = []
@@ -141,7 +141,7 @@ def test_the_data_parallel_benchmark_measures_both_set_ups():
 def test_a_gpu_communicator_sends_its_collectives_through_the_backends_group():
     """The NCCL glue without a GPU: a one-rank job whose backend offers a recording group."""
     import diynn
-    from diynn.distributed import NcclCommunicator
+    from diynn.training.distributed import NcclCommunicator
 
     class Group:
         calls = []
@@ -181,7 +181,7 @@ def test_a_gpu_communicator_sends_its_collectives_through_the_backends_group():
 def test_batches_smaller_than_the_ranks_are_a_clear_error():
     """Each rank needs a share of every global batch: fewer samples than ranks is refused up front."""
     import diynn
-    from diynn.distributed import Communicator
+    from diynn.training.distributed import Communicator
 
     communicator = Communicator.__new__(Communicator)
     communicator.rank, communicator.size = 0, 4

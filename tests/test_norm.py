@@ -1,4 +1,4 @@
-"""Batch normalisation (diynn/layers/norm.py, diynn/functional/normalisation.py)."""
+"""Batch normalisation (diynn/layers/normalisation.py, diynn/functional/normalisation.py)."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""ONNX export (diynn/onnx.py): checked with onnx.checker and run with onnxruntime against diynn's
+"""ONNX export (diynn/io/onnx.py): checked with onnx.checker and run with onnxruntime against diynn's
 own outputs on 64 random inputs (skipped where onnx or onnxruntime is absent)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Max and average pooling (diynn/layers/pool.py, diynn/functional/pooling.py)."""
+"""Max and average pooling (diynn/layers/pooling.py, diynn/functional/pooling.py)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Gradient clipping and L1/L2 penalties (diynn/regularisation.py)."""
+"""Gradient clipping and L1/L2 penalties (diynn/training/regularisation.py)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Model files as .safetensors (diynn/safetensors_file.py, diynn/io.py) and the weights exchange
+"""Model files as .safetensors (diynn/io/safetensors_file.py, diynn/io/model_files.py) and the weights exchange
 with PyTorch: diynn's CNN into the matching torch.nn.Sequential and back (skipped without
 safetensors, or without torch for the exchange)."""
 

@@ -105,7 +105,7 @@ def test_predict_keeps_the_models_mode(numpy_rng):
 
 def test_progress_bar_is_drawn_where_it_can_be_seen(monkeypatch):
     """None: a bar on a terminal (or a Jupyter widget), none in a log; True forces a text bar."""
-    from diynn.progress import progress_bar
+    from diynn.training.progress import progress_bar
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert progress_bar(range(3), None) is None and progress_bar(range(3), False) is None

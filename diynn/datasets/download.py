@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..files import atomic_write
-from ..progress import progress_bar
+from ..io.files import atomic_write
+from ..training.progress import progress_bar
 from .errors import DatasetError
 
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from ..files import atomic_write
+from ..io.files import atomic_write
 from .errors import DatasetError
 from .specs import FileSpec
 

@@ -2,11 +2,11 @@
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .containers import Sequential
-from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Linear
-from .norm import BatchNorm1d, BatchNorm2d
-from .pool import AvgPool2d, MaxPool1d, MaxPool2d
+from .normalisation import BatchNorm1d, BatchNorm2d
+from .pooling import AvgPool2d, MaxPool1d, MaxPool2d
 from .reshape import Flatten, Unflatten
 
 __all__ = [

@@ -216,7 +216,7 @@ def main(dataset: str, argv=None) -> dict:
         return compare_activations(dataset, args, splits, out)
     communicator = None
     if args.data_parallel:
-        from diynn.distributed import communicator as make_communicator
+        from diynn.training.distributed import communicator as make_communicator
 
         communicator = make_communicator(diynn.get_backend())
         communicator.abort_on_exception()  # a failing rank ends the job instead of hanging the others

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from diynn import backends
 from diynn.datasets import DatasetError, DatasetNotFoundError
-from diynn.files import atomic_write
+from diynn.io.files import atomic_write
 
 
 def run(main) -> None:

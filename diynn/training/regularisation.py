@@ -3,7 +3,7 @@ gradient clipping by global norm, and L1 / L2 penalties on the weights."""
 
 from __future__ import annotations
 
-from .backends import backend_of
+from ..backends import backend_of
 
 
 def clip_grad_norm(parameters, max_norm: float):

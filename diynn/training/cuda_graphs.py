@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .backends import backend_of
+from ..backends import backend_of
 
 
 class CapturedStep:

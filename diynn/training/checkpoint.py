@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Generator, backend_of
-from .files import atomic_write
-from .io import error_message, read_npz
+from ..backends import Generator, backend_of
+from ..io.files import atomic_write
+from ..io.model_files import error_message, read_npz
 
 FORMAT = "diynn-checkpoint-1"
 _HEADER = "__checkpoint__"

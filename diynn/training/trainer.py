@@ -8,13 +8,13 @@ import math
 import sys
 import time
 
-from . import arguments
-from .backends import backend_of, get_backend
+from .. import arguments
+from ..backends import backend_of, get_backend
+from ..grad_mode import no_grad
 from .checkpoint import TrainingState
-from .grad_mode import no_grad
 from .progress import progress_bar
 from .regularisation import clip_grad_norm
-from .train_steps import training_step
+from .steps import training_step
 
 # Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes. An
 # evaluation keeps no cache, so only one layer's buffers live at a time: predict on 10,000 images

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import arguments
-from .train import StopTraining
+from .. import arguments
+from .trainer import StopTraining
 
 
 class Monitor:

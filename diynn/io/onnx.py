@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .autoencoder import Autoencoder
-from .backends import backend_of
-from .files import atomic_write
-from .grad_mode import no_grad
-from .layers import (
+from ..autoencoder import Autoencoder
+from ..backends import backend_of
+from ..grad_mode import no_grad
+from ..layers import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -37,7 +36,8 @@ from .layers import (
     Tanh,
     Unflatten,
 )
-from .module import Module
+from ..module import Module
+from .files import atomic_write
 
 OPSET = 17
 

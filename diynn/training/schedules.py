@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from . import arguments
+from .. import arguments
 from .callbacks import Monitor
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 
-from .backends import BackendError, backend_of
+from ..backends import BackendError, backend_of
 
 
 class Communicator:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, safetensors_file
-from .backends import backend_of
+from .. import backends
+from ..backends import backend_of
+from ..module import Module
+from . import safetensors_file
 from .files import atomic_write
-from .module import Module
 
 FORMAT = "diynn-model-1"
 _ARCHITECTURE_KEY = "__architecture__"
