@@ -182,12 +182,21 @@ def steps(args, gpu: bool) -> list[Step]:
         report += ["--cnn-batches", "128", "256", "--cnn-seconds", "0.5", "--conv-shapes", "conv2"]
         report += ["--memory-steps", "200"]
     fashion = ["--data-dir", str(data), "--no-progress"] if data.is_dir() else ["--no-progress"]
-    suite = ["tests"] if not dry else ["tests/test_optim.py", "tests/test_backends.py", "-k", "optimiser or backend_of"]
+    suite = (
+        ["tests"]
+        if not dry
+        else ["tests/training/test_optim.py", "tests/backends/test_backends.py", "-k", "optimiser or backend_of"]
+    )
     return [
         Step("versions", [python(), "-c", VERSIONS], 60),
         Step("probe: cuBLAS recorded in a CUDA graph through ctypes", [python(), "-c", CUBLAS_CAPTURE_PROBE], 60, True),
         Step("CUDA graph vs eager", [python(), "-c", GRAPH_VS_EAGER, "cupy"], 90, needs_gpu=True),
-        Step("cuDNN graphs against im2col", pytest + ["tests/test_conv_cudnn.py"], 60, environment=on_gpu),
+        Step(
+            "cuDNN graphs against im2col",
+            pytest + ["tests/functional/test_convolution_cudnn.py"],
+            60,
+            environment=on_gpu,
+        ),
         Step(
             "MLP on Fashion-MNIST (20 epochs)",
             [python(), "experiments/fashion_mnist.py", *fashion, "--out", str(out / "runs" / "mlp"), *tiny],
@@ -205,7 +214,7 @@ def steps(args, gpu: bool) -> list[Step]:
         ),
         Step(
             "KMNIST files in the official layout (download from a loopback server, train)",
-            pytest + ["tests/test_classify_experiments.py", *(["-k", "kmnist"] if dry else [])],
+            pytest + ["tests/experiments/test_classify_experiments.py", *(["-k", "kmnist"] if dry else [])],
             60,
             environment=on_gpu,
         ),

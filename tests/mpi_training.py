@@ -1,4 +1,4 @@
-"""Run under `mpiexec -n 2` by tests/test_distributed.py: data-parallel training of a small model
+"""Run under `mpiexec -n 2` by tests/training/test_distributed.py: data-parallel training of a small model
 on fixed data; each rank saves its final state (and the history) to <out>/rank<r>.npz.
 
     mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,die,kill,nccl}

@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # builds the whole site
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_site_builds_strictly(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "diynn"
+PACKAGE = Path(__file__).resolve().parents[2] / "diynn"
 # Host-side file formats (npz model files and checkpoints, ONNX, IDX data sets) are NumPy by nature.
 HOST_SIDE = {"io", "checkpoint.py", "datasets"}
 

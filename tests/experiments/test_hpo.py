@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.slow  # worker processes, PostgreSQL
 
 optuna = pytest.importorskip("optuna")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

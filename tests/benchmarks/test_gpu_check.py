@@ -40,6 +40,6 @@ def test_a_step_the_machine_cannot_do_is_reported_not_failed(tmp_path, monkeypat
 
 
 def test_the_staged_cudnn_frontend_is_the_one_the_gpu_extras_install():
-    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text().splitlines()
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text().splitlines()
     extras = [line for line in pyproject if line.startswith(("gpu =", "gpu-cuda13 ="))]
     assert len(extras) == 2 and all(f'"{gpu_check.CUDNN_FRONTEND}"' in line for line in extras)

@@ -84,7 +84,7 @@ def test_losses_reject_mismatched_shapes(backend):
 
 def test_cross_entropy_names_a_label_outside_the_classes(backend):
     if backend.name == "cupy":
-        pytest.skip("the fused GPU kernel marks it with NaN (tests/test_backends.py)")
+        pytest.skip("the fused GPU kernel marks it with NaN (tests/backends/test_backends.py)")
     logits = backend.asarray(np.zeros((3, 4), np.float32))
     for label in (4, -1):
         with pytest.raises(ValueError, match=rf"labels must be in \[0, 4\) for 4 logits, got {label}"):

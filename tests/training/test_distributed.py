@@ -16,7 +16,7 @@ from conftest import fashion_mnist_present
 
 pytest.importorskip("mpi4py", reason='data-parallel training needs mpi4py (pip install -e ".[mpi]")')
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
@@ -25,7 +25,7 @@ def _two_ranks(tmp_path, kind, timeout=120, **environment):
     if MPIEXEC is None:
         pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **environment}
-    command = [MPIEXEC, "-n", "2", sys.executable, str(HERE / "mpi_training.py"), str(tmp_path), kind]
+    command = [MPIEXEC, "-n", "2", sys.executable, str(TESTS / "mpi_training.py"), str(tmp_path), kind]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
@@ -97,7 +97,7 @@ def test_the_classification_script_trains_data_parallel(tmp_path):
         pytest.skip("Fashion-MNIST is not installed here: apt-get install dataset-fashion-mnist")
     if MPIEXEC is None:
         pytest.skip('no mpiexec: pip install -e ".[mpi]" brings the mpich wheel\'s')
-    script = HERE.parent / "experiments" / "fashion_mnist.py"
+    script = TESTS.parent / "experiments" / "fashion_mnist.py"
     arguments = ["--data-parallel", "--limit", "1200", "--epochs", "2", "--out", str(tmp_path / "out"), "--no-progress"]
     command = [MPIEXEC, "-n", "2", sys.executable, str(script), *arguments]
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}

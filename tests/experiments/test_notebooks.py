@@ -13,7 +13,7 @@ import run as notebooks  # noqa: E402 (experiments/notebooks/run.py, after the s
 
 pytestmark = pytest.mark.slow  # each notebook runs in a fresh kernel
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "experiments" / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "experiments" / "notebooks"
 
 SOURCES = notebooks.sources()
 
