@@ -13,6 +13,7 @@ import os
 
 from .base import Backend, BackendError, Generator
 from .cpu_kernels import (
+    SMALLEST_PARALLEL_WORK,
     blas_gemm,
     chunk_bounds,
     kernel,
@@ -30,6 +31,7 @@ __all__ = [
     "Elementwise",
     "Generator",
     "NAMES",
+    "SMALLEST_PARALLEL_WORK",
     "backend_of",
     "blas_gemm",
     "chunk_bounds",

@@ -81,6 +81,13 @@ class Backend:
     xp = None
     device = None
     ufunc_out = False  # xp's elementwise functions take out= (NumPy): work without temporaries
+    fuses_kernels = False  # `elementwise` compiles fused kernels (CuPy)
+
+    @property
+    def compiles_kernels(self) -> bool:
+        """Whether `compiled` compiles kernels here now (the NumPy backend with the kernels setting
+        "compiled"): a flag the ops' selections read, cheaper than compiling to ask."""
+        return False
 
     def asarray(self, values, dtype=None):
         """`values` (NumPy array, list, backend array) as a backend array on `self.device`."""

@@ -42,6 +42,7 @@ class CupyGenerator(Generator):
 
 class CupyBackend(Backend):
     name = "cupy"
+    fuses_kernels = True
 
     def __init__(self):
         import array_api_compat.cupy as xp

@@ -4,7 +4,7 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from .base import Backend
-from .cpu_kernels import SMALLEST_PARALLEL_WORK, compile_kernel
+from .cpu_kernels import SMALLEST_PARALLEL_WORK, compile_kernel, kernels
 from .host_memory import keep_freed_memory
 
 
@@ -26,6 +26,10 @@ class NumpyBackend(Backend):
 
     def numpy_dtype(self, dtype):
         return np.dtype(dtype)
+
+    @property
+    def compiles_kernels(self):
+        return kernels() == "compiled"
 
     def compiled(self, function, size=None):
         return None if size is not None and size < SMALLEST_PARALLEL_WORK else compile_kernel(function)

@@ -1,8 +1,10 @@
 """Optimisers that update `Parameter.data` in place from `Parameter.grad`.
 
 Formulas follow torch.optim (SGD, Adam, AdamW) so that results can be compared with it. Each
-optimiser's `update_one` is its formula in portable array code, with the fused CUDA kernel (one
-launch per parameter, on CuPy) beside it. Weight decay is applied in one place, `Optimizer.step`.
+update is a family of implementations with one signature behind one selection (`select_update`,
+see functional/selection.py): the formula in portable array code, the same with NumPy's out= and no
+temporaries, a compiled CPU loop, and a fused CUDA kernel (one launch per parameter, on CuPy).
+Weight decay is applied in one place, `Optimizer.step`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from . import arguments
 from .backends import Elementwise, backend_of, kernel, parallel_range
 from .checks import check_gradient
+from .functional.selection import Family, Implementation, compiles, fuses, select_elementwise
 
 
 class Optimizer:
@@ -111,29 +114,47 @@ class SGD(Optimizer):
     def update_one(self, p, g, state):
         backend = backend_of(p)
         if not self.momentum:
-            fused = backend.elementwise(SGD_STEP)
-            compiled = None if fused is not None else _compiled_in_place(backend, _sgd_step_flat, p)
-            if fused is not None:
-                fused(g, self.lr, p)
-            elif compiled is not None:
-                compiled(*_flat(backend, g), self.lr, *_flat(backend, p))
-            else:
-                p -= self.lr * g
+            SGD_UPDATE.choose(backend, p).run(backend, g, self.lr, p)
             return
         if "momentum" not in state:  # from zeros, the first step gives b = g
             state["momentum"] = backend.xp.zeros_like(p)
         b = state["momentum"]
-        fused = backend.elementwise(SGD_MOMENTUM_STEP)
-        if fused is not None:
-            fused(g, self.lr, self.momentum, int(self.nesterov), p, b)
-            return
-        compiled = _compiled_in_place(backend, _sgd_momentum_step_flat, p, b)
-        if compiled is not None:
-            compiled(*_flat(backend, g), self.lr, self.momentum, self.nesterov, *_flat(backend, p, b))
-            return
-        b *= self.momentum
-        b += g
-        p -= self.lr * (g + self.momentum * b if self.nesterov else b)
+        SGD_MOMENTUM_UPDATE.choose(backend, p, b).run(backend, g, self.lr, self.momentum, self.nesterov, p, b)
+
+
+def select_update(backend, p, *state) -> str:
+    """The optimisers' selection from (backend, parameter, its state arrays): a fused CUDA kernel on
+    CuPy, the compiled loop where the kernels are on and the parameter is large enough to pay for a
+    parallel launch (all arrays C-contiguous: their flat views are themselves), else the portable
+    array code (on NumPy with out=, without temporaries)."""
+    name = select_elementwise(backend, p.size)
+    if name == "compiled" and not _contiguous_compiled(backend, p, *state):
+        name = "portable"
+    return "in_place" if name == "portable" and backend.ufunc_out else name
+
+
+def _contiguous_compiled(backend, *updated) -> bool:
+    return compiles(backend) and all(a.flags.c_contiguous for a in updated)
+
+
+def _has_out(backend, *updated) -> bool:
+    return backend.ufunc_out
+
+
+def _flat(backend, *arrays):
+    return [backend.xp.reshape(a, (-1,)) for a in arrays]
+
+
+def _sgd_portable(backend, g, lr, p):
+    p -= lr * g
+
+
+def _sgd_fused(backend, g, lr, p):
+    backend.elementwise(SGD_STEP)(g, lr, p)
+
+
+def _sgd_compiled(backend, g, lr, p):
+    backend.compiled(_sgd_step_flat)(*_flat(backend, g), lr, *_flat(backend, p))
 
 
 @kernel
@@ -141,6 +162,23 @@ def _sgd_step_flat(g, lr, p):
     """p -= lr g over flat arrays in parallel (compiled CPU path)."""
     for i in parallel_range(p.shape[0]):
         p[i] -= lr * g[i]
+
+
+SGD_STEP = Elementwise("T g, T lr", "T p", "p -= lr * g", "diynn_sgd")
+
+
+def _sgd_momentum_portable(backend, g, lr, momentum, nesterov, p, b):
+    b *= momentum
+    b += g
+    p -= lr * (g + momentum * b if nesterov else b)
+
+
+def _sgd_momentum_fused(backend, g, lr, momentum, nesterov, p, b):
+    backend.elementwise(SGD_MOMENTUM_STEP)(g, lr, momentum, int(nesterov), p, b)
+
+
+def _sgd_momentum_compiled(backend, g, lr, momentum, nesterov, p, b):
+    backend.compiled(_sgd_momentum_step_flat)(*_flat(backend, g), lr, momentum, nesterov, *_flat(backend, p, b))
 
 
 @kernel
@@ -151,19 +189,6 @@ def _sgd_momentum_step_flat(g, lr, momentum, nesterov, p, b):
         p[i] -= lr * (g[i] + momentum * b[i] if nesterov else b[i])
 
 
-def _compiled_in_place(backend, function, *updated):
-    """Kernel `function` compiled, where the arrays it updates are C-contiguous (so that their flat
-    views are themselves), else None."""
-    compiled = backend.compiled(function, size=updated[0].size)
-    return compiled if compiled is not None and all(a.flags.c_contiguous for a in updated) else None
-
-
-def _flat(backend, *arrays):
-    return [backend.xp.reshape(a, (-1,)) for a in arrays]
-
-
-SGD_STEP = Elementwise("T g, T lr", "T p", "p -= lr * g", "diynn_sgd")
-
 SGD_MOMENTUM_STEP = Elementwise(
     "T g, T lr, T momentum, int32 nesterov",
     "T p, T b",
@@ -172,6 +197,28 @@ SGD_MOMENTUM_STEP = Elementwise(
     p -= lr * (nesterov ? g + momentum * b : b);
     """,
     "diynn_sgd_momentum",
+)
+
+# SGD's portable bodies make one temporary at most: their "in_place" is the portable code
+SGD_UPDATE = Family(
+    "sgd",
+    select_update,
+    {
+        "fused": Implementation(_sgd_fused, serves=fuses),
+        "compiled": Implementation(_sgd_compiled, serves=_contiguous_compiled),
+        "in_place": Implementation(_sgd_portable, serves=_has_out),
+        "portable": Implementation(_sgd_portable),
+    },
+)
+SGD_MOMENTUM_UPDATE = Family(
+    "sgd_momentum",
+    select_update,
+    {
+        "fused": Implementation(_sgd_momentum_fused, serves=fuses),
+        "compiled": Implementation(_sgd_momentum_compiled, serves=_contiguous_compiled),
+        "in_place": Implementation(_sgd_momentum_portable, serves=_has_out),
+        "portable": Implementation(_sgd_momentum_portable),
+    },
 )
 
 
@@ -202,27 +249,22 @@ class Adam(Optimizer):
         step_size, eps = self.lr * c / (1 - beta1**t), self.eps * c
         # 1 - beta in double precision: in float32, 1 - 0.999f is off by 1.3e-5 relative
         rate1, rate2 = 1 - beta1, 1 - beta2
-        fused = backend.elementwise(ADAM_STEP)
-        if fused is not None:
-            fused(g, step_size, rate1, rate2, eps, p, m, v)
-            return
-        compiled = _compiled_in_place(backend, _adam_step_flat, p, m, v)
-        if compiled is not None:
-            compiled(*_flat(backend, g), step_size, rate1, rate2, eps, *_flat(backend, p, m, v))
-            return
-        if backend.ufunc_out:  # NumPy: the same formula in one work buffer (2.2x faster MLP step)
-            work = state.setdefault("work", backend.xp.empty_like(p))
-            _adam_step_in_place(backend.xp, g, step_size, rate1, rate2, eps, p, m, v, work)
-            return
-        m += rate1 * (g - m)
-        v += rate2 * (g * g - v)
-        denominator = backend.xp.sqrt(v)
-        denominator += eps
-        p -= step_size * (m / denominator)
+        update = ADAM_UPDATE.choose(backend, p, m, v).run
+        update(backend, g, step_size, rate1, rate2, eps, p, m, v, state)
 
 
-def _adam_step_in_place(xp, g, step_size, rate1, rate2, eps, p, m, v, work):
-    """Adam's update with out= into `work`: no temporaries (allocating them costs more than the maths)."""
+def _adam_portable(backend, g, step_size, rate1, rate2, eps, p, m, v, state):
+    m += rate1 * (g - m)
+    v += rate2 * (g * g - v)
+    denominator = backend.xp.sqrt(v)
+    denominator += eps
+    p -= step_size * (m / denominator)
+
+
+def _adam_in_place(backend, g, step_size, rate1, rate2, eps, p, m, v, state):
+    """Adam's update with out= into one work buffer: no temporaries (allocating them costs more
+    than the maths: 2.2x faster MLP step)."""
+    xp, work = backend.xp, state.setdefault("work", backend.xp.empty_like(p))
     xp.subtract(g, m, out=work)
     work *= rate1
     m += work
@@ -235,6 +277,14 @@ def _adam_step_in_place(xp, g, step_size, rate1, rate2, eps, p, m, v, work):
     xp.divide(m, work, out=work)
     work *= step_size
     p -= work
+
+
+def _adam_fused(backend, g, step_size, rate1, rate2, eps, p, m, v, state):
+    backend.elementwise(ADAM_STEP)(g, step_size, rate1, rate2, eps, p, m, v)
+
+
+def _adam_compiled(backend, g, step_size, rate1, rate2, eps, p, m, v, state):
+    backend.compiled(_adam_step_flat)(*_flat(backend, g), step_size, rate1, rate2, eps, *_flat(backend, p, m, v))
 
 
 @kernel
@@ -255,6 +305,18 @@ ADAM_STEP = Elementwise(
     p -= step_size * m / (sqrt(v) + eps);
     """,
     "diynn_adam",
+)
+
+
+ADAM_UPDATE = Family(
+    "adam",
+    select_update,
+    {
+        "fused": Implementation(_adam_fused, serves=fuses),
+        "compiled": Implementation(_adam_compiled, serves=_contiguous_compiled),
+        "in_place": Implementation(_adam_in_place, serves=_has_out),
+        "portable": Implementation(_adam_portable),
+    },
 )
 
 

@@ -2,23 +2,56 @@
 `f_backward(cache, grad_y) -> grad_x`. Each cache is the value its derivative is written in.
 
 The backward of ReLU, Tanh and Sigmoid is one elementwise formula of the output y and the
-incoming gradient; on CuPy each runs as one fused kernel (the CUDA source beside the portable code).
+incoming gradient; on CuPy each runs as one fused kernel (the CUDA source beside the portable code),
+and ReLU runs as compiled loops on the CPU: each family (RELU, TANH, SIGMOID) chooses with one
+selection (selection.py).
 """
 
 from ..backends import Elementwise, backend_of, kernel, parallel_range
 from ..checks import check_gradient
+from .selection import Family, Implementation, compiles, fuses, select_elementwise, select_fused
 
 
 def relu(x):
     """y = max(x, 0), any shape. Cache: y."""
     backend = backend_of(x)
-    compiled = backend.compiled(_relu_flat, size=x.size)
-    if compiled is None:
-        y = backend.xp.maximum(x, 0)
-        return y, y
-    y = backend.xp.empty(x.shape, dtype=x.dtype)  # C order: its flat view is itself
-    compiled(backend.xp.reshape(x, (-1,)), backend.xp.reshape(y, (-1,)))
+    return RELU.choose(backend, x.size).run(backend, x)
+
+
+def relu_backward(y, grad_y):
+    """dL/dx = grad_y where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
+    check_gradient(grad_y, y.shape, y.dtype, "relu_backward")
+    backend = backend_of(y)
+    return RELU.choose(backend, y.size).backward(backend, y, grad_y)
+
+
+def _relu_portable(backend, x):
+    y = backend.xp.maximum(x, 0)
     return y, y
+
+
+def _relu_backward_portable(backend, y, grad_y):
+    return grad_y * backend.xp.astype(y > 0, grad_y.dtype)
+
+
+RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diynn_relu_backward")
+
+
+def _relu_backward_fused(backend, y, grad_y):
+    return backend.elementwise(RELU_BACKWARD)(y, grad_y)
+
+
+def _relu_compiled(backend, x):
+    y = backend.xp.empty(x.shape, dtype=x.dtype)  # C order: its flat view is itself
+    backend.compiled(_relu_flat)(backend.xp.reshape(x, (-1,)), backend.xp.reshape(y, (-1,)))
+    return y, y
+
+
+def _relu_backward_compiled(backend, y, grad_y):
+    xp = backend.xp
+    grad_x = xp.empty(grad_y.shape, dtype=grad_y.dtype)
+    backend.compiled(_relu_backward_flat)(xp.reshape(y, (-1,)), xp.reshape(grad_y, (-1,)), xp.reshape(grad_x, (-1,)))
+    return grad_x
 
 
 @kernel
@@ -34,23 +67,17 @@ def _relu_backward_flat(y1, grad_y1, grad_x1):
         grad_x1[i] = grad_y1[i] if y1[i] > 0 else 0
 
 
-RELU_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = y > 0 ? gy : T(0)", "diynn_relu_backward")
-
-
-def relu_backward(y, grad_y):
-    """dL/dx = grad_y where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
-    check_gradient(grad_y, y.shape, y.dtype, "relu_backward")
-    backend = backend_of(y)
-    xp = backend.xp
-    fused = backend.elementwise(RELU_BACKWARD)
-    if fused is not None:
-        return fused(y, grad_y)
-    compiled = backend.compiled(_relu_backward_flat, size=y.size)
-    if compiled is not None:
-        grad_x = xp.empty(grad_y.shape, dtype=grad_y.dtype)
-        compiled(xp.reshape(y, (-1,)), xp.reshape(grad_y, (-1,)), xp.reshape(grad_x, (-1,)))
-        return grad_x
-    return grad_y * xp.astype(y > 0, grad_y.dtype)
+# the cache is y itself (no cache type per implementation): the backward selects again from the
+# same facts (backend, size), which gives the forward's implementation
+RELU = Family(
+    "relu",
+    select_elementwise,
+    {
+        "fused": Implementation(_relu_portable, _relu_backward_fused, serves=fuses),
+        "compiled": Implementation(_relu_compiled, _relu_backward_compiled, serves=compiles),
+        "portable": Implementation(_relu_portable, _relu_backward_portable),
+    },
+)
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -68,7 +95,12 @@ def leaky_relu_backward(derivative, grad_y):
 
 def tanh(x):
     """y = tanh(x), any shape. Cache: y."""
-    y = backend_of(x).xp.tanh(x)
+    backend = backend_of(x)
+    return TANH.choose(backend, x.size).run(backend, x)
+
+
+def _tanh_portable(backend, x):
+    y = backend.xp.tanh(x)
     return y, y
 
 
@@ -78,16 +110,26 @@ TANH_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * (1 - y * y)", "diynn
 def tanh_backward(y, grad_y):
     """dL/dx = grad_y (1 - y^2) (dy/dx = 1 - tanh(x)^2)."""
     check_gradient(grad_y, y.shape, y.dtype, "tanh_backward")
-    fused = backend_of(y).elementwise(TANH_BACKWARD)
-    if fused is not None:
-        return fused(y, grad_y)
+    backend = backend_of(y)
+    return TANH.choose(backend, y.size).backward(backend, y, grad_y)
+
+
+def _tanh_backward_portable(backend, y, grad_y):
     return grad_y * (1 - y * y)
 
 
+def _tanh_backward_fused(backend, y, grad_y):
+    return backend.elementwise(TANH_BACKWARD)(y, grad_y)
+
+
 def sigmoid(x):
-    """y = 1 / (1 + exp(-x)), any shape, written as (1 + tanh(x / 2)) / 2, which never overflows.
-    Cache: y."""
-    y = backend_of(x).xp.tanh(x / 2)
+    """y = 1 / (1 + exp(-x)), any shape. Cache: y."""
+    backend = backend_of(x)
+    return SIGMOID.choose(backend, x.size).run(backend, x)
+
+
+def _sigmoid_portable(backend, x):
+    y = backend.xp.tanh(x / 2)  # (1 + tanh(x / 2)) / 2: never overflows
     y += 1
     y /= 2
     return y, y
@@ -99,10 +141,34 @@ SIGMOID_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * y * (1 - y)", "di
 def sigmoid_backward(y, grad_y):
     """dL/dx = grad_y y (1 - y) (dy/dx = sigmoid(x) (1 - sigmoid(x)))."""
     check_gradient(grad_y, y.shape, y.dtype, "sigmoid_backward")
-    fused = backend_of(y).elementwise(SIGMOID_BACKWARD)
-    if fused is not None:
-        return fused(y, grad_y)
+    backend = backend_of(y)
+    return SIGMOID.choose(backend, y.size).backward(backend, y, grad_y)
+
+
+def _sigmoid_backward_portable(backend, y, grad_y):
     return grad_y * y * (1 - y)
+
+
+def _sigmoid_backward_fused(backend, y, grad_y):
+    return backend.elementwise(SIGMOID_BACKWARD)(y, grad_y)
+
+
+TANH = Family(
+    "tanh",
+    select_fused,
+    {
+        "fused": Implementation(_tanh_portable, _tanh_backward_fused, serves=fuses),
+        "portable": Implementation(_tanh_portable, _tanh_backward_portable),
+    },
+)
+SIGMOID = Family(
+    "sigmoid",
+    select_fused,
+    {
+        "fused": Implementation(_sigmoid_portable, _sigmoid_backward_fused, serves=fuses),
+        "portable": Implementation(_sigmoid_portable, _sigmoid_backward_portable),
+    },
+)
 
 
 def softmax(x, axis=-1):

@@ -1,15 +1,14 @@
-"""Convolutions and transposed convolutions as functional pairs: im2col + one matrix product, the
-same split over the CPU's threads (compiled kernels), or cuDNN on CuPy.
+"""Convolutions and transposed convolutions as functional pairs, each with its implementations
+behind one selection (CONV2D and select_conv2d, CONV_TRANSPOSE2D and select_conv_transpose2d; see
+selection.py): cuDNN on CuPy; on compiled CPU kernels Winograd's F(2x2, 3x3) (winograd.py) or im2col
+split over the CPU's threads; and the portable im2col + one matrix product they are tested against.
 
-Images are (N, C, H, W). The compiled CPU path (the default on NumPy) gives each thread a chunk of
-images (see the comment above `_conv2d_chunks`); its 3x3 stride-1 convolutions of several channels
-use Winograd's F(2x2, 3x3) instead of im2col (winograd.py). The portable path works channel-major,
-(C, N, H, W), so that the im2col matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw)
-weight gives the output; a convolution of one-channel images works batch-major instead (see
-`_conv2d_one_channel`). Where the backend has cuDNN (CuPy with NVIDIA's cuDNN frontend, see
-backends/cudnn_graphs.py), the three products (forward, weight gradient, input gradient) are
-cuDNN graphs built once per geometry; the transposed convolution runs the same three in another
-order, as it runs the compiled path's two kernels.
+Images are (N, C, H, W). The compiled CPU path gives each thread a chunk of images (see the comment
+above `_conv2d_chunks`). The portable path works channel-major, (C, N, H, W), so that the im2col
+matrix is (C kh kw, N OH OW) and one GEMM with the (O, C kh kw) weight gives the output; a
+convolution of one-channel images works batch-major instead (see `_conv2d_one_channel`). The
+transposed convolution runs the same products in another order: cuDNN's three graphs, or the
+compiled path's two kernels with their roles swapped.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threa
 from ..checks import check_gradient, check_weighted
 from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
+from .selection import Family, Implementation, compiles
 
 # from this many output positions per image, the compiled path multiplies image by image, reading
 # and writing the (N, O, OH OW) arrays in place, instead of one product per chunk with the output
@@ -30,22 +30,60 @@ from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_majo
 PER_IMAGE_POSITIONS = 256
 
 
-class ConvCache(NamedTuple):
-    """What a convolution's backward needs: which `path` computed it ("channel_major",
-    "one_channel", "compiled", "winograd" or "cudnn"), the saved operand (im2col windows, the
-    compiled path's per-chunk windows with its chunks, geometry and window offsets (a transposed
-    convolution's: its input, geometry and offsets), Winograd's input and filter tiles, or the
-    input and its cuDNN graphs), the weight, whether there was a bias, the padded input's shape
-    (the compiled path: the input's, or for a transposed convolution its output's), the
-    (stride, padding) pairs and the output's shape."""
+class ChannelMajorCache(NamedTuple):
+    """The portable path's: cols (C kh kw, N OH OW), the im2col windows of the channel-major padded
+    input, whose shape (C, N, H + 2 ph, W + 2 pw) is padded_shape."""
 
-    path: str
-    saved: object
+    cols: object
     weight: object
     has_bias: bool
     padded_shape: tuple
     stride: tuple[int, int]
     padding: tuple[int, int]
+    output_shape: tuple
+
+
+class OneChannelCache(NamedTuple):
+    """The one-channel path's: cols (N, kh kw, OH OW), each image's windows; padded_shape (N, 1,
+    H + 2 ph, W + 2 pw)."""
+
+    cols: object
+    weight: object
+    has_bias: bool
+    padded_shape: tuple
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_shape: tuple
+
+
+class CompiledConvCache(NamedTuple):
+    """The compiled path's: chunks, each thread's im2col windows with their bounds and geometry
+    (see `_forward_chunks`), and the input's shape (N, C, H, W)."""
+
+    chunks: tuple
+    weight: object
+    has_bias: bool
+    input_shape: tuple
+    output_shape: tuple
+
+
+class WinogradCache(NamedTuple):
+    """Winograd's: tiles, what winograd.conv2d_backward needs (the input and the filter tiles)."""
+
+    tiles: tuple
+    weight: object
+    has_bias: bool
+    padding: tuple[int, int]
+    output_shape: tuple
+
+
+class CudnnConvCache(NamedTuple):
+    """cuDNN's: the input (C-contiguous) and the graphs built for this geometry."""
+
+    x: object
+    graphs: object
+    weight: object
+    has_bias: bool
     output_shape: tuple
 
 
@@ -64,66 +102,63 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in PyTorch).
 
     x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) or None ->
-    y: (N, C_out, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Returns (y, ConvCache).
+    y: (N, C_out, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Returns (y, cache): the cache type of
+    the implementation CONV2D chose (select_conv2d).
     """
     backend = backend_of(x)
-    xp = backend.xp
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
     check_weighted("conv2d", x, weight, bias, ndim=4)
-    out_channels, in_channels, kh, kw = weight.shape
-    n, _, height, width = x.shape
-    oh, ow = conv_output_shape(height, width, (kh, kw), stride, padding)
-    convolution = _cudnn_convolution(backend, x.shape, weight.shape, (n, out_channels, oh, ow), x, padding, stride)
-    if convolution is not None:
-        x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
-        y = xp.empty((n, out_channels, oh, ow), dtype=x.dtype, device=x.device)
-        convolution.forward(x, weight, y)
-        if bias is not None:
-            y += bias[:, None, None]
-        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, x.shape, stride, padding, y.shape)
-    compiled = backend.compiled(_conv2d_chunks) is not None
-    if compiled and winograd.serves(weight.shape, stride):
-        y, saved = winograd.conv2d(backend, x, weight, bias, padding, (oh, ow))
-        return y, ConvCache("winograd", saved, weight, bias is not None, x.shape, stride, padding, y.shape)
-    if compiled:
-        return _conv2d_compiled(backend, x, weight, bias, stride, padding, (oh, ow))
-    if in_channels == 1:
-        return _conv2d_one_channel(backend, x, weight, bias, stride, padding, (oh, ow))
+    oh, ow = conv_output_shape(*x.shape[2:], weight.shape[2:], stride, padding)
+    implementation = CONV2D.choose(backend, x, weight, stride, padding, (oh, ow))
+    return implementation.run(backend, x, weight, bias, stride, padding, (oh, ow))
+
+
+def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
+    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
+    backward = CONV2D.backward_of(cache)
+    check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv2d_backward")
+    return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
+
+
+def select_conv2d(backend, x, weight, stride, padding, output_shape) -> str:
+    """cuDNN where the backend has it and it runs this geometry; on compiled CPU kernels,
+    Winograd's F(2x2, 3x3) for the 3x3 stride-1 convolutions with enough input channels to pay for
+    its transforms, else the compiled im2col; the portable code otherwise, batch-major for
+    one-channel images."""
+    if _cudnn_runs(backend, x, weight, stride, padding, output_shape):
+        return "cudnn"
+    if backend.compiles_kernels:
+        pays = winograd.serves(weight.shape, stride) and weight.shape[1] >= winograd.SMALLEST_CHANNELS
+        return "winograd" if pays else "compiled"
+    return "one_channel" if weight.shape[1] == 1 else "channel_major"
+
+
+# The portable path works channel-major: with Y = W X_cols (the (O, C kh kw) weight times the
+# (C kh kw, N OH OW) windows), dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows.
+
+
+def _conv2d_channel_major(backend, x, weight, bias, stride, padding, output_shape):
+    xp = backend.xp
+    out_channels, n = weight.shape[0], x.shape[0]
     padded = pad_channel_major(x, padding)
-    cols = backend.im2col(padded, (kh, kw), stride)  # (C kh kw, N OH OW)
+    cols = backend.im2col(padded, weight.shape[2:], stride)  # (C kh kw, N OH OW)
     y = backend.matmul(xp.reshape(weight, (out_channels, -1)), cols)  # (O, N OH OW)
     if bias is not None:
         y += bias[:, None]
-    y = to_batch_major(xp.reshape(y, (out_channels, n, oh, ow)))
-    return y, ConvCache("channel_major", cols, weight, bias is not None, padded.shape, stride, padding, y.shape)
+    y = to_batch_major(xp.reshape(y, (out_channels, n, *output_shape)))
+    return y, ChannelMajorCache(cols, weight, bias is not None, padded.shape, stride, padding, y.shape)
 
 
-def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True):
-    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
-    # with Y = W X_cols: dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows
-    check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv2d_backward")
-    backend = backend_of(grad_y)
-    xp = backend.xp
-    if cache.path == "cudnn":
-        return _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed=False)
-    if cache.path == "compiled":
-        return _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
-    if cache.path == "winograd":
-        grad_x, grad_weight, grad_bias = winograd.conv2d_backward(
-            backend, cache.saved, cache.padding, grad_y, input_grad, param_grads
-        )
-        return grad_x, grad_weight, grad_bias if cache.has_bias else None
-    if cache.path == "one_channel":
-        return _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads)
-    weight = cache.weight
-    out_channels, kernel = weight.shape[0], weight.shape[2:]
+def _conv2d_backward_channel_major(backend, cache, grad_y, input_grad, param_grads):
+    xp, weight = backend.xp, cache.weight
+    out_channels = weight.shape[0]
     grad = xp.reshape(xp.permute_dims(grad_y, (1, 0, 2, 3)), (out_channels, -1))  # (O, N OH OW)
-    grad_weight = xp.reshape(backend.matmul(grad, cache.saved.T), weight.shape) if param_grads else None
+    grad_weight = xp.reshape(backend.matmul(grad, cache.cols.T), weight.shape) if param_grads else None
     grad_bias = xp.sum(grad, axis=1) if param_grads and cache.has_bias else None
     if not input_grad:
         return None, grad_weight, grad_bias
     columns = backend.matmul(xp.reshape(weight, (out_channels, -1)).T, grad)
-    padded = backend.col2im(columns, cache.padded_shape, kernel, cache.stride)
+    padded = backend.col2im(columns, cache.padded_shape, weight.shape[2:], cache.stride)
     return xp.permute_dims(crop(padded, cache.padding), (1, 0, 2, 3)), grad_weight, grad_bias
 
 
@@ -132,6 +167,10 @@ def conv2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True)
 # Batch-major instead: each image's windows (kh kw, OH OW) times the (O, kh kw) weight is that
 # image's (O, OH OW) output, one batched product, no transposes. The windows come from the same
 # im2col with the batch in the channels' place: (N, 1, H, W) -> (N kh kw, OH OW).
+
+
+def _one_channel(backend, x, weight, *geometry) -> bool:
+    return weight.shape[1] == 1
 
 
 def _conv2d_one_channel(backend, x, weight, bias, stride, padding, output_shape):
@@ -144,7 +183,7 @@ def _conv2d_one_channel(backend, x, weight, bias, stride, padding, output_shape)
     if bias is not None:
         y += bias[:, None]
     y = xp.reshape(y, (n, out_channels, *output_shape))
-    return y, ConvCache("one_channel", cols, weight, bias is not None, padded.shape, stride, padding, y.shape)
+    return y, OneChannelCache(cols, weight, bias is not None, padded.shape, stride, padding, y.shape)
 
 
 def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads):
@@ -154,7 +193,7 @@ def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads
     grad = xp.reshape(grad_y, (n, out_channels, -1))  # (N, O, OH OW)
     grad_weight = grad_bias = None
     if param_grads:  # sum over images of dY_n X_cols_n^T
-        per_image = grad @ xp.permute_dims(cache.saved, (0, 2, 1))  # (N, O, kh kw)
+        per_image = grad @ xp.permute_dims(cache.cols, (0, 2, 1))  # (N, O, kh kw)
         grad_weight = xp.reshape(xp.sum(per_image, axis=0), weight.shape)
         grad_bias = xp.sum(xp.sum(grad, axis=0), axis=-1) if cache.has_bias else None
     if not input_grad:
@@ -164,96 +203,191 @@ def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads
     return crop(padded, cache.padding), grad_weight, grad_bias
 
 
-def _cudnn_convolution(backend, input_shape, weight_shape, output_shape, like, padding, stride):
-    """cuDNN's graphs (the backend's "cudnn" library) of the convolution from input_shape to
-    output_shape with arrays of like's dtype, or None where there are none."""
-    graphs = backend.library("cudnn")
-    if graphs is None:
+def _conv2d_winograd(backend, x, weight, bias, stride, padding, output_shape):
+    y, tiles = winograd.conv2d(backend, x, weight, bias, padding, output_shape)
+    return y, WinogradCache(tiles, weight, bias is not None, padding, y.shape)
+
+
+def _conv2d_backward_winograd(backend, cache, grad_y, input_grad, param_grads):
+    grad_x, grad_weight, grad_bias = winograd.conv2d_backward(
+        backend, cache.tiles, cache.padding, grad_y, input_grad, param_grads
+    )
+    return grad_x, grad_weight, grad_bias if cache.has_bias else None
+
+
+def _winograd_computes(backend, x, weight, stride, *geometry) -> bool:
+    return backend.compiles_kernels and winograd.serves(weight.shape, stride)
+
+
+# cuDNN (CuPy with NVIDIA's cuDNN frontend, see backends/cudnn_graphs.py): the three products
+# (forward, weight gradient, input gradient) are cuDNN graphs built once per geometry.
+
+
+def _cudnn_graphs(backend, input_shape, weight_shape, output_shape, dtype, padding, stride):
+    """cuDNN's graphs of the convolution from input_shape to output_shape (built once per
+    geometry), or None where the backend has no cuDNN or cuDNN refuses the geometry."""
+    library = backend.library("cudnn")
+    if library is None:
         return None
-    return graphs.convolution(input_shape, weight_shape, output_shape, like.dtype, padding, stride)
+    return library.convolution(input_shape, weight_shape, output_shape, dtype, padding, stride)
 
 
-def _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed):
+def _cudnn_runs(backend, x, weight, stride, padding, output_shape) -> bool:
+    y_shape = (x.shape[0], weight.shape[0], *output_shape)
+    return _cudnn_graphs(backend, x.shape, weight.shape, y_shape, x.dtype, padding, stride) is not None
+
+
+def _conv2d_cudnn(backend, x, weight, bias, stride, padding, output_shape):
+    xp = backend.xp
+    y_shape = (x.shape[0], weight.shape[0], *output_shape)
+    graphs = _cudnn_graphs(backend, x.shape, weight.shape, y_shape, x.dtype, padding, stride)
+    x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+    y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
+    graphs.forward(x, weight, y)
+    if bias is not None:
+        y += bias[:, None, None]
+    return y, CudnnConvCache(x, graphs, weight, bias is not None, y.shape)
+
+
+def _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed=False):
     """The gradients from cuDNN's graphs. A convolution x -> y: dL/dW from (x, dY), dL/dx its
     input gradient of dY. A transposed convolution is the input gradient of the convolution y -> x,
     so dL/dW is that convolution's weight gradient of (dY, x) and dL/dx its forward of dY."""
-    xp, (x, convolution) = backend.xp, cache.saved
+    xp, x, graphs = backend.xp, cache.x, cache.graphs
     grad_y = xp.ascontiguousarray(grad_y)
     grad_weight = grad_bias = grad_x = None
     if param_grads:
         grad_weight = xp.empty_like(cache.weight)
-        convolution.backward_filter(*((grad_y, x) if transposed else (x, grad_y)), grad_weight)
+        graphs.backward_filter(*((grad_y, x) if transposed else (x, grad_y)), grad_weight)
         grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
     if input_grad:
         grad_x = xp.empty_like(x)
-        (convolution.forward if transposed else convolution.backward_data)(grad_y, cache.weight, grad_x)
+        (graphs.forward if transposed else graphs.backward_data)(grad_y, cache.weight, grad_x)
     return grad_x, grad_weight, grad_bias
+
+
+class TransposedChannelMajorCache(NamedTuple):
+    """The portable path's: x_rows (C_in, N H W), the channel-major input; full_shape (C_out, N,
+    FH, FW), the output before its padding is cropped."""
+
+    x_rows: object
+    weight: object
+    has_bias: bool
+    full_shape: tuple
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_shape: tuple
+
+
+class TransposedCompiledCache(NamedTuple):
+    """The compiled path's: the input as x3 (N, C_in, H W), the geometry and window offsets."""
+
+    x3: object
+    geometry: tuple
+    offsets: object
+    weight: object
+    has_bias: bool
+    output_shape: tuple
+
+
+class TransposedCudnnCache(NamedTuple):
+    """cuDNN's: the input (C-contiguous) and the graphs of the convolution from y to x."""
+
+    x: object
+    graphs: object
+    weight: object
+    has_bias: bool
+    output_shape: tuple
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
     """Transposed convolution (the adjoint of conv2d), for upsampling in decoders.
 
     x: (N, C_in, H, W), weight: (C_in, C_out, kh, kw) as in PyTorch, bias: (C_out,) or None ->
-    y: (N, C_out, OH, OW), OH = (H - 1) sh - 2 ph + kh + output_padding. Returns (y, ConvCache)
-    with `padded_shape` the (C_out, N, FH, FW) output before cropping the padding.
+    y: (N, C_out, OH, OW), OH = (H - 1) sh - 2 ph + kh + output_padding. Returns (y, cache): the
+    cache type of the implementation CONV_TRANSPOSE2D chose (select_conv_transpose2d).
     """
     backend = backend_of(x)
-    xp = backend.xp
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
     output_padding = arguments.integer_pair("output_padding", output_padding, minimum=0)
     check_weighted("conv_transpose2d", x, weight, bias, ndim=4, in_axis=0)
-    in_channels, out_channels, kh, kw = weight.shape
+    _, out_channels, kh, kw = weight.shape
     n, _, height, width = x.shape
     # output_padding adds rows/columns that no input reaches: extend by whole strides' worth
     full_height = (height - 1) * stride[0] + kh + output_padding[0]
     full_width = (width - 1) * stride[1] + kw + output_padding[1]
-    full = (out_channels, n, full_height, full_width)
+    full_shape = (out_channels, n, full_height, full_width)
     y_shape = (n, out_channels, full_height - 2 * padding[0], full_width - 2 * padding[1])
-    # the forward of a transposed convolution is the input gradient of the convolution from y to x
-    convolution = _cudnn_convolution(backend, y_shape, weight.shape, x.shape, x, padding, stride)
-    if convolution is not None:
-        x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
-        y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
-        convolution.backward_data(x, weight, y)
-        if bias is not None:
-            y += bias[:, None, None]
-        return y, ConvCache("cudnn", (x, convolution), weight, bias is not None, full, stride, padding, y_shape)
-    if backend.compiled(_conv2d_chunks) is not None:
-        return _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shape)
+    implementation = CONV_TRANSPOSE2D.choose(backend, x, weight, stride, padding, y_shape)
+    return implementation.run(backend, x, weight, bias, stride, padding, y_shape, full_shape)
+
+
+def conv_transpose2d_backward(cache, grad_y, input_grad=True, param_grads=True):
+    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
+    backward = CONV_TRANSPOSE2D.backward_of(cache)
+    check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv_transpose2d_backward")
+    return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
+
+
+def select_conv_transpose2d(backend, x, weight, stride, padding, y_shape) -> str:
+    """cuDNN where the backend has it and it runs this geometry, the compiled kernels where they
+    are on, else the portable code."""
+    if _cudnn_runs_transposed(backend, x, weight, stride, padding, y_shape):
+        return "cudnn"
+    return "compiled" if backend.compiles_kernels else "channel_major"
+
+
+# The portable transposed convolution: X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) =
+# dCols, then dL/dW = X dCols^T and dL/dX = W dCols.
+
+
+def _conv_transpose2d_channel_major(backend, x, weight, bias, stride, padding, y_shape, full_shape):
+    xp = backend.xp
+    in_channels = weight.shape[0]
     x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (in_channels, -1))  # (C_in, N H W)
     cols = backend.matmul(xp.reshape(weight, (in_channels, -1)).T, x_rows)  # (C_out kh kw, N H W)
-    y = crop(backend.col2im(cols, full, (kh, kw), stride), padding)
+    y = crop(backend.col2im(cols, full_shape, weight.shape[2:], stride), padding)
     if bias is not None:
         y += bias[:, None, None, None]
-    cache = ConvCache("channel_major", x_rows, weight, bias is not None, full, stride, padding, y_shape)
+    cache = TransposedChannelMajorCache(x_rows, weight, bias is not None, full_shape, stride, padding, y_shape)
     return to_batch_major(y), cache
 
 
-def conv_transpose2d_backward(cache: ConvCache, grad_y, input_grad=True, param_grads=True):
-    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
-    # forward is X -> col2im(W^T X); its adjoint takes dY -> im2col(dY) = dCols, then
-    # dL/dW = X dCols^T and dL/dX = W dCols
-    check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv_transpose2d_backward")
-    backend = backend_of(grad_y)
-    xp = backend.xp
-    weight = cache.weight
-    in_channels = weight.shape[0]
-    if cache.path == "cudnn":
-        return _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed=True)
-    if cache.path == "compiled":
-        return _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads)
-    n = grad_y.shape[0]
+def _conv_transpose2d_backward_channel_major(backend, cache, grad_y, input_grad, param_grads):
+    xp, weight = backend.xp, cache.weight
+    in_channels, n = weight.shape[0], grad_y.shape[0]
     full = pad_channel_major(grad_y, cache.padding)  # the cropped border restored: (C_out, N, FH, FW)
     cols = backend.im2col(full, weight.shape[2:], cache.stride)  # (C_out kh kw, N H W)
-    grad_weight = xp.reshape(backend.matmul(cache.saved, cols.T), weight.shape) if param_grads else None
+    grad_weight = xp.reshape(backend.matmul(cache.x_rows, cols.T), weight.shape) if param_grads else None
     grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if param_grads and cache.has_bias else None
     if not input_grad:
         return None, grad_weight, grad_bias
     grad = backend.matmul(xp.reshape(weight, (in_channels, -1)), cols)  # (C_in, N H W)
     # the input's (H, W): FH = (H - 1) sh + kh + output_padding with output_padding < sh
-    input_shape = [(f - k) // s + 1 for f, k, s in zip(cache.padded_shape[2:], weight.shape[2:], cache.stride)]
+    input_shape = [(f - k) // s + 1 for f, k, s in zip(cache.full_shape[2:], weight.shape[2:], cache.stride)]
     grad_x = xp.permute_dims(xp.reshape(grad, (in_channels, n, *input_shape)), (1, 0, 2, 3))
     return grad_x, grad_weight, grad_bias
+
+
+def _cudnn_runs_transposed(backend, x, weight, stride, padding, y_shape) -> bool:
+    # the forward of a transposed convolution is the input gradient of the convolution from y to x
+    return _cudnn_graphs(backend, y_shape, weight.shape, x.shape, x.dtype, padding, stride) is not None
+
+
+def _conv_transpose2d_cudnn(backend, x, weight, bias, stride, padding, y_shape, full_shape):
+    # the forward of a transposed convolution is the input gradient of the convolution from y to x
+    xp = backend.xp
+    graphs = _cudnn_graphs(backend, y_shape, weight.shape, x.shape, x.dtype, padding, stride)
+    x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+    y = xp.empty(y_shape, dtype=x.dtype, device=x.device)
+    graphs.backward_data(x, weight, y)
+    if bias is not None:
+        y += bias[:, None, None]
+    return y, TransposedCudnnCache(x, graphs, weight, bias is not None, y_shape)
+
+
+def _conv_transpose2d_backward_cudnn(backend, cache, grad_y, input_grad, param_grads):
+    return _backward_cudnn(backend, cache, grad_y, input_grad, param_grads, transposed=True)
 
 
 # Compiled CPU path (numba, see backends.cpu_kernels): the batch is split into one chunk of images per
@@ -475,8 +609,8 @@ def _conv2d_compiled(backend, x, weight, bias, stride, padding, output_shape):
     geometry = _geometry(weight.shape[2:], stride, padding, output_shape)
     offsets = _window_offsets(xp, geometry, x.shape[3])
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[0], dtype=x.dtype)
-    y, saved = _forward_chunks(backend, x, weight2d, bias_or_zero, geometry, offsets)
-    return y, ConvCache("compiled", saved, weight, bias is not None, x.shape, stride, padding, y.shape)
+    y, chunks = _forward_chunks(backend, x, weight2d, bias_or_zero, geometry, offsets)
+    return y, CompiledConvCache(chunks, weight, bias is not None, x.shape, y.shape)
 
 
 def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
@@ -485,7 +619,7 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     grad_y3 = xp.reshape(grad_y, (*grad_y.shape[:2], -1))
     zero = xp.zeros(weight.shape[1], dtype=grad_y.dtype)
     grad_x, grad_weight = _backward_chunks(
-        backend, cache.saved, weight2d, grad_y3, cache.padded_shape, input_grad, param_grads, zero
+        backend, cache.chunks, weight2d, grad_y3, cache.input_shape, input_grad, param_grads, zero
     )
     if not param_grads:
         return grad_x, None, None
@@ -499,7 +633,7 @@ def _conv2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
 # columns kept) and then its weight gradient with x in dL/dy's place (dL/dW = X im2col(dL/dy)^T).
 
 
-def _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shape):
+def _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shape, full_shape):
     xp = backend.xp
     n, in_channels, height, width = x.shape
     x3 = xp.reshape(x, (n, in_channels, height * width))
@@ -507,24 +641,51 @@ def _conv_transpose2d_compiled(backend, x, weight, bias, stride, padding, y_shap
     offsets = _window_offsets(xp, geometry, y_shape[3])
     bounds, chunk_size = _chunks(n, height * width)
     no_columns = xp.empty((len(bounds) - 1, 0), dtype=x.dtype)  # no weight gradient in a forward
-    saved = (no_columns, bounds, geometry, offsets, chunk_size)
+    chunks = (no_columns, bounds, geometry, offsets, chunk_size)
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[1], dtype=x.dtype)
     weight2d = xp.reshape(weight, (in_channels, -1))
-    y, _ = _backward_chunks(backend, saved, weight2d, x3, y_shape, True, False, bias_or_zero)
-    cache = ConvCache("compiled", (x3, geometry, offsets), weight, bias is not None, y_shape, stride, padding, y_shape)
-    return y, cache
+    y, _ = _backward_chunks(backend, chunks, weight2d, x3, y_shape, True, False, bias_or_zero)
+    return y, TransposedCompiledCache(x3, geometry, offsets, weight, bias is not None, y_shape)
 
 
 def _conv_transpose2d_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     xp, weight = backend.xp, cache.weight
-    x3, geometry, offsets = cache.saved
     weight2d = xp.reshape(weight, (weight.shape[0], -1))
     zero = xp.zeros(weight.shape[0], dtype=grad_y.dtype)
     # the forward keeps im2col(dL/dy) for dL/dW, so it runs (and gives dL/dx) also when only dL/dW is asked for
-    grad_x, saved = _forward_chunks(backend, grad_y, weight2d, zero, geometry, offsets)
+    grad_x, chunks = _forward_chunks(backend, grad_y, weight2d, zero, cache.geometry, cache.offsets)
     grad_weight = grad_bias = None
     if param_grads:  # no input gradient there: no bias to add (an empty one)
-        _, grad_weight = _backward_chunks(backend, saved, weight2d, x3, grad_y.shape, False, True, zero[:0])
+        _, grad_weight = _backward_chunks(backend, chunks, weight2d, cache.x3, grad_y.shape, False, True, zero[:0])
         grad_weight = xp.reshape(grad_weight, weight.shape)
         grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
     return (grad_x if input_grad else None), grad_weight, grad_bias
+
+
+CONV2D = Family(
+    "conv2d",
+    select_conv2d,
+    {
+        "cudnn": Implementation(_conv2d_cudnn, _backward_cudnn, CudnnConvCache, _cudnn_runs),
+        "winograd": Implementation(_conv2d_winograd, _conv2d_backward_winograd, WinogradCache, _winograd_computes),
+        "compiled": Implementation(_conv2d_compiled, _conv2d_backward_compiled, CompiledConvCache, compiles),
+        "one_channel": Implementation(_conv2d_one_channel, _conv2d_backward_one_channel, OneChannelCache, _one_channel),
+        "channel_major": Implementation(_conv2d_channel_major, _conv2d_backward_channel_major, ChannelMajorCache),
+    },
+)
+
+CONV_TRANSPOSE2D = Family(
+    "conv_transpose2d",
+    select_conv_transpose2d,
+    {
+        "cudnn": Implementation(
+            _conv_transpose2d_cudnn, _conv_transpose2d_backward_cudnn, TransposedCudnnCache, _cudnn_runs_transposed
+        ),
+        "compiled": Implementation(
+            _conv_transpose2d_compiled, _conv_transpose2d_backward_compiled, TransposedCompiledCache, compiles
+        ),
+        "channel_major": Implementation(
+            _conv_transpose2d_channel_major, _conv_transpose2d_backward_channel_major, TransposedChannelMajorCache
+        ),
+    },
+)

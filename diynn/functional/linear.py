@@ -1,60 +1,93 @@
-"""The fully connected layer as a functional pair, and the matrix products the compiled CPU
-kernels split over their threads."""
+"""The fully connected layer as a functional pair: the compiled CPU kernels' products split over
+their threads, or the backend's matmul, behind one selection (LINEAR)."""
+
+from typing import NamedTuple
 
 from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 from ..checks import check_gradient, check_weighted
+from .selection import Family, Implementation, compiles
+
+
+class LinearCache(NamedTuple):
+    """What the backward needs: the input x (N, in), the weight (out, in), whether there was a bias."""
+
+    x: object
+    weight: object
+    has_bias: bool
+
+
+class CompiledLinearCache(LinearCache):
+    """The compiled path's cache: the same values, for the compiled products."""
 
 
 def linear(x, weight, bias=None):
     """y = x W^T + b. x: (N, in), weight: (out, in), bias: (out,) or None -> y: (N, out).
-    Cache: (x, weight, has_bias)."""
+    Returns (y, cache): the cache type of the implementation LINEAR chose."""
     check_weighted("linear", x, weight, bias, ndim=2)
-    y = matmul(x, weight.T)
-    if bias is not None:
-        y += bias
-    return y, (x, weight, bias is not None)
+    backend = backend_of(x)
+    return LINEAR.choose(backend).run(backend, x, weight, bias)
 
 
 def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
     """(dL/dx, dL/dW, dL/db) from dL/dy (N, out); a gradient not asked for (or db without a bias) is None."""
     # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
+    backward = LINEAR.backward_of(cache)
+    check_gradient(grad_y, (cache.x.shape[0], cache.weight.shape[0]), cache.weight.dtype, "linear_backward")
+    return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
+
+
+def select_linear(backend) -> str:
+    """The compiled products (rows split over the kernels' threads) where they are on, else the
+    backend's matmul (on CuPy, recordable in CUDA graphs)."""
+    return "compiled" if backend.compiles_kernels else "portable"
+
+
+def _linear_portable(backend, x, weight, bias):
+    y = backend.matmul(x, weight.T)
+    if bias is not None:
+        y += bias
+    return y, LinearCache(x, weight, bias is not None)
+
+
+def _linear_backward_portable(backend, cache, grad_y, input_grad, param_grads):
     x, weight, has_bias = cache
-    check_gradient(grad_y, (x.shape[0], weight.shape[0]), weight.dtype, "linear_backward")
-    grad_weight = matmul_transposed(grad_y, x) if param_grads else None
-    grad_bias = backend_of(grad_y).xp.sum(grad_y, axis=0) if param_grads and has_bias else None
-    grad_x = matmul(grad_y, weight) if input_grad else None
+    grad_weight = backend.matmul(grad_y.T, x) if param_grads else None
+    grad_bias = backend.xp.sum(grad_y, axis=0) if param_grads and has_bias else None
+    grad_x = backend.matmul(grad_y, weight) if input_grad else None
     return grad_x, grad_weight, grad_bias
 
 
-def matmul(a, b):
-    """a @ b for a: (M, K), b: (K, N); with the compiled kernels, the rows of a split over threads
-    (the backend's matmul otherwise: on CuPy, recordable in CUDA graphs)."""
-    backend = backend_of(a)
-    compiled = backend.compiled(_row_chunks_times)
-    if a.ndim != 2 or b.ndim != 2:
-        return a @ b
-    if compiled is None:
-        return backend.matmul(a, b)
+def _linear_compiled(backend, x, weight, bias):
+    y = _rows_times(backend, x, weight.T)
+    if bias is not None:
+        y += bias
+    return y, CompiledLinearCache(x, weight, bias is not None)
+
+
+def _linear_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
+    x, weight, has_bias = cache
+    grad_weight = _transposed_times(backend, grad_y, x) if param_grads else None
+    grad_bias = backend.xp.sum(grad_y, axis=0) if param_grads and has_bias else None
+    grad_x = _rows_times(backend, grad_y, weight) if input_grad else None
+    return grad_x, grad_weight, grad_bias
+
+
+def _rows_times(backend, a, b):
+    """a @ b for a: (M, K), b: (K, N), the rows of a split over the kernels' threads."""
     xp = backend.xp
     out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-    compiled(
-        blas_gemm(a.dtype), _contiguous(xp, a), _contiguous(xp, b), chunk_bounds(a.shape[0], kernel_threads()), out
-    )
+    bounds = chunk_bounds(a.shape[0], kernel_threads())
+    backend.compiled(_row_chunks_times)(blas_gemm(a.dtype), _contiguous(xp, a), _contiguous(xp, b), bounds, out)
     return out
 
 
-def matmul_transposed(a, b):
-    """a^T @ b for a: (M, K), b: (M, N); with the compiled kernels, the K rows of the result split
-    over threads."""
-    backend = backend_of(a)
-    compiled = backend.compiled(_column_chunks_transposed_times)
-    if compiled is None:
-        return backend.matmul(a.T, b)
+def _transposed_times(backend, a, b):
+    """a^T @ b for a: (M, K), b: (M, N), the K rows of the result split over the kernels' threads."""
     xp = backend.xp
     out = xp.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
-    compiled(
-        blas_gemm(a.dtype), _contiguous(xp, a), _contiguous(xp, b), chunk_bounds(a.shape[1], kernel_threads()), out
-    )
+    bounds = chunk_bounds(a.shape[1], kernel_threads())
+    compiled = backend.compiled(_column_chunks_transposed_times)
+    compiled(blas_gemm(a.dtype), _contiguous(xp, a), _contiguous(xp, b), bounds, out)
     return out
 
 
@@ -78,3 +111,13 @@ def _column_chunks_transposed_times(gemm, a, b, bounds, out):
     for t in parallel_range(len(bounds) - 1):
         rows = slice(bounds[t], bounds[t + 1])
         matmul_into(gemm, a[:, rows].T, b, out[rows], False)
+
+
+LINEAR = Family(
+    "linear",
+    select_linear,
+    {
+        "compiled": Implementation(_linear_compiled, _linear_backward_compiled, CompiledLinearCache, compiles),
+        "portable": Implementation(_linear_portable, _linear_backward_portable, LinearCache),
+    },
+)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..backends import Elementwise, backend_of
 from ..checks import check_not_empty, check_same_shape
 from .activations import sigmoid
+from .selection import Family, Implementation, fuses, select_fused
 
 
 def _scaled(grad, grad_value):
@@ -109,15 +110,29 @@ def softmax_cross_entropy(logits, labels):
     (CuPy) does it in one pass and returns NaN for such a label instead.
     """
     backend = backend_of(logits)
-    xp = backend.xp
-    n, classes = logits.shape
-    fused = backend.elementwise(SOFTMAX_CROSS_ENTROPY)
-    if fused is not None:
-        losses = xp.empty((n,), dtype=logits.dtype, device=logits.device)
-        grad = xp.empty_like(logits)
-        fused(logits, labels, classes, 1.0 / n, losses, grad)
-        return xp.mean(losses), grad
-    return soft_cross_entropy(logits, one_hot(labels, classes, logits.dtype))
+    return SOFTMAX_CROSS_ENTROPY_FAMILY.choose(backend, logits.size).run(backend, logits, labels)
+
+
+def _softmax_cross_entropy_fused(backend, logits, labels):
+    xp, (n, classes) = backend.xp, logits.shape
+    losses = xp.empty((n,), dtype=logits.dtype, device=logits.device)
+    grad = xp.empty_like(logits)
+    backend.elementwise(SOFTMAX_CROSS_ENTROPY)(logits, labels, classes, 1.0 / n, losses, grad)
+    return xp.mean(losses), grad
+
+
+def _softmax_cross_entropy_portable(backend, logits, labels):
+    return soft_cross_entropy(logits, one_hot(labels, logits.shape[1], logits.dtype))
+
+
+SOFTMAX_CROSS_ENTROPY_FAMILY = Family(
+    "softmax_cross_entropy",
+    select_fused,
+    {
+        "fused": Implementation(_softmax_cross_entropy_fused, serves=fuses),
+        "portable": Implementation(_softmax_cross_entropy_portable),
+    },
+)
 
 
 def one_hot(labels, classes: int, dtype):

@@ -1,9 +1,12 @@
-"""Batch normalisation as a functional pair."""
+"""Batch normalisation as a functional pair, compiled or portable behind one selection (BATCH_NORM)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ..backends import backend_of, kernel, parallel_range
 from ..checks import check_gradient, check_input
+from .selection import Family, Implementation, compiles
 
 
 def per_channel_sum(x3):
@@ -19,47 +22,49 @@ def per_channel(values, x3):
     return values[:, None] * xp.ones((1, x3.shape[2]), dtype=values.dtype, device=values.device)
 
 
+class BatchNormCache(NamedTuple):
+    """What the backward needs: x - mean as (N, C, L), 1 / sqrt(var + eps) (C,), gamma (C,), the
+    values per channel, whether the batch's statistics were used, and x's shape."""
+
+    centred: object
+    inv_std: object
+    weight: object
+    count: int
+    training: bool
+    shape: tuple
+
+
+class CompiledBatchNormCache(BatchNormCache):
+    """The compiled path's cache: the same values, for the compiled backward."""
+
+
 def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
     """y = gamma (x - mean) / sqrt(var + eps) + beta per channel (axis 1) of x: (N, C, ...).
 
     Training: the batch's statistics (biased variance), and the running ones updated in place,
     (1 - momentum) running + momentum batch (the unbiased variance, as in PyTorch). Otherwise the
     running statistics. x is viewed as (N, C, L) (L = 1 for (N, C) inputs, H W for images), so
-    that per-channel sums are reductions over axes 0 and 2. Cache: (x_centred (N, C, L),
-    inv_std (C,), gamma, count per channel, training, x's shape).
+    that per-channel sums are reductions over axes 0 and 2. Returns (y, cache): the cache type of
+    the implementation BATCH_NORM chose (compiled kernels where they are on).
     """
     _check_operands(x, weight, bias, running_mean, running_var)
     backend = backend_of(x)
-    xp = backend.xp
-    n, channels = x.shape[0], x.shape[1]
-    x3 = xp.reshape(x, (n, channels, -1))
-    count = n * x3.shape[2]
-    compiled = backend.compiled(_normalise_channels)
-    if training:
-        if count < 2:
-            raise ValueError(f"batch norm in training mode needs more than one value per channel, got {tuple(x.shape)}")
-        if compiled is not None:
-            mean, var = xp.empty(channels, dtype=x.dtype), xp.empty(channels, dtype=x.dtype)
-            backend.compiled(_channel_statistics)(x3, mean, var)
-        else:
-            mean = per_channel_sum(x3) / count
-            centred = x3 - per_channel(mean, x3)
-            var = xp.sum(xp.vecdot(centred, centred, axis=-1), axis=0) / count
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += (momentum * count / (count - 1)) * var
-    else:
-        mean, var = running_mean, running_var
-    inv_std = 1 / xp.sqrt(var + eps)  # (C,)
-    if compiled is not None:
-        centred, y = (xp.empty(x3.shape, dtype=x3.dtype) for _ in range(2))
-        compiled(x3, mean, weight * inv_std, bias, centred, y)
-    else:
-        centred = centred if training else x3 - per_channel(mean, x3)
-        y = centred * per_channel(weight * inv_std, x3)
-        y += per_channel(bias, x3)
-    return xp.reshape(y, x.shape), (centred, inv_std, weight, count, training, x.shape)
+    x3 = backend.xp.reshape(x, (x.shape[0], x.shape[1], -1))
+    if training and x3.shape[0] * x3.shape[2] < 2:
+        raise ValueError(f"batch norm in training mode needs more than one value per channel, got {tuple(x.shape)}")
+    forward = BATCH_NORM.choose(backend).run
+    y3, cache = forward(backend, x3, weight, bias, running_mean, running_var, training, momentum, eps, x.shape)
+    return backend.xp.reshape(y3, x.shape), cache
+
+
+def batch_norm_backward(cache, grad_y, input_grad=True):
+    """(dL/dx, dL/dgamma, dL/dbeta) from dL/dy of x's shape."""
+    # x_hat = (x - mean) inv_std, y = gamma x_hat + beta; with g = dL/dy per channel:
+    # dL/dgamma = sum g x_hat, dL/dbeta = sum g, and in training (the statistics depend on x)
+    # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); otherwise dL/dx = gamma inv_std g
+    backward = BATCH_NORM.backward_of(cache)
+    check_gradient(grad_y, cache.shape, cache.centred.dtype, "batch_norm_backward")
+    return backward(backend_of(grad_y), cache, grad_y, input_grad)
 
 
 def _check_operands(x, weight, bias, running_mean, running_var):
@@ -72,22 +77,34 @@ def _check_operands(x, weight, bias, running_mean, running_var):
         check_input(vector, ndim=1, name=f"batch_norm's {name}", sizes={0: channels}, like=weight)
 
 
-def batch_norm_backward(cache, grad_y, input_grad=True):
-    """(dL/dx, dL/dgamma, dL/dbeta) from dL/dy of x's shape."""
-    # x_hat = (x - mean) inv_std, y = gamma x_hat + beta; with g = dL/dy per channel:
-    # dL/dgamma = sum g x_hat, dL/dbeta = sum g, and in training (the statistics depend on x)
-    # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); otherwise dL/dx = gamma inv_std g
-    centred, inv_std, weight, count, training, shape = cache
-    check_gradient(grad_y, shape, centred.dtype, "batch_norm_backward")
-    backend = backend_of(grad_y)
+def _update_running(running_mean, running_var, mean, var, momentum, count):
+    """running <- (1 - momentum) running + momentum batch, in place (the unbiased variance)."""
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += (momentum * count / (count - 1)) * var
+
+
+def _batch_norm_portable(backend, x3, weight, bias, running_mean, running_var, training, momentum, eps, shape):
+    xp, count = backend.xp, x3.shape[0] * x3.shape[2]
+    if training:
+        mean = per_channel_sum(x3) / count
+        centred = x3 - per_channel(mean, x3)
+        var = xp.sum(xp.vecdot(centred, centred, axis=-1), axis=0) / count
+        _update_running(running_mean, running_var, mean, var, momentum, count)
+    else:
+        mean, var = running_mean, running_var
+        centred = x3 - per_channel(mean, x3)
+    inv_std = 1 / xp.sqrt(var + eps)  # (C,)
+    y = centred * per_channel(weight * inv_std, x3)
+    y += per_channel(bias, x3)
+    return y, BatchNormCache(centred, inv_std, weight, count, training, shape)
+
+
+def _batch_norm_backward_portable(backend, cache, grad_y, input_grad):
+    centred, inv_std, weight, count, training, _ = cache
     xp = backend.xp
     g = xp.reshape(grad_y, centred.shape)
-    compiled = backend.compiled(_batch_norm_backward_channels)
-    if compiled is not None:
-        sums = xp.empty((2, centred.shape[1]), dtype=g.dtype)  # sum g, sum g centred
-        grad = xp.empty(g.shape, dtype=g.dtype) if input_grad else xp.empty((0, 0, 0), dtype=g.dtype)
-        compiled(g, centred, inv_std, weight * inv_std, training, sums, grad)
-        return (xp.reshape(grad, grad_y.shape) if input_grad else None), sums[1] * inv_std, sums[0]
     sum_g = per_channel_sum(g)
     sum_g_centred = xp.sum(xp.vecdot(g, centred, axis=-1), axis=0)
     grad_weight, grad_bias = sum_g_centred * inv_std, sum_g
@@ -102,6 +119,35 @@ def batch_norm_backward(cache, grad_y, input_grad=True):
     grad -= per_channel(sum_g / count, g)
     grad *= per_channel(scale, g)
     return xp.reshape(grad, grad_y.shape), grad_weight, grad_bias
+
+
+def _batch_norm_compiled(backend, x3, weight, bias, running_mean, running_var, training, momentum, eps, shape):
+    xp, (_, channels, _), count = backend.xp, x3.shape, x3.shape[0] * x3.shape[2]
+    if training:
+        mean, var = xp.empty(channels, dtype=x3.dtype), xp.empty(channels, dtype=x3.dtype)
+        backend.compiled(_channel_statistics)(x3, mean, var)
+        _update_running(running_mean, running_var, mean, var, momentum, count)
+    else:
+        mean, var = running_mean, running_var
+    inv_std = 1 / xp.sqrt(var + eps)  # (C,)
+    centred, y = (xp.empty(x3.shape, dtype=x3.dtype) for _ in range(2))
+    backend.compiled(_normalise_channels)(x3, mean, weight * inv_std, bias, centred, y)
+    return y, CompiledBatchNormCache(centred, inv_std, weight, count, training, shape)
+
+
+def _batch_norm_backward_compiled(backend, cache, grad_y, input_grad):
+    centred, inv_std, weight, _, training, _ = cache
+    xp = backend.xp
+    g = xp.reshape(grad_y, centred.shape)
+    sums = xp.empty((2, centred.shape[1]), dtype=g.dtype)  # sum g, sum g centred
+    grad = xp.empty(g.shape, dtype=g.dtype) if input_grad else xp.empty((0, 0, 0), dtype=g.dtype)
+    backend.compiled(_batch_norm_backward_channels)(g, centred, inv_std, weight * inv_std, training, sums, grad)
+    return (xp.reshape(grad, grad_y.shape) if input_grad else None), sums[1] * inv_std, sums[0]
+
+
+def select_batch_norm(backend) -> str:
+    """The compiled kernels where they are on, else the portable array code."""
+    return "compiled" if backend.compiles_kernels else "portable"
 
 
 # Compiled CPU path (numba, see backends.cpu_kernels): one channel per iteration of the parallel loop,
@@ -155,3 +201,15 @@ def _batch_norm_backward_channels(g3, centred, inv_std, scale, training, sums, g
             for i in range(n):
                 for j in range(length):
                     grad3[i, c, j] = scale[c] * (g3[i, c, j] - mean_g - centred[i, c, j] * slope)
+
+
+BATCH_NORM = Family(
+    "batch_norm",
+    select_batch_norm,
+    {
+        "compiled": Implementation(
+            _batch_norm_compiled, _batch_norm_backward_compiled, CompiledBatchNormCache, compiles
+        ),
+        "portable": Implementation(_batch_norm_portable, _batch_norm_backward_portable, BatchNormCache),
+    },
+)

@@ -14,6 +14,7 @@ from .. import arguments
 from ..backends import backend_of, kernel, parallel_range
 from ..checks import check_gradient, check_input
 from .geometry import crop, output_size, pad2d
+from .selection import Family, Implementation, compiles
 
 
 class Window(NamedTuple):
@@ -72,33 +73,43 @@ def scatter_windows(parts, slices, padded_shape, window: Window):
     return crop(grad, window.padding)
 
 
+class MaxPoolCache(NamedTuple):
+    """The portable max-pool's: the padded input (-inf border), the output, the window slices."""
+
+    padded: object
+    y: object
+    slices: list
+    window: Window
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """y = max over each kh x kw window (stride defaults to the kernel; the padding is -inf).
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Cache: (padded x, y,
-    slices, window).
+    x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Returns (y, cache): the
+    cache type of the implementation MAX_POOL2D chose (compiled kernels where they are on).
     """
     window = pool_window(kernel_size, stride, padding)
     backend = backend_of(x)
-    xp = backend.xp
-    compiled = backend.compiled(_max_pool_planes)
-    if compiled is not None:
-        return _max_pool2d_compiled(xp, compiled, x, window)
-    padded, slices = window_slices(x, window, -math.inf, "max_pool2d")
-    y = padded[:, :, slices[0][0], slices[0][1]]
-    for rows, columns in slices[1:]:
-        y = xp.maximum(y, padded[:, :, rows, columns])
-    return y, (padded, y, slices, window)
+    return MAX_POOL2D.choose(backend).run(backend, x, window)
 
 
 def max_pool2d_backward(cache, grad_y):
     """dL/dx: each window's gradient goes to its first maximum among the input's pixels (never to
     the padding, also when a whole window is -inf: as in PyTorch); pixels in no window get 0."""
     # dy/dx = 1 at the window's first maximum, 0 elsewhere
-    if isinstance(cache, CompiledMaxPoolCache):
-        n, channels = cache.input_shape[:2]
-        check_gradient(grad_y, (n, channels, *cache.argmax.shape[1:]), cache.dtype, "max_pool2d_backward")
-        return _max_pool2d_backward_compiled(cache, grad_y)
+    return MAX_POOL2D.backward_of(cache)(cache, grad_y)
+
+
+def _max_pool2d_portable(backend, x, window):
+    xp = backend.xp
+    padded, slices = window_slices(x, window, -math.inf, "max_pool2d")
+    y = padded[:, :, slices[0][0], slices[0][1]]
+    for rows, columns in slices[1:]:
+        y = xp.maximum(y, padded[:, :, rows, columns])
+    return y, MaxPoolCache(padded, y, slices, window)
+
+
+def _max_pool2d_backward_portable(cache, grad_y):
     padded, y, slices, window = cache
     check_gradient(grad_y, y.shape, y.dtype, "max_pool2d_backward")
     xp = backend_of(grad_y).xp
@@ -190,7 +201,8 @@ def _max_pool_backward_planes(grad_y3, argmax, grad_x2):
                 grad_x2[p, argmax[p, r, q]] += grad_y3[p, r, q]
 
 
-def _max_pool2d_compiled(xp, compiled, x, window):
+def _max_pool2d_compiled(backend, x, window):
+    xp = backend.xp
     oh, ow = pooled_size(x, window, "max_pool2d")
     n, channels, height, width = x.shape
     (kh, kw), (sh, sw), (ph, pw) = window
@@ -198,20 +210,36 @@ def _max_pool2d_compiled(xp, compiled, x, window):
     argmax = xp.empty((n * channels, oh, ow), dtype=xp.int32)
     x3, y3 = xp.reshape(x, (-1, height, width)), xp.reshape(y, (-1, oh, ow))
     if window == ((2, 2), (2, 2), (0, 0)):
-        backend_of(x).compiled(_max_pool_2x2_planes)(x3, y3, argmax)
+        backend.compiled(_max_pool_2x2_planes)(x3, y3, argmax)
     else:
-        compiled(x3, (kh, kw, sh, sw, ph, pw), y3, argmax)
+        backend.compiled(_max_pool_planes)(x3, (kh, kw, sh, sw, ph, pw), y3, argmax)
     return y, CompiledMaxPoolCache(argmax, x.shape, x.dtype)
 
 
 def _max_pool2d_backward_compiled(cache, grad_y):
+    n, channels, height, width = cache.input_shape
+    check_gradient(grad_y, (n, channels, *cache.argmax.shape[1:]), cache.dtype, "max_pool2d_backward")
     backend = backend_of(grad_y)
     xp = backend.xp
-    n, channels, height, width = cache.input_shape
     grad_x = xp.empty(cache.input_shape, dtype=grad_y.dtype)
     grad_y3 = xp.reshape(grad_y, cache.argmax.shape)
     backend.compiled(_max_pool_backward_planes)(grad_y3, cache.argmax, xp.reshape(grad_x, (n * channels, -1)))
     return grad_x
+
+
+def select_max_pool2d(backend) -> str:
+    """The compiled kernels where they are on, else the portable slices."""
+    return "compiled" if backend.compiles_kernels else "portable"
+
+
+MAX_POOL2D = Family(
+    "max_pool2d",
+    select_max_pool2d,
+    {
+        "compiled": Implementation(_max_pool2d_compiled, _max_pool2d_backward_compiled, CompiledMaxPoolCache, compiles),
+        "portable": Implementation(_max_pool2d_portable, _max_pool2d_backward_portable, MaxPoolCache),
+    },
+)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):

@@ -33,8 +33,9 @@ BLOCK_TILES = 512
 
 
 def serves(weight_shape, stride) -> bool:
-    """Whether F(2x2, 3x3) computes a convolution with this (O, C, kh, kw) weight and stride."""
-    return tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and weight_shape[1] >= SMALLEST_CHANNELS
+    """Whether F(2x2, 3x3) computes a convolution with this (O, C, kh, kw) weight and stride (it
+    pays off from SMALLEST_CHANNELS input channels: convolution.select_conv2d)."""
+    return tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
 
 
 def conv2d(backend, x, weight, bias, padding, output_shape):

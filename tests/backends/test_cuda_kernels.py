@@ -173,6 +173,7 @@ def fused_on_the_cpu(monkeypatch, emulator):
             return CompiledKernel(fake_cupy, source)
 
         monkeypatch.setattr(backend, "elementwise", elementwise)
+        monkeypatch.setattr(backend, "fuses_kernels", True)
         yield launched
 
 
@@ -180,6 +181,7 @@ def _portable(function):
     """function() with the fused kernels switched off: the ops' portable array code."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(diynn.get_backend(), "elementwise", lambda source: None)
+        patch.setattr(diynn.get_backend(), "fuses_kernels", False)
         return function()
 
 

@@ -13,6 +13,7 @@ import pytest
 import diynn
 from diynn import backends
 from diynn import functional as F
+from diynn.functional.convolution import CONV2D
 
 
 @pytest.fixture(autouse=True)
@@ -107,9 +108,9 @@ def test_winograd_serves_3x3_stride_1_convolutions_with_enough_channels(geometry
     n, c, h, w, o, k, s, p = geometry
     backends.set_kernels("compiled")
     _, cache = F.conv2d(numpy_rng.standard_normal((n, c, h, w)), numpy_rng.standard_normal((o, c, k, k)), None, s, p)
-    assert cache.path == "winograd"
+    assert CONV2D.implementation_of(cache) == "winograd"
     _, cache = F.conv2d(numpy_rng.standard_normal((n, 1, h, w)), numpy_rng.standard_normal((o, 1, k, k)), None, s, p)
-    assert cache.path == "compiled"  # one input channel: im2col's products are cheaper
+    assert CONV2D.implementation_of(cache) == "compiled"  # one input channel: im2col's products are cheaper
 
 
 # (input channels, image size, path): im2col with one product per chunk, image by image, Winograd
@@ -121,7 +122,7 @@ def test_conv_gradients_not_asked_for_stay_none(channels, size, path, bias, inpu
     weight = numpy_rng.standard_normal((4, channels, 3, 3))
     y, cache = F.conv2d(x, weight, numpy_rng.standard_normal(4) if bias else None, 1, 1)
     grads = F.conv2d_backward(cache, np.ones_like(y), input_grad=input_grad, param_grads=param_grads)
-    assert cache.path == path
+    assert CONV2D.implementation_of(cache) == path
     assert [g is None for g in grads] == [not input_grad, not param_grads, not (param_grads and bias)]
     full = F.conv2d_backward(cache, np.ones_like(y))
     for asked, complete in zip(grads, full):
