@@ -70,7 +70,22 @@ def make_step(case: str, batch: int):
     return step
 
 
-def worker(case: str, batch: int, seconds: float) -> None:
+class _ShimOfTree:
+    """Finds diynn.backends in a tree whose shim sits at its top (backends/, installed into diynn
+    by pyproject's package-dir): PYTHONPATH alone would import the installed checkout's shim."""
+
+    def __init__(self, tree: Path):
+        self.tree = str(tree)
+
+    def find_spec(self, name, path=None, target=None):
+        from importlib.machinery import PathFinder
+
+        return PathFinder.find_spec(name, [self.tree]) if name == "diynn.backends" else None
+
+
+def worker(case: str, batch: int, seconds: float, tree: Path) -> None:
+    if (tree / "backends").is_dir() and not (tree / "diynn" / "backends").exists():
+        sys.meta_path.insert(0, _ShimOfTree(tree))
     step = make_step(case, batch)
     warm_until = time.perf_counter() + seconds / 3
     while time.perf_counter() < warm_until:
@@ -84,17 +99,19 @@ def worker(case: str, batch: int, seconds: float) -> None:
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(samples)
     import diynn
 
-    print(json.dumps({"median_s": statistics.median(samples), "faults": faults, "diynn": diynn.__file__}))
+    files = [diynn.__file__, getattr(diynn, "backends", diynn).__file__]
+    print(json.dumps({"median_s": statistics.median(samples), "faults": faults, "files": files}))
 
 
 def turn(tree: Path, args) -> float:
     environment = {**os.environ, "PYTHONPATH": str(tree.resolve())}
     command = [sys.executable, __file__, "--worker", "--case", args.case, "--batch", str(args.batch)]
-    command += ["--seconds", str(args.seconds)]
+    command += ["--seconds", str(args.seconds), "--tree", str(tree.resolve())]
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
-    if not result["diynn"].startswith(str(tree.resolve())):
-        raise RuntimeError(f"the worker imported diynn from {result['diynn']}, not from {tree}")
+    for file in result["files"]:
+        if not file.startswith(str(tree.resolve())):
+            raise RuntimeError(f"the worker imported {file}, not from {tree}")
     return result["median_s"], result["faults"]
 
 
@@ -106,9 +123,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5, help="timing per turn (after a third as warm-up)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.case, args.batch, args.seconds)
+        worker(args.case, args.batch, args.seconds, args.tree)
         return
     if len(args.trees) != 2:
         parser.error("give two source trees")

@@ -37,9 +37,10 @@ def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
 
 
 def select_linear(backend) -> str:
-    """The compiled products (rows split over the kernels' threads) where they are on, else the
-    backend's matmul (on CuPy, recordable in CUDA graphs)."""
-    return "compiled" if backend.compiles_kernels else "portable"
+    """The compiled products (rows split over the kernels' threads) where they are on and have
+    threads to split over, else the backend's matmul (one product in NumPy's BLAS, which the
+    compiled kernels hold at one thread; on CuPy, recordable in CUDA graphs)."""
+    return "compiled" if backend.compiles_kernels and kernel_threads() > 1 else "portable"
 
 
 def _linear_portable(backend, x, weight, bias):

@@ -1,15 +1,37 @@
-"""The ways `Trainer.fit` runs one training step, behind one interface: plain, replayed from a CUDA
-graph, or data-parallel across MPI ranks. An epoch asks its step object which rows of each
-shuffled batch this process trains on (`rows`), runs the step (`__call__`), and sums its per-epoch
-totals (`totals`) across processes where there are several."""
+"""One training step, written out (`optimisation_step`), and the ways `Trainer.fit` runs it behind
+one interface: plain, replayed from a CUDA graph, or data-parallel across MPI ranks. An epoch asks
+its step object which rows of each shuffled batch this process trains on (`rows`), runs the step
+(`__call__`), and sums its per-epoch totals (`totals`) across processes where there are several."""
 
 from __future__ import annotations
 
 from .cuda_graphs import CapturedStep
+from .regularisation import clip_grad_norm
+
+
+def optimisation_step(trainer, x, y, share=None):
+    """One optimisation step of `trainer` (model, loss, optimiser) on the batch (x, y); returns the
+    batch loss and the model's outputs (on device). Data-parallel (a communicator), (x, y) is this
+    rank's part of a global batch and `share` its fraction of it (default: 1 / ranks): the
+    gradients are averaged across ranks before the update."""
+    model = trainer.model
+    output = model.forward(x)
+    value = trainer.loss.forward(output, y)
+    model.backward(trainer.loss.backward(), input_grad=False)  # each layer adds dL/dW to W.grad
+    if trainer.communicator is not None:
+        share = 1 / trainer.communicator.size if share is None else share
+        trainer.communicator.allreduce_gradients(model.parameters(), share)
+    if trainer.penalty is not None:
+        value = value + trainer.penalty.apply(model.parameters())
+    if trainer.clip_norm is not None:
+        clip_grad_norm(model.parameters(), trainer.clip_norm)
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad()
+    return value, output
 
 
 class PlainStep:
-    """`trainer.step` on every whole batch, in this process."""
+    """`optimisation_step` on every whole batch, in this process."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -20,7 +42,7 @@ class PlainStep:
 
     def __call__(self, xb, yb, share):
         """(loss, outputs) of one optimisation step on the batch."""
-        return self.trainer.step(xb, yb, share)
+        return optimisation_step(self.trainer, xb, yb, share)
 
     def totals(self, totals, seen):
         """The epoch's loss (and metric) sums and the samples seen, over every process."""

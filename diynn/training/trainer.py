@@ -13,8 +13,7 @@ from ..backends import backend_of, get_backend
 from ..grad_mode import no_grad
 from .checkpoint import TrainingState
 from .progress import progress_bar
-from .regularisation import clip_grad_norm
-from .steps import training_step
+from .steps import optimisation_step, training_step
 
 # Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes. An
 # evaluation keeps no cache, so only one layer's buffers live at a time: predict on 10,000 images
@@ -57,19 +56,7 @@ class Trainer:
         """One optimisation step on a batch; returns the batch loss and its outputs (on device).
         Data-parallel, (x, y) is this rank's part of a global batch and `share` its fraction of
         the global batch (default: 1 / ranks); the gradients are then averaged across ranks."""
-        output = self.model.forward(x)
-        value = self.loss.forward(output, y)
-        self.model.backward(self.loss.backward(), input_grad=False)
-        if self.communicator is not None:
-            share = 1 / self.communicator.size if share is None else share
-            self.communicator.allreduce_gradients(self.model.parameters(), share)
-        if self.penalty is not None:
-            value = value + self.penalty.apply(self.model.parameters())
-        if self.clip_norm is not None:
-            clip_grad_norm(self.model.parameters(), self.clip_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-        return value, output
+        return optimisation_step(self, x, y, share)
 
     def fit(
         self,
