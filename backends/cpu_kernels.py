@@ -1,25 +1,8 @@
 """Compiled CPU kernels: the plain-Python loops an op keeps beside its portable code, compiled with
-numba on the NumPy backend.
-
-An op marks each loop function `@kernel` and writes its parallel loop with `parallel_range`
-(numba's `prange`; plain `range` where numba is absent). `compile_kernel(function)` returns the
-function compiled (parallel, cached on disk), with the kernels it calls compiled too, or None
-where compiled kernels are off: the op then runs its portable array code, which stays the
-reference the tests compare the kernels with.
-
-Which kernels run: "compiled" (default) or "portable", from DIYNN_KERNELS, `set_kernels(name)`.
-
-Threads: with compiled kernels on, numba's pool owns the cores. The kernels split the batch into
-one chunk per thread and each chunk's matrix products call NumPy's BLAS on that thread, so no second
-thread pool spins beside numba's (OpenBLAS's workers keep spinning after every product and take
-the cores numba's threads need). The pool's size is NumPy's BLAS thread count when the kernels
-were switched on (it follows OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and threadpoolctl's limits);
-NumPy's BLAS is held at one thread until `set_kernels("portable")` gives its threads back; the
-kernels call that same BLAS (`blas_gemm`, `matmul_into`).
-GNU OpenMP's pool (numba's "omp" layer, its default where libgomp is present) cannot run in a
-forked child (multiprocessing's default start on Linux): a child forked after the kernels ran runs
-the portable code. The compiled code is cached next to diynn's sources, or in numba's per-user cache folder where
-the install is read-only (NUMBA_CACHE_DIR moves it).
+numba on the NumPy backend (`@kernel`, `parallel_range`, `compile_kernel`); which run, "compiled"
+or "portable", is DIYNN_KERNELS / `set_kernels(name)`. While the kernels are on, numba's thread pool
+owns the cores and NumPy's BLAS runs one thread on the caller's (`blas_gemm`, `matmul_into`). Why,
+and what forked children and the disk cache do: docs/concepts/backends.md#compiled-cpu-kernels.
 """
 
 from __future__ import annotations
