@@ -18,27 +18,32 @@ from .grad_mode import enable_grad, no_grad
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .io import ModelFileError, load_model, load_weights, onnx, save_model
 from .layers import (
+    AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Concat,
     Conv1d,
     Conv2d,
     ConvTranspose2d,
     Dropout,
     Flatten,
+    Identity,
     LeakyReLU,
     Linear,
     MaxPool1d,
     MaxPool2d,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     Softmax,
     Tanh,
     Unflatten,
+    Upsample,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NTXentLoss, PerceptualLoss
-from .models import cnn, cnn_encoder, conv_autoencoder, dense_autoencoder, mlp
+from .models import cnn, cnn_encoder, conv_autoencoder, dense_autoencoder, mlp, resnet, unet
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
 from .training import (
@@ -62,6 +67,11 @@ from .training import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "Concat",
+    "Identity",
+    "Residual",
+    "Upsample",
     "kernels",
     "set_kernels",
     "onnx",
@@ -136,6 +146,8 @@ __all__ = [
     "load_model",
     "load_weights",
     "mlp",
+    "resnet",
+    "unet",
     "predict",
     "save_model",
     "set_backend",

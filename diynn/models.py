@@ -4,15 +4,19 @@ from . import arguments
 from .autoencoder import Autoencoder
 from .init import as_generator
 from .layers import (
+    AdaptiveAvgPool2d,
     BatchNorm2d,
+    Concat,
     Conv2d,
     ConvTranspose2d,
     Dropout,
     Flatten,
+    Identity,
     LeakyReLU,
     Linear,
     MaxPool2d,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     Tanh,
@@ -105,3 +109,74 @@ def conv_autoencoder(latent: int, channels=(16, 32), image_size=28, noise_std=0.
         Sigmoid(),
     )
     return Autoencoder(encoder, decoder, noise_std=noise_std, rng=rng)
+
+
+def resnet(widths=(32, 64, 128), blocks=2, classes=10, in_channels=1, rng=None) -> Sequential:
+    """A small ResNet (He et al. 2016) for 28x28 images: a 3x3 stem, one stage of `blocks` basic
+    residual blocks per width (the first block of each later stage halves the size with stride 2),
+    global average pooling and a linear head. A basic block is post-activation:
+    ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut(x)), the shortcut the identity, or a 1x1 strided
+    convolution and a batch norm where the shape changes. x: (N, in_channels, S, S) -> logits (N, classes)."""
+    rng = as_generator(rng)
+    layers = [Conv2d(in_channels, widths[0], 3, padding=1, bias=False, rng=rng), BatchNorm2d(widths[0]), ReLU()]
+    previous = widths[0]
+    for stage, width in enumerate(widths):
+        for index in range(arguments.integer("blocks", blocks)):
+            stride = 2 if stage > 0 and index == 0 else 1
+            layers += [_basic_block(previous, width, stride, rng), ReLU()]
+            previous = width
+    return Sequential(*layers, AdaptiveAvgPool2d(1), Flatten(), Linear(previous, classes, rng=rng))
+
+
+def _basic_block(in_channels, out_channels, stride, rng) -> Residual:
+    block = Sequential(
+        Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, rng=rng),
+        BatchNorm2d(out_channels),
+        ReLU(),
+        Conv2d(out_channels, out_channels, 3, padding=1, bias=False, rng=rng),
+        BatchNorm2d(out_channels),
+    )
+    shortcut = None
+    if stride != 1 or in_channels != out_channels:
+        shortcut = Sequential(
+            Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, rng=rng), BatchNorm2d(out_channels)
+        )
+    return Residual(block, shortcut)
+
+
+def unet(channels=(16, 32, 64), in_channels=1, out_channels=1, rng=None) -> Sequential:
+    """A U-Net (Ronneberger et al. 2015) with len(channels) levels: at each level two 3x3 conv +
+    batch norm + ReLU, then a 2x2 max-pool down to the next level, whose output comes back up by a
+    2x2 stride-2 transposed convolution and is concatenated with this level's features (the skip
+    connection, a Concat of an Identity and the deeper path) before two more convolutions. A 1x1
+    convolution and a sigmoid give the output in [0, 1]. x: (N, in_channels, S, S) -> (N,
+    out_channels, S, S), S divisible by 2^(levels - 1)."""
+    rng = as_generator(rng)
+    if not channels:
+        raise ValueError("a U-Net needs at least one level of channels")
+    return Sequential(
+        _unet_level(list(channels), in_channels, rng), Conv2d(channels[0], out_channels, 1, rng=rng), Sigmoid()
+    )
+
+
+def _unet_level(channels, in_channels, rng):
+    """(N, in_channels, S, S) -> (N, channels[0], S, S): this level and every deeper one."""
+    width = channels[0]
+    down = _double_conv(in_channels, width, rng)
+    if len(channels) == 1:
+        return down
+    deeper = Sequential(
+        MaxPool2d(2), _unet_level(channels[1:], width, rng), ConvTranspose2d(channels[1], width, 2, stride=2, rng=rng)
+    )
+    return Sequential(down, Concat(Identity(), deeper), _double_conv(2 * width, width, rng))
+
+
+def _double_conv(in_channels, out_channels, rng) -> Sequential:
+    return Sequential(
+        Conv2d(in_channels, out_channels, 3, padding=1, bias=False, rng=rng),
+        BatchNorm2d(out_channels),
+        ReLU(),
+        Conv2d(out_channels, out_channels, 3, padding=1, bias=False, rng=rng),
+        BatchNorm2d(out_channels),
+        ReLU(),
+    )

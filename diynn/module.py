@@ -116,10 +116,19 @@ class Module(PendingCaches):
 
     # -- parameters and state ----------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) for each parameter once: a module shared by two branches has its
+        parameters under its first name only, so an optimiser updates them once per step."""
+        seen = set()
+        for name, parameter in self._every_parameter(prefix):
+            if id(parameter) not in seen:
+                seen.add(id(parameter))
+                yield name, parameter
+
+    def _every_parameter(self, prefix: str):
         for name, parameter in self._parameters.items():
             yield prefix + name, parameter
         for name, module in self._modules.items():
-            yield from module.named_parameters(f"{prefix}{name}.")
+            yield from module._every_parameter(f"{prefix}{name}.")
 
     def parameters(self) -> list[Parameter]:
         return [parameter for _, parameter in self.named_parameters()]

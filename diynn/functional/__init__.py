@@ -18,6 +18,7 @@ from .activations import (
     tanh,
     tanh_backward,
 )
+from .branches import add, add_backward, concat, concat_backward
 from .convolution import conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward
 from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
@@ -35,8 +36,17 @@ from .losses import (
 )
 from .normalisation import batch_norm, batch_norm_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from .resampling import adaptive_avg_pool2d, adaptive_avg_pool2d_backward, upsample, upsample_backward
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "add",
+    "add_backward",
+    "concat",
+    "concat_backward",
+    "upsample",
+    "upsample_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "batch_norm",

@@ -17,24 +17,29 @@ from ..autoencoder import Autoencoder
 from ..backends import backend_of
 from ..grad_mode import no_grad
 from ..layers import (
+    AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Concat,
     Conv1d,
     Conv2d,
     ConvTranspose2d,
     Dropout,
     Flatten,
+    Identity,
     LeakyReLU,
     Linear,
     MaxPool1d,
     MaxPool2d,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     Softmax,
     Tanh,
     Unflatten,
+    Upsample,
 )
 from ..module import Module
 from .files import atomic_write
@@ -173,8 +178,41 @@ def _unflatten(graph, module, x):  # the shape operand of Reshape: 0 keeps the b
     return graph.node("Reshape", [x, graph.constant(np.asarray([0, *module.shape], np.int64), "shape")])
 
 
+def _residual(graph, module, x):
+    return graph.node("Add", [graph.add(module.block, x), graph.add(module.shortcut, x)])
+
+
+def _concat(graph, module, x):
+    return graph.node("Concat", [graph.add(branch, x) for branch in module.branches], axis=module.axis)
+
+
+def _adaptive_avg_pool(graph, module, x):
+    if tuple(module.output_size) == (1, 1):
+        return graph.node("GlobalAveragePool", [x])
+    raise ValueError(
+        f"AdaptiveAvgPool2d with output_size {list(module.output_size)} cannot be exported to ONNX "
+        "(its bins depend on the input's size); output_size 1 exports as GlobalAveragePool"
+    )
+
+
+def _upsample(graph, module, x):
+    scales = module.scale_factor if isinstance(module.scale_factor, list) else [module.scale_factor] * 2
+    scales = graph.constant(np.asarray([1.0, 1.0, *scales], np.float32), "scales")
+    if module.mode == "nearest":  # PyTorch's nearest: the input pixel floor(i / s)
+        attributes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        mode = "align_corners" if module.align_corners else "pytorch_half_pixel"
+        attributes = {"mode": "linear", "coordinate_transformation_mode": mode}
+    return graph.node("Resize", [x, "", scales], **attributes)
+
+
 EXPORTERS = {
     Sequential: _sequence,
+    Residual: _residual,
+    Concat: _concat,
+    Identity: lambda graph, module, x: graph.node("Identity", [x]),
+    AdaptiveAvgPool2d: _adaptive_avg_pool,
+    Upsample: _upsample,
     Autoencoder: lambda graph, module, x: graph.add(module.decoder, graph.add(module.encoder, x)),
     Linear: lambda graph, module, x: graph.node("Gemm", [x, *graph.weights(module)], transB=1),
     Conv2d: _convolution("Conv"),

@@ -1,15 +1,21 @@
 """Layers: each a Module with its forward and hand-derived backward side by side."""
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .containers import Sequential
+from .containers import Concat, Identity, Residual, Sequential
 from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Linear
 from .normalisation import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool2d, MaxPool1d, MaxPool2d
+from .resampling import AdaptiveAvgPool2d, Upsample
 from .reshape import Flatten, Unflatten
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "Concat",
+    "Identity",
+    "Residual",
+    "Upsample",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
