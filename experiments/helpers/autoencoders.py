@@ -42,6 +42,8 @@ def make_autoencoder(kind: str, latent: int, seed: int, noise_std: float = 0.0):
         return diynn.dense_autoencoder(latent, noise_std=noise_std, rng=seed)
     if kind == "conv":
         return diynn.conv_autoencoder(latent, noise_std=noise_std, rng=seed)
+    if kind == "unet":  # no code, no noise of its own: train_autoencoder adds it to the inputs
+        return diynn.unet(rng=seed)
     raise ValueError(f"unknown autoencoder {kind!r}")
 
 
@@ -61,8 +63,14 @@ def train_autoencoder(kind: str, latent: int, images, args, noise_std: float = 0
         seed=args.seed,
         progress=args.progress,
         callbacks=[diynn.CosineLR(optimizer, args.epochs)],
+        augment=diynn.GaussianNoise(noise_std, rng=seed_of_noise(args)) if kind == "unet" and noise_std else None,
     )
     return model, history, time.perf_counter() - start
+
+
+def seed_of_noise(args) -> int:
+    """The training noise's seed, apart from the model's and the shuffling's."""
+    return args.seed + 7
 
 
 def reconstruct(model, kind: str, images):

@@ -39,7 +39,9 @@ MLP_EPOCHS, CNN_EPOCHS = 20, 50  # the default runs' epochs
 
 def parse_args(dataset: str, argv=None):
     parser = argparse.ArgumentParser(description=f"Train a classifier on {dataset}. " + __doc__.split("\n\n")[1])
-    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="the network: MLP or CNN")
+    parser.add_argument(
+        "--model", choices=["mlp", "cnn", "resnet"], default="mlp", help="the network: MLP, CNN or a small ResNet"
+    )
     parser.add_argument(
         "--hidden",
         type=int,
@@ -47,7 +49,13 @@ def parse_args(dataset: str, argv=None):
         default=None,
         help="hidden layer sizes of the MLP (default 256 128), or of the CNN's head (default 256)",
     )
-    parser.add_argument("--channels", type=int, nargs=2, default=[32, 64], help="channels of the CNN's conv blocks")
+    parser.add_argument(
+        "--channels",
+        type=int,
+        nargs="+",
+        help="channels of the CNN's two conv blocks (default 32 64), or the ResNet's stage widths (default 16 32 64)",
+    )
+    parser.add_argument("--blocks", type=int, default=2, help="residual blocks per stage of the ResNet")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout before the CNN's output layer")
     parser.add_argument(
         "--batch-norm",
@@ -124,9 +132,13 @@ def parse_args(dataset: str, argv=None):
     if args.shift is None:
         args.shift = 0 if args.model == "mlp" else 1
     if args.flip is None:
-        args.flip = args.model == "cnn"
-    if (args.shift or args.flip) and args.model != "cnn":
-        parser.error("--shift and --flip (image augmentation) need --model cnn")
+        args.flip = args.model != "mlp"
+    if (args.shift or args.flip) and args.model == "mlp":
+        parser.error("--shift and --flip (image augmentation) need an image model (--model cnn or resnet)")
+    if args.channels is None:
+        args.channels = [16, 32, 64] if args.model == "resnet" else [32, 64]
+    if args.model == "cnn" and len(args.channels) != 2:
+        parser.error(f"--channels: the CNN has two conv blocks, got {len(args.channels)} numbers")
     if args.hidden is None:
         args.hidden = [256, 128] if args.model == "mlp" else [256]
     if args.out is None:
@@ -147,6 +159,8 @@ def load_splits(dataset: str, args):
 
 
 def build_model(args, input_shape):
+    if args.model == "resnet":
+        return diynn.resnet(widths=args.channels, blocks=args.blocks, rng=args.seed)
     if args.model == "cnn":
         return diynn.cnn(
             channels=args.channels,
