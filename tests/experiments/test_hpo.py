@@ -62,14 +62,16 @@ def finished_trials(tmp_path):
 
 
 def test_two_workers_split_one_study(hpo_command, tmp_path):
-    command, env = hpo_command("--trials", "10", "--workers-only")
+    # enough trials that the second worker joins before the first has run them all, also on a
+    # loaded machine (a trial takes a fraction of a second, starting a worker seconds)
+    command, env = hpo_command("--trials", "30", "--workers-only")
     workers = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for worker in workers:
         _, errors = worker.communicate(timeout=300)
         assert worker.returncode == 0, errors
     trials = finished_trials(tmp_path)
     numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers)) >= 10  # no duplicates; no losses
+    assert len(numbers) == len(set(numbers)) >= 30  # no duplicates; no losses
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
     assert trials[0].params["width"] == 256  # trial 0 is the default configuration, enqueued once
 
