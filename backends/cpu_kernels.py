@@ -33,6 +33,7 @@ ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112  # CBLAS's enumerations
 SMALLEST_PARALLEL_WORK = 2**14
 
 _setting: str | None = None
+_threads = 1  # numba's pool size while the compiled kernels are on
 _launch = threading.Lock()  # one parallel loop at a time: each uses every core
 _compiled: dict = {}
 _blas_threads: dict = {}  # BLAS library file -> its thread count before the kernels took the cores
@@ -72,8 +73,10 @@ def set_kernels(name: str) -> str:
 
 
 def kernel_threads() -> int:
-    """How many threads the compiled kernels split their work over (1 with portable kernels)."""
-    return numba.get_num_threads() if kernels() == "compiled" else 1
+    """How many threads the compiled kernels split their work over (1 with portable kernels): the
+    size given to numba's pool when the kernels took the cores (read on every op, so kept here:
+    asking numba costs microseconds)."""
+    return _threads if kernels() == "compiled" else 1
 
 
 @functools.lru_cache(maxsize=256)
@@ -229,7 +232,9 @@ def _take_cores() -> None:
     """Size numba's pool as NumPy's BLAS pool is now, and hold the BLAS at one thread."""
     blas, gemms = _numpy_gemms(_blas_controllers())
     _gemms.update(gemms)
-    numba.set_num_threads(max(1, min(blas.num_threads, numba.config.NUMBA_NUM_THREADS)))
+    global _threads
+    _threads = max(1, min(blas.num_threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(_threads)
     _blas_threads.setdefault(blas.filepath, blas.num_threads)
     blas.set_num_threads(1)
 
