@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from .. import arguments
 from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
-from ..checks import check_gradient, check_weighted
+from ..checks import check_gradient, check_input, check_weighted
 from . import winograd
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 from .selection import Family, Implementation, compiles
@@ -98,19 +98,35 @@ def conv_output_shape(height, width, kernel, stride, padding, name="conv2d"):
     return oh, ow
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as in PyTorch).
 
-    x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) or None ->
-    y: (N, C_out, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Returns (y, cache): the cache type of
-    the implementation CONV2D chose (select_conv2d).
+    x: (N, C_in, H, W), weight: (C_out, C_in / groups, kh, kw), bias: (C_out,) or None ->
+    y: (N, C_out, OH, OW), OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1. `dilation` spaces the
+    kernel's taps; `groups` splits the channels into independent convolutions (groups = C_in:
+    depthwise). Returns (y, cache): the cache type of the implementation CONV2D chose (select_conv2d).
     """
     backend = backend_of(x)
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
-    check_weighted("conv2d", x, weight, bias, ndim=4)
-    oh, ow = conv_output_shape(*x.shape[2:], weight.shape[2:], stride, padding)
-    implementation = CONV2D.choose(backend, x, weight, stride, padding, (oh, ow))
-    return implementation.run(backend, x, weight, bias, stride, padding, (oh, ow))
+    dilation, groups = arguments.integer_pair("dilation", dilation), arguments.integer("groups", groups)
+    _check_groups(x, weight, bias, groups)
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]  # a dilated kernel's extent
+    oh, ow = conv_output_shape(*x.shape[2:], span, stride, padding)
+    implementation = CONV2D.choose(backend, x, weight, stride, padding, (oh, ow), dilation, groups)
+    return implementation.run(backend, x, weight, bias, stride, padding, (oh, ow), dilation, groups)
+
+
+def _check_groups(x, weight, bias, groups):
+    """check_weighted's errors, with the weight's axis 1 the channels of one group."""
+    if groups == 1:
+        return check_weighted("conv2d", x, weight, bias, ndim=4)
+    check_input(weight, ndim=4, name="conv2d's weight")
+    out_channels, group_channels = weight.shape[:2]
+    if out_channels % groups:
+        raise ValueError(f"conv2d: {out_channels} output channels do not split into {groups} groups")
+    check_input(x, ndim=4, name="conv2d", sizes={1: group_channels * groups}, like=weight)
+    if bias is not None:
+        check_input(bias, ndim=1, name="conv2d's bias", sizes={0: out_channels}, like=weight)
 
 
 def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
@@ -120,11 +136,13 @@ def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
     return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
 
 
-def select_conv2d(backend, x, weight, stride, padding, output_shape) -> str:
-    """cuDNN where the backend has it and it runs this geometry; on compiled CPU kernels,
-    Winograd's F(2x2, 3x3) for the 3x3 stride-1 convolutions with enough input channels to pay for
-    its transforms, else the compiled im2col; the portable code otherwise, batch-major for
-    one-channel images."""
+def select_conv2d(backend, x, weight, stride, padding, output_shape, dilation, groups) -> str:
+    """Dilated or grouped convolutions: the grouped im2col. Otherwise cuDNN where the backend has it
+    and it runs this geometry; on compiled CPU kernels, Winograd's F(2x2, 3x3) for the 3x3 stride-1
+    convolutions with enough input channels to pay for its transforms, else the compiled im2col;
+    the portable code otherwise, batch-major for one-channel images."""
+    if not _plain(dilation, groups):
+        return "grouped"
     if _cudnn_runs(backend, x, weight, stride, padding, output_shape):
         return "cudnn"
     if backend.compiles_kernels:
@@ -137,7 +155,7 @@ def select_conv2d(backend, x, weight, stride, padding, output_shape) -> str:
 # (C kh kw, N OH OW) windows), dL/dW = dY X_cols^T, dL/dX_cols = W^T dY, then col2im sums the windows.
 
 
-def _conv2d_channel_major(backend, x, weight, bias, stride, padding, output_shape):
+def _conv2d_channel_major(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
     xp = backend.xp
     out_channels, n = weight.shape[0], x.shape[0]
     padded = pad_channel_major(x, padding)
@@ -169,11 +187,24 @@ def _conv2d_backward_channel_major(backend, cache, grad_y, input_grad, param_gra
 # im2col with the batch in the channels' place: (N, 1, H, W) -> (N kh kw, OH OW).
 
 
-def _one_channel(backend, x, weight, *geometry) -> bool:
-    return weight.shape[1] == 1
+def _plain(dilation, groups) -> bool:
+    """Whether a convolution has neither dilation nor groups (what every path but "grouped" computes)."""
+    return groups == 1 and tuple(dilation) == (1, 1)
 
 
-def _conv2d_one_channel(backend, x, weight, bias, stride, padding, output_shape):
+def _plain_convolution(backend, x, weight, stride, padding, output_shape, dilation, groups) -> bool:
+    return _plain(dilation, groups)
+
+
+def _compiled_plain(backend, *facts) -> bool:
+    return backend.compiles_kernels and _plain_convolution(backend, *facts)
+
+
+def _one_channel(backend, x, weight, stride, padding, output_shape, dilation, groups) -> bool:
+    return weight.shape[1] == 1 and _plain(dilation, groups)
+
+
+def _conv2d_one_channel(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
     xp = backend.xp
     n, out_channels = x.shape[0], weight.shape[0]
     padded = pad2d(x, padding)  # (N, 1, H + 2 ph, W + 2 pw)
@@ -203,7 +234,7 @@ def _conv2d_backward_one_channel(backend, cache, grad_y, input_grad, param_grads
     return crop(padded, cache.padding), grad_weight, grad_bias
 
 
-def _conv2d_winograd(backend, x, weight, bias, stride, padding, output_shape):
+def _conv2d_winograd(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
     y, tiles = winograd.conv2d(backend, x, weight, bias, padding, output_shape)
     return y, WinogradCache(tiles, weight, bias is not None, padding, y.shape)
 
@@ -215,8 +246,74 @@ def _conv2d_backward_winograd(backend, cache, grad_y, input_grad, param_grads):
     return grad_x, grad_weight, grad_bias if cache.has_bias else None
 
 
-def _winograd_computes(backend, x, weight, stride, *geometry) -> bool:
-    return backend.compiles_kernels and winograd.serves(weight.shape, stride)
+def _winograd_computes(backend, x, weight, stride, padding, output_shape, dilation, groups) -> bool:
+    return backend.compiles_kernels and winograd.serves(weight.shape, stride) and _plain(dilation, groups)
+
+
+# Dilated and grouped convolutions (portable): the windows are one strided slice of the padded input
+# per kernel tap, a tap's rows and columns dilation apart; the channels split into groups, and each
+# group's windows (C/G kh kw, OH OW) multiply its (O/G, C/G kh kw) weight, one batched product.
+# The backward is that product's adjoint, then each tap's slice added back (col2im).
+
+
+class GroupedConvCache(NamedTuple):
+    """The grouped path's: cols (N, G, C/G kh kw, OH OW), each group's windows of the padded input
+    (padded_shape (N, C, H + 2 ph, W + 2 pw))."""
+
+    cols: object
+    weight: object
+    has_bias: bool
+    padded_shape: tuple
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    output_shape: tuple
+
+
+def _tap_slices(kernel, stride, dilation, output_shape):
+    """(rows, columns) of the padded input that tap (i, j) reads for every output position."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, output_shape
+    return [
+        (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def _conv2d_grouped(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
+    xp = backend.xp
+    n, (out_channels, group_channels, kh, kw) = x.shape[0], weight.shape
+    padded = pad2d(x, padding)
+    taps = _tap_slices((kh, kw), stride, dilation, output_shape)
+    windows = xp.stack([padded[:, :, rows, columns] for rows, columns in taps], axis=2)  # (N, C, kh kw, OH, OW)
+    positions = output_shape[0] * output_shape[1]
+    cols = xp.reshape(windows, (n, groups, group_channels * kh * kw, positions))
+    y = xp.reshape(weight, (groups, out_channels // groups, -1)) @ cols  # (N, G, O/G, OH OW)
+    y = xp.reshape(y, (n, out_channels, *output_shape))
+    if bias is not None:
+        y += bias[:, None, None]
+    cache = GroupedConvCache(cols, weight, bias is not None, padded.shape, stride, padding, dilation, y.shape)
+    return y, cache
+
+
+def _conv2d_backward_grouped(backend, cache, grad_y, input_grad, param_grads):
+    # per group, Y = W X_cols: dL/dW = sum_n dY X_cols^T, dL/dX_cols = W^T dY, then the taps added back
+    xp, weight, cols = backend.xp, cache.weight, cache.cols
+    (n, groups), (out_channels, group_channels, kh, kw) = cols.shape[:2], weight.shape
+    grad = xp.reshape(grad_y, (n, groups, out_channels // groups, -1))  # (N, G, O/G, OH OW)
+    grad_weight = grad_bias = None
+    if param_grads:
+        grad_weight = xp.reshape(xp.sum(grad @ xp.matrix_transpose(cols), axis=0), weight.shape)
+        grad_bias = xp.sum(grad_y, axis=(0, 2, 3)) if cache.has_bias else None
+    if not input_grad:
+        return None, grad_weight, grad_bias
+    weights = xp.reshape(weight, (groups, out_channels // groups, -1))
+    grad_cols = xp.matrix_transpose(weights) @ grad  # (N, G, C/G kh kw, OH OW)
+    grad_windows = xp.reshape(grad_cols, (n, groups * group_channels, kh * kw, *cache.output_shape[2:]))
+    grad_padded = xp.zeros(cache.padded_shape, dtype=grad_y.dtype, device=grad_y.device)
+    for tap, (rows, columns) in enumerate(_tap_slices((kh, kw), cache.stride, cache.dilation, cache.output_shape[2:])):
+        grad_padded[:, :, rows, columns] += grad_windows[:, :, tap, ...]
+    return crop(grad_padded, cache.padding), grad_weight, grad_bias
 
 
 # cuDNN (CuPy with NVIDIA's cuDNN frontend, see backends/cudnn_graphs.py): the three products
@@ -232,12 +329,14 @@ def _cudnn_graphs(backend, input_shape, weight_shape, output_shape, dtype, paddi
     return library.convolution(input_shape, weight_shape, output_shape, dtype, padding, stride)
 
 
-def _cudnn_runs(backend, x, weight, stride, padding, output_shape) -> bool:
+def _cudnn_runs(backend, x, weight, stride, padding, output_shape, dilation=(1, 1), groups=1) -> bool:
+    if not _plain(dilation, groups):
+        return False
     y_shape = (x.shape[0], weight.shape[0], *output_shape)
     return _cudnn_graphs(backend, x.shape, weight.shape, y_shape, x.dtype, padding, stride) is not None
 
 
-def _conv2d_cudnn(backend, x, weight, bias, stride, padding, output_shape):
+def _conv2d_cudnn(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
     xp = backend.xp
     y_shape = (x.shape[0], weight.shape[0], *output_shape)
     graphs = _cudnn_graphs(backend, x.shape, weight.shape, y_shape, x.dtype, padding, stride)
@@ -603,7 +702,7 @@ def _padded_planes(xp, chunks, shape, padding, dtype):
     return xp.empty((chunks, shape[1], shape[2] + 2 * padding[0], shape[3] + 2 * padding[1]), dtype=dtype)
 
 
-def _conv2d_compiled(backend, x, weight, bias, stride, padding, output_shape):
+def _conv2d_compiled(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
     xp = backend.xp
     weight2d = xp.reshape(weight, (weight.shape[0], -1))
     geometry = _geometry(weight.shape[2:], stride, padding, output_shape)
@@ -668,9 +767,12 @@ CONV2D = Family(
     {
         "cudnn": Implementation(_conv2d_cudnn, _backward_cudnn, CudnnConvCache, _cudnn_runs),
         "winograd": Implementation(_conv2d_winograd, _conv2d_backward_winograd, WinogradCache, _winograd_computes),
-        "compiled": Implementation(_conv2d_compiled, _conv2d_backward_compiled, CompiledConvCache, compiles),
+        "compiled": Implementation(_conv2d_compiled, _conv2d_backward_compiled, CompiledConvCache, _compiled_plain),
         "one_channel": Implementation(_conv2d_one_channel, _conv2d_backward_one_channel, OneChannelCache, _one_channel),
-        "channel_major": Implementation(_conv2d_channel_major, _conv2d_backward_channel_major, ChannelMajorCache),
+        "channel_major": Implementation(
+            _conv2d_channel_major, _conv2d_backward_channel_major, ChannelMajorCache, _plain_convolution
+        ),
+        "grouped": Implementation(_conv2d_grouped, _conv2d_backward_grouped, GroupedConvCache),
     },
 )
 

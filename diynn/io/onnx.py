@@ -145,6 +145,8 @@ def _convolution(operator):
         attributes = {"kernel_shape": list(kernel), "strides": list(stride), "pads": [*padding, *padding]}
         if isinstance(module, ConvTranspose2d):
             attributes["output_padding"] = list(module.output_padding)
+        if isinstance(module, Conv2d):
+            attributes |= {"dilations": list(module.dilation), "group": module.groups}
         return graph.node(operator, [x, *graph.weights(module)], **attributes)
 
     return exporter

@@ -31,6 +31,7 @@ class _Convolution(Module):
         init="kaiming",
         rng=None,
         dtype=None,
+        groups=1,
     ):
         super().__init__()
         xp = get_backend().xp
@@ -41,12 +42,17 @@ class _Convolution(Module):
         self.stride = arguments.integer_pair("stride", stride)
         self.padding = arguments.integer_pair("padding", padding, minimum=0)
         self.init = arguments.choice("init", init, INITS)
+        self.groups = arguments.integer("groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})"
+            )
         kh, kw = self.kernel_size
-        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
+        fan_in, fan_out = in_channels // groups * kh * kw, out_channels // groups * kh * kw
         if self.transposed:
             shape, fan_in, fan_out = (in_channels, out_channels, kh, kw), fan_out, fan_in
         else:
-            shape = (out_channels, in_channels, kh, kw)
+            shape = (out_channels, in_channels // groups, kh, kw)
         self.weight = Parameter(initial_weight(shape, fan_in, fan_out, init, as_generator(rng), dtype))
         self.bias = Parameter(xp.zeros(out_channels, dtype=dtype)) if bias else None
 
@@ -93,17 +99,44 @@ class _Convolution(Module):
 class Conv2d(_Convolution):
     """2-D convolution (cross-correlation, as in PyTorch).
 
-    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H + 2 p - kh) // s + 1.
-    weight: (C_out, C_in, kh, kw), bias: (C_out,). Kaiming initialisation by default.
+    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H + 2 p - d (kh - 1) - 1) // s + 1.
+    weight: (C_out, C_in / groups, kh, kw), bias: (C_out,). Kaiming initialisation by default.
+    `dilation` spaces the kernel's taps; `groups` splits the channels into that many independent
+    convolutions (groups = in_channels = out_channels: depthwise).
     """
 
     op_backward = staticmethod(F.conv2d_backward)
 
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        init="kaiming",
+        rng=None,
+        dtype=None,
+    ):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, init, rng, dtype, groups)
+        self.dilation = arguments.integer_pair("dilation", dilation)
+
     def forward(self, x):
         check_input(x, ndim=4, name="Conv2d", sizes={1: self.in_channels}, like=self.weight.data)
-        y, cache = F.conv2d(x, self.kernel, self.bias_data, self.stride, self.padding)
+        y, cache = F.conv2d(x, self.kernel, self.bias_data, self.stride, self.padding, self.dilation, self.groups)
         self.save_for_backward(cache)
         return y
+
+    def config(self):
+        return {**super().config(), "dilation": list(self.dilation), "groups": self.groups}
+
+    @classmethod
+    def stored_size(cls, config):
+        bias = arguments.integer("out_channels", config["out_channels"]) if config.get("bias", True) else 0
+        return (super().stored_size(config) - bias) // arguments.integer("groups", config.get("groups", 1)) + bias
 
 
 class ConvTranspose2d(_Convolution):

@@ -28,7 +28,7 @@ def conv2d_cases(backend):
             y, cache = F.conv2d(x, weight, bias, s, p)
             return (y, *F.conv2d_backward(cache, grad))
 
-        yield (backend, x, weight, (s, s), (p, p), (oh, ow)), run
+        yield (backend, x, weight, (s, s), (p, p), (oh, ow), (1, 1), 1), run
 
 
 def conv_transpose2d_cases(backend):
@@ -165,15 +165,15 @@ def test_every_implementation_that_serves_equals_the_portable_one(backend, famil
 def test_the_implementations_that_serve_here_are_the_expected_ones():
     numpy = diynn.backends.get("numpy")
     x, weight = _arrays(numpy, (2, 8, 6, 6), (4, 8, 3, 3))
-    facts = (numpy, x, weight, (1, 1), (1, 1), (6, 6))
+    facts = (numpy, x, weight, (1, 1), (1, 1), (6, 6), (1, 1), 1)
     before = diynn.kernels()
     try:
         diynn.set_kernels("compiled")
-        assert convolution.CONV2D.serving(*facts) == ["winograd", "compiled", "channel_major"]
+        assert convolution.CONV2D.serving(*facts) == ["winograd", "compiled", "channel_major", "grouped"]
         assert convolution.CONV2D.select(*facts) == "winograd"
         diynn.set_kernels("portable")
-        assert convolution.CONV2D.serving(*facts) == ["channel_major"]
-        one_channel = (numpy, x[:, :1], weight[:, :1], (1, 1), (1, 1), (6, 6))
+        assert convolution.CONV2D.serving(*facts) == ["channel_major", "grouped"]
+        one_channel = (numpy, x[:, :1], weight[:, :1], (1, 1), (1, 1), (6, 6), (1, 1), 1)
         assert convolution.CONV2D.select(*one_channel) == "one_channel"
     finally:
         diynn.set_kernels(before)
