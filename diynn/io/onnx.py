@@ -146,7 +146,8 @@ def _convolution(operator):
         if isinstance(module, ConvTranspose2d):
             attributes["output_padding"] = list(module.output_padding)
         if isinstance(module, Conv2d):
-            attributes |= {"dilations": list(module.dilation), "group": module.groups}
+            dilation = module.dilation[1:] if isinstance(module, Conv1d) else module.dilation
+            attributes |= {"dilations": list(dilation), "group": module.groups}
         return graph.node(operator, [x, *graph.weights(module)], **attributes)
 
     return exporter

@@ -197,7 +197,8 @@ class Conv1d(Conv2d):
         rng=None,
         dtype=None,
     ):
-        super().__init__(in_channels, out_channels, (1, kernel_size), (1, stride), (0, padding), bias, init, rng, dtype)
+        geometry = {"kernel_size": (1, kernel_size), "stride": (1, stride), "padding": (0, padding)}
+        super().__init__(in_channels, out_channels, **geometry, bias=bias, init=init, rng=rng, dtype=dtype)
         self.weight.data = backend_of(self.weight.data).xp.reshape(
             self.weight.data, (out_channels, in_channels, kernel_size)
         )
