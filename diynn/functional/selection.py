@@ -6,9 +6,9 @@ family's selection function picks one from the same facts (backend, shapes, dtyp
 settings), the fastest that serves:
 
     CONV2D = Family("conv2d", select_conv2d, {"cudnn": Implementation(...), ..., "channel_major": ...})
-    implementation = CONV2D.choose(backend, x, weight, stride)   # once per call
-    y, cache = implementation.run(...)                            # each returns its own cache type
-    grads = CONV2D.backward_of(cache)(cache, grad_y, ...)        # the backward follows the cache
+    implementation = CONV2D.choose(backend, x, weight, stride, ...)  # once per call
+    y, cache = implementation.run(backend, x, weight, bias, ...)     # each returns its own cache type
+    grads = CONV2D.backward_of(cache)(backend, cache, grad_y, ...)   # the backward follows the cache
 
 Tests force an implementation, `with forced("conv2d", "channel_major"): ...`, and compare every one
 that serves on this host with the portable reference. Forcing one that cannot compute the call is an
@@ -53,7 +53,7 @@ class Family:
 
     def __init__(self, name: str, select: Callable[..., str], implementations: dict[str, Implementation]):
         self.name, self.select, self.implementations = name, select, implementations
-        self._by_cache = {i.cache: (name, i) for name, i in implementations.items() if i.cache is not None}
+        self._by_cache = {i.cache: (key, i) for key, i in implementations.items() if i.cache is not None}
         FAMILIES[name] = self
 
     def choose(self, *facts) -> Implementation:
