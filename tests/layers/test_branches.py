@@ -38,7 +38,7 @@ def test_residual_and_concat_gradients_nested(backend):
         ),
         diynn.Sigmoid(),
     )
-    assert diynn.gradcheck(model, x)
+    assert diynn.gradcheck(model, x, max_checks=60)
 
 
 def test_a_module_shared_by_two_branches_gets_both_gradients(backend):
