@@ -199,26 +199,26 @@ SGD_MOMENTUM_STEP = Elementwise(
     "diynn_sgd_momentum",
 )
 
+
+def _update_family(name, fused, compiled, in_place, portable) -> Family:
+    """An optimiser update's family: fused on CuPy, compiled on contiguous arrays, NumPy with out=,
+    portable (select_update chooses)."""
+    return Family(
+        name,
+        select_update,
+        {
+            "fused": Implementation(fused, serves=fuses),
+            "compiled": Implementation(compiled, serves=_contiguous_compiled),
+            "in_place": Implementation(in_place, serves=_has_out),
+            "portable": Implementation(portable),
+        },
+    )
+
+
 # SGD's portable bodies make one temporary at most: their "in_place" is the portable code
-SGD_UPDATE = Family(
-    "sgd",
-    select_update,
-    {
-        "fused": Implementation(_sgd_fused, serves=fuses),
-        "compiled": Implementation(_sgd_compiled, serves=_contiguous_compiled),
-        "in_place": Implementation(_sgd_portable, serves=_has_out),
-        "portable": Implementation(_sgd_portable),
-    },
-)
-SGD_MOMENTUM_UPDATE = Family(
-    "sgd_momentum",
-    select_update,
-    {
-        "fused": Implementation(_sgd_momentum_fused, serves=fuses),
-        "compiled": Implementation(_sgd_momentum_compiled, serves=_contiguous_compiled),
-        "in_place": Implementation(_sgd_momentum_portable, serves=_has_out),
-        "portable": Implementation(_sgd_momentum_portable),
-    },
+SGD_UPDATE = _update_family("sgd", _sgd_fused, _sgd_compiled, _sgd_portable, _sgd_portable)
+SGD_MOMENTUM_UPDATE = _update_family(
+    "sgd_momentum", _sgd_momentum_fused, _sgd_momentum_compiled, _sgd_momentum_portable, _sgd_momentum_portable
 )
 
 
@@ -308,16 +308,7 @@ ADAM_STEP = Elementwise(
 )
 
 
-ADAM_UPDATE = Family(
-    "adam",
-    select_update,
-    {
-        "fused": Implementation(_adam_fused, serves=fuses),
-        "compiled": Implementation(_adam_compiled, serves=_contiguous_compiled),
-        "in_place": Implementation(_adam_in_place, serves=_has_out),
-        "portable": Implementation(_adam_portable),
-    },
-)
+ADAM_UPDATE = _update_family("adam", _adam_fused, _adam_compiled, _adam_in_place, _adam_portable)
 
 
 class AdamW(Adam):

@@ -43,17 +43,9 @@ class ChannelMajorCache(NamedTuple):
     output_shape: tuple
 
 
-class OneChannelCache(NamedTuple):
-    """The one-channel path's: cols (N, kh kw, OH OW), each image's windows; padded_shape (N, 1,
-    H + 2 ph, W + 2 pw)."""
-
-    cols: object
-    weight: object
-    has_bias: bool
-    padded_shape: tuple
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    output_shape: tuple
+class OneChannelCache(ChannelMajorCache):
+    """The one-channel path's, with the same fields: cols (N, kh kw, OH OW), each image's windows;
+    padded_shape (N, 1, H + 2 ph, W + 2 pw)."""
 
 
 class CompiledConvCache(NamedTuple):
@@ -389,14 +381,8 @@ class TransposedCompiledCache(NamedTuple):
     output_shape: tuple
 
 
-class TransposedCudnnCache(NamedTuple):
-    """cuDNN's: the input (C-contiguous) and the graphs of the convolution from y to x."""
-
-    x: object
-    graphs: object
-    weight: object
-    has_bias: bool
-    output_shape: tuple
+class TransposedCudnnCache(CudnnConvCache):
+    """cuDNN's, with the same fields: the input and the graphs of the convolution from y to x."""
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):

@@ -74,7 +74,8 @@ class _Convolution(Module):
             arguments.integer("in_channels", config["in_channels"]),
             arguments.integer("out_channels", config["out_channels"]),
         )
-        return c_in * c_out * kh * kw + (c_out if config.get("bias", True) else 0)
+        groups = arguments.integer("groups", config.get("groups", 1))  # each output sees C_in / groups channels
+        return c_in // groups * c_out * kh * kw + (c_out if config.get("bias", True) else 0)
 
     def backward(self, grad_output, input_grad=True):
         grad_x, grad_weight, grad_bias = self.op_backward(
@@ -132,11 +133,6 @@ class Conv2d(_Convolution):
 
     def config(self):
         return {**super().config(), "dilation": list(self.dilation), "groups": self.groups}
-
-    @classmethod
-    def stored_size(cls, config):
-        bias = arguments.integer("out_channels", config["out_channels"]) if config.get("bias", True) else 0
-        return (super().stored_size(config) - bias) // arguments.integer("groups", config.get("groups", 1)) + bias
 
 
 class ConvTranspose2d(_Convolution):

@@ -169,24 +169,11 @@ def torch_copy(module):
         return TorchResidual(torch_copy(module.block), torch_copy(module.shortcut))
     if kind == "Concat":
         return TorchConcat([torch_copy(branch) for branch in module.branches], module.axis)
-    if kind == "Conv2d":
-        return nn.Conv2d(
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            bias=module.bias is not None,
-        )
-    if kind == "ConvTranspose2d":
-        return nn.ConvTranspose2d(
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            bias=module.bias is not None,
-        )
+    if kind in ("Conv2d", "ConvTranspose2d"):
+        geometry = (module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding)
+        if kind == "Conv2d":
+            geometry += (module.dilation, module.groups)
+        return getattr(nn, kind)(*geometry, bias=module.bias is not None)
     if kind == "Linear":
         return nn.Linear(module.in_features, module.out_features)
     if kind == "BatchNorm2d":
