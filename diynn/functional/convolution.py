@@ -395,6 +395,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     backend = backend_of(x)
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
     output_padding = arguments.integer_pair("output_padding", output_padding, minimum=0)
+    if any(extra >= step for extra, step in zip(output_padding, stride)):  # as PyTorch: col2im assumes it
+        raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be smaller than stride {stride}")
     check_weighted("conv_transpose2d", x, weight, bias, ndim=4, in_axis=0)
     _, out_channels, kh, kw = weight.shape
     n, _, height, width = x.shape

@@ -90,6 +90,9 @@ def test_shape_errors(backend):
         BatchNorm1d(3)(backend.asarray(np.zeros((1, 3), np.float32)))
     with pytest.raises(ValueError, match="output_padding"):
         ConvTranspose2d(1, 1, 3, stride=2, output_padding=2)
+    x, weight = (backend.asarray(np.zeros(shape, np.float32)) for shape in [(1, 1, 3, 3), (1, 1, 3, 3)])
+    with pytest.raises(ValueError, match=r"output_padding \(2, 2\) must be smaller than stride \(2, 2\)"):
+        F.conv_transpose2d(x, weight, stride=2, output_padding=2)  # the functional op checks it too
 
 
 @pytest.mark.parametrize("op, weight_shape", [(F.conv2d, (4, 3, 3, 3)), (F.conv_transpose2d, (3, 4, 3, 3))])
