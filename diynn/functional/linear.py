@@ -7,6 +7,11 @@ from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threa
 from ..checks import check_gradient, check_weighted
 from .selection import Family, Implementation, compiles
 
+# Below this many multiply-adds (N * in * out: the forward's, and each backward product's) a product
+# split over threads costs more than BLAS on one: the launch takes ~5 us, and at 2**20 the split and
+# the single product ran level on 2 cores (64x256x128: 0.91 of the single product's time; 256x128x10: 1.15).
+SMALLEST_SPLIT_PRODUCT = 2**20
+
 
 class LinearCache(NamedTuple):
     """What the backward needs: the input x (N, in), the weight (out, in), whether there was a bias."""
@@ -25,7 +30,7 @@ def linear(x, weight, bias=None):
     Returns (y, cache): the cache type of the implementation LINEAR chose."""
     check_weighted("linear", x, weight, bias, ndim=2)
     backend = backend_of(x)
-    return LINEAR.choose(backend).run(backend, x, weight, bias)
+    return LINEAR.choose(backend, x.shape[0] * weight.shape[0] * weight.shape[1]).run(backend, x, weight, bias)
 
 
 def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
@@ -36,11 +41,14 @@ def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
     return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
 
 
-def select_linear(backend) -> str:
-    """The compiled products (rows split over the kernels' threads) where they are on and have
-    threads to split over, else the backend's matmul (one product in NumPy's BLAS, which the
-    compiled kernels hold at one thread; on CuPy, recordable in CUDA graphs)."""
-    return "compiled" if backend.compiles_kernels and kernel_threads() > 1 else "portable"
+def select_linear(backend, multiply_adds: int) -> str:
+    """From (backend, N * in * out): the compiled products (rows split over the kernels' threads)
+    where they are on, have threads to split over and a product large enough to pay for the split,
+    else the backend's matmul (one product in NumPy's BLAS, which the compiled kernels hold at one
+    thread; on CuPy, recordable in CUDA graphs)."""
+    if backend.compiles_kernels and multiply_adds >= SMALLEST_SPLIT_PRODUCT and kernel_threads() > 1:
+        return "compiled"
+    return "portable"
 
 
 def _linear_portable(backend, x, weight, bias):

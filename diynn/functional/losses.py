@@ -4,10 +4,12 @@ d prediction scaled by grad_value."""
 
 from __future__ import annotations
 
-from ..backends import Elementwise, backend_of
+import math
+
+from ..backends import Elementwise, backend_of, kernel, parallel_range
 from ..checks import check_not_empty, check_same_shape
 from .activations import sigmoid
-from .selection import Family, Implementation, fuses, select_fused
+from .selection import Family, Implementation, compiles, fuses, select_fused
 
 
 def _scaled(grad, grad_value):
@@ -105,12 +107,20 @@ SOFTMAX_CROSS_ENTROPY = Elementwise(
 def softmax_cross_entropy(logits, labels):
     """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), and its gradient.
 
-    Returns (loss, grad) as `soft_cross_entropy` does for one-hot targets. Portable code: a label
-    outside [0, C) raises ValueError (the check reads one number on the host). The fused kernel
-    (CuPy) does it in one pass and returns NaN for such a label instead.
+    Returns (loss, grad) as `soft_cross_entropy` does for one-hot targets. On the CPU a label
+    outside [0, C) raises ValueError; the fused kernel (CuPy) does it in one pass and returns NaN
+    for such a label instead (checking would cost a synchronisation per step).
     """
     backend = backend_of(logits)
     return SOFTMAX_CROSS_ENTROPY_FAMILY.choose(backend, logits.size).run(backend, logits, labels)
+
+
+def select_softmax_cross_entropy(backend, size: int) -> str:
+    """The fused CUDA kernel on CuPy, the compiled rows where the CPU kernels are on (one call in
+    place of a dozen array operations and a one-hot matrix: at any size), else the portable code."""
+    if backend.fuses_kernels:
+        return "fused"
+    return "compiled" if backend.compiles_kernels else "portable"
 
 
 def _softmax_cross_entropy_fused(backend, logits, labels):
@@ -121,15 +131,50 @@ def _softmax_cross_entropy_fused(backend, logits, labels):
     return xp.mean(losses), grad
 
 
+def _softmax_cross_entropy_compiled(backend, logits, labels):
+    xp, n = backend.xp, logits.shape[0]
+    grad = xp.empty(logits.shape, dtype=logits.dtype)
+    total, bad_labels = backend.compiled(_softmax_cross_entropy_rows)(logits, labels, grad)
+    if bad_labels:
+        _raise_for_bad_labels(xp, labels, logits.shape[1])
+    return xp.asarray(total / n, dtype=logits.dtype), grad
+
+
+@kernel
+def _softmax_cross_entropy_rows(logits, labels, grad):
+    """Per row n of logits (N, C): grad[n] = (softmax(z_n) - onehot(label_n)) / N (float64 sums).
+    Returns (the sum over rows of log sum_j exp z_nj - z_n,label, the number of labels outside [0, C)
+    (their rows are left unwritten))."""
+    rows, classes = logits.shape
+    total, bad_labels = 0.0, 0
+    for n in parallel_range(rows):
+        label = labels[n]
+        if label < 0 or label >= classes:
+            bad_labels += 1
+            continue
+        top = logits[n, 0]
+        for j in range(1, classes):
+            top = max(top, logits[n, j])
+        norm = 0.0
+        for j in range(classes):
+            norm += math.exp(logits[n, j] - top)
+        for j in range(classes):
+            grad[n, j] = math.exp(logits[n, j] - top) / norm / rows
+        grad[n, label] -= 1.0 / rows
+        total += math.log(norm) + top - logits[n, label]
+    return total, bad_labels
+
+
 def _softmax_cross_entropy_portable(backend, logits, labels):
     return soft_cross_entropy(logits, one_hot(labels, logits.shape[1], logits.dtype))
 
 
 SOFTMAX_CROSS_ENTROPY_FAMILY = Family(
     "softmax_cross_entropy",
-    select_fused,
+    select_softmax_cross_entropy,
     {
         "fused": Implementation(_softmax_cross_entropy_fused, serves=fuses),
+        "compiled": Implementation(_softmax_cross_entropy_compiled, serves=compiles),
         "portable": Implementation(_softmax_cross_entropy_portable),
     },
 )
@@ -141,9 +186,13 @@ def one_hot(labels, classes: int, dtype):
     xp = backend_of(labels).xp
     rows = xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), dtype)
     if float(xp.sum(rows)) != labels.shape[0]:  # a row without its label
-        bad = labels[(labels < 0) | (labels >= classes)]
-        raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
+        _raise_for_bad_labels(xp, labels, classes)
     return rows
+
+
+def _raise_for_bad_labels(xp, labels, classes: int):
+    bad = labels[(labels < 0) | (labels >= classes)]
+    raise ValueError(f"class labels must be in [0, {classes}) for {classes} logits, got {int(bad[0])}")
 
 
 def binary_cross_entropy(p, target, eps=1e-7):
