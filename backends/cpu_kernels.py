@@ -135,7 +135,9 @@ def _jit(function):
     function = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__)
     function.__qualname__ = f"{caller.__qualname__}__{_sources_digest(caller)}"
     uses_prange = "parallel_range" in names
-    return numba.njit(parallel=uses_prange, fastmath=fastmath, cache=True, nogil=True, error_model="numpy")(function)
+    # numba caches on disk beside a source file: a kernel typed into a REPL (no file) compiles anew
+    cache = Path(caller.__code__.co_filename).is_file()
+    return numba.njit(parallel=uses_prange, fastmath=fastmath, cache=cache, nogil=True, error_model="numpy")(function)
 
 
 def _called_kernels(function) -> dict:
@@ -156,7 +158,7 @@ def _sources_digest(function) -> str:
         if callee not in seen:
             seen.add(callee)
             pending += _called_kernels(callee).values()
-    digest = hashlib.sha256(function.__module__.encode())
+    digest = hashlib.sha256(str(function.__module__).encode())  # None for code run by exec
     for name in sorted({callee.__code__.co_filename for callee in seen} - {function.__code__.co_filename}):
         digest.update(name.encode() + b"\0" + Path(name).read_bytes())
     return digest.hexdigest()[:12]

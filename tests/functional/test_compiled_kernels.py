@@ -358,3 +358,15 @@ def test_conv2d_backward_takes_a_strided_output_gradient(size, numpy_rng):
         return F.conv2d_backward(cache, grad)
 
     assert_same(*both_paths(run), np.float64)
+
+
+def test_a_kernel_written_without_a_file_compiles():
+    """A kernel typed into a REPL or run by exec has no source file for numba's disk cache and no
+    module name: it compiles all the same (not cached)."""
+    backends.set_kernels("compiled")
+    scope = {"kernel": backends.kernel, "parallel_range": backends.parallel_range, "__name__": None}
+    exec("@kernel\ndef doubled(x, y):\n    for i in parallel_range(x.shape[0]):\n        y[i] = 2 * x[i]\n", scope)
+    x = np.arange(5.0)
+    y = np.empty_like(x)
+    backends.get("numpy").compiled(scope["doubled"])(x, y)
+    np.testing.assert_array_equal(y, 2 * x)
