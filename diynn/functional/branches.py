@@ -19,8 +19,19 @@ class AddCache(NamedTuple):
 
 
 def add(a, b):
-    """y = a + b for two arrays of one shape and dtype (no broadcasting: a branch of another shape
-    is an error naming both). Returns (y, AddCache)."""
+    """y = a + b, where two branches meet (a residual connection).
+
+    Args:
+        a: one branch's output, any shape.
+        b: the other's, of a's shape and dtype (no broadcasting).
+
+    Returns:
+        (y, cache): y of a's shape and dtype; the AddCache for `add_backward`.
+
+    Raises:
+        ValueError: the shapes differ (the message names both).
+        TypeError: b is not an array of a's backend and dtype.
+    """
     check_input(b, ndim=getattr(a, "ndim", 0), name="add's second operand", like=a)
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"add: the branches' outputs differ in shape, {tuple(a.shape)} and {tuple(b.shape)}")
@@ -28,7 +39,15 @@ def add(a, b):
 
 
 def add_backward(cache: AddCache, grad_y):
-    """(dL/da, dL/db) = (dL/dy, dL/dy): dy/da and dy/db are identities."""
+    """The gradients of `add`: dy/da and dy/db are identities.
+
+    Args:
+        cache: the AddCache `add` returned.
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        (grad_a, grad_b): (dL/dy, dL/dy), the same array twice.
+    """
     check_gradient(grad_y, cache.shape, cache.dtype, "add_backward")
     return grad_y, grad_y
 
@@ -43,8 +62,20 @@ class ConcatCache(NamedTuple):
 
 
 def concat(arrays, axis=1):
-    """y = the arrays joined along `axis` (all other axes equal, one dtype). arrays: a sequence of
-    (N, C_i, ...) -> y: (N, sum C_i, ...) for axis 1. Returns (y, ConcatCache)."""
+    """y = the arrays joined along `axis`, where branches meet (a U-Net's skip connection).
+
+    Args:
+        arrays: a non-empty sequence of arrays of one dtype and number of axes, equal on every axis
+            but `axis`: (N, C_i, ...) for axis 1.
+        axis: the axis to join along (negative counts from the end).
+
+    Returns:
+        (y, cache): y (N, sum C_i, ...) for axis 1; the ConcatCache for `concat_backward`.
+
+    Raises:
+        ValueError: no arrays, `axis` out of range, or shapes that differ off `axis`.
+        TypeError: operands of different backends or dtypes.
+    """
     arrays = list(arrays)
     if not arrays:
         raise ValueError("concat needs at least one array")
@@ -66,7 +97,16 @@ def concat(arrays, axis=1):
 
 
 def concat_backward(cache: ConcatCache, grad_y):
-    """Each operand's gradient: its slice of dL/dy along the axis (y's entries are the operands' own)."""
+    """The gradients of `concat`: y's entries are the operands' own, so each gets its slice of dL/dy.
+
+    Args:
+        cache: the ConcatCache `concat` returned.
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        grads: a list of dL/d(operand), one per operand in order, each its slice of grad_y along the
+            axis.
+    """
     check_gradient(grad_y, cache.shape, cache.dtype, "concat_backward")
     grads, start = [], 0
     for size in cache.sizes:

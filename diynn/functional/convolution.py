@@ -93,10 +93,25 @@ def conv_output_shape(height, width, kernel, stride, padding, name="conv2d"):
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as in PyTorch).
 
-    x: (N, C_in, H, W), weight: (C_out, C_in / groups, kh, kw), bias: (C_out,) or None ->
-    y: (N, C_out, OH, OW), OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1. `dilation` spaces the
-    kernel's taps; `groups` splits the channels into independent convolutions (groups = C_in:
-    depthwise). Returns (y, cache): the cache type of the implementation CONV2D chose (select_conv2d).
+    Args:
+        x: (N, C_in, H, W) input, of the weight's dtype.
+        weight: (C_out, C_in / groups, kh, kw).
+        bias: (C_out,) or None.
+        stride: an int or a (sh, sw) pair.
+        padding: an int or a (ph, pw) pair of zeros around each image.
+        dilation: an int or a (dh, dw) pair: the spacing of the kernel's taps.
+        groups: splits the channels into that many independent convolutions (groups = C_in:
+            depthwise); it divides C_out, and C_in = groups * weight's axis 1.
+
+    Returns:
+        (y, cache): y (N, C_out, OH, OW), OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1 (OW likewise);
+            the cache for `conv2d_backward`, of the type of the implementation CONV2D chose
+            (select_conv2d).
+
+    Raises:
+        ValueError: shapes that do not fit together (axes, channels, groups), or a kernel larger than
+            the padded image.
+        TypeError: operands of different backends or dtypes.
     """
     backend = backend_of(x)
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
@@ -122,7 +137,18 @@ def _check_groups(x, weight, bias, groups):
 
 
 def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
-    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
+    """The gradients of `conv2d`.
+
+    Args:
+        cache: the cache `conv2d` returned.
+        grad_y: dL/dy (N, C_out, OH, OW), of y's dtype.
+        input_grad: False skips dL/dx.
+        param_grads: False skips dL/dW and dL/db.
+
+    Returns:
+        (grad_x, grad_weight, grad_bias): dL/dx (N, C_in, H, W), dL/dW of the weight's shape and
+            dL/db (C_out,); None for those not asked for (dL/db also without a bias).
+    """
     backward = CONV2D.backward_of(cache)
     check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv2d_backward")
     return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
@@ -388,9 +414,24 @@ class TransposedCudnnCache(CudnnConvCache):
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
     """Transposed convolution (the adjoint of conv2d), for upsampling in decoders.
 
-    x: (N, C_in, H, W), weight: (C_in, C_out, kh, kw) as in PyTorch, bias: (C_out,) or None ->
-    y: (N, C_out, OH, OW), OH = (H - 1) sh - 2 ph + kh + output_padding. Returns (y, cache): the
-    cache type of the implementation CONV_TRANSPOSE2D chose (select_conv_transpose2d).
+    Args:
+        x: (N, C_in, H, W) input, of the weight's dtype.
+        weight: (C_in, C_out, kh, kw), as in PyTorch.
+        bias: (C_out,) or None.
+        stride: an int or a (sh, sw) pair.
+        padding: an int or a (ph, pw) pair, cropped from each side of the output.
+        output_padding: an int or a pair, smaller than the stride: rows and columns added at the
+            bottom and right of the output, which no input reaches.
+
+    Returns:
+        (y, cache): y (N, C_out, OH, OW), OH = (H - 1) sh - 2 ph + kh + output_padding (OW likewise);
+            the cache for `conv_transpose2d_backward`, of the type of the implementation
+            CONV_TRANSPOSE2D chose (select_conv_transpose2d).
+
+    Raises:
+        ValueError: shapes that do not fit together (axes, channels), or an output_padding not
+            smaller than the stride.
+        TypeError: operands of different backends or dtypes.
     """
     backend = backend_of(x)
     stride, padding = arguments.integer_pair("stride", stride), arguments.integer_pair("padding", padding, minimum=0)
@@ -410,7 +451,18 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 
 def conv_transpose2d_backward(cache, grad_y, input_grad=True, param_grads=True):
-    """(dL/dx, dL/dW, dL/db) from dL/dy (N, C_out, OH, OW); those not asked for are None."""
+    """The gradients of `conv_transpose2d`.
+
+    Args:
+        cache: the cache `conv_transpose2d` returned.
+        grad_y: dL/dy (N, C_out, OH, OW), of y's dtype.
+        input_grad: False skips dL/dx.
+        param_grads: False skips dL/dW and dL/db.
+
+    Returns:
+        (grad_x, grad_weight, grad_bias): dL/dx (N, C_in, H, W), dL/dW (C_in, C_out, kh, kw) and
+            dL/db (C_out,); None for those not asked for (dL/db also without a bias).
+    """
     backward = CONV_TRANSPOSE2D.backward_of(cache)
     check_gradient(grad_y, cache.output_shape, cache.weight.dtype, "conv_transpose2d_backward")
     return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)

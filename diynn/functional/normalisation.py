@@ -39,13 +39,32 @@ class CompiledBatchNormCache(BatchNormCache):
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
-    """y = gamma (x - mean) / sqrt(var + eps) + beta per channel (axis 1) of x: (N, C, ...).
+    """y = gamma (x - mean) / sqrt(var + eps) + beta per channel (axis 1) of x.
 
     Training: the batch's statistics (biased variance), and the running ones updated in place,
     (1 - momentum) running + momentum batch (the unbiased variance, as in PyTorch). Otherwise the
     running statistics. x is viewed as (N, C, L) (L = 1 for (N, C) inputs, H W for images), so
-    that per-channel sums are reductions over axes 0 and 2. Returns (y, cache): the cache type of
-    the implementation BATCH_NORM chose (compiled kernels where they are on).
+    that per-channel sums are reductions over axes 0 and 2.
+
+    Args:
+        x: (N, C, ...) input: (N, C), (N, C, L) or (N, C, H, W).
+        weight: gamma (C,), of x's dtype.
+        bias: beta (C,), of x's dtype.
+        running_mean: (C,), of x's dtype; updated in place in training.
+        running_var: (C,), of x's dtype; updated in place in training.
+        training: normalise with the batch's statistics (and update the running ones), else with
+            the running ones.
+        momentum: the weight of the batch in the running statistics' update.
+        eps: added to the variance.
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `batch_norm_backward`, of the type of
+            the implementation BATCH_NORM chose (compiled kernels where they are on).
+
+    Raises:
+        ValueError: operands whose shapes do not fit together, or a training batch with one value
+            per channel.
+        TypeError: operands of different backends or dtypes.
     """
     _check_operands(x, weight, bias, running_mean, running_var)
     backend = backend_of(x)
@@ -58,7 +77,20 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
 
 
 def batch_norm_backward(cache, grad_y, input_grad=True):
-    """(dL/dx, dL/dgamma, dL/dbeta) from dL/dy of x's shape."""
+    """The gradients of `batch_norm`.
+
+    In training the batch's statistics depend on x, which adds two mean terms to dL/dx; in
+    evaluation dL/dx = gamma dL/dy / sqrt(var + eps).
+
+    Args:
+        cache: the cache `batch_norm` returned.
+        grad_y: dL/dy, of x's shape and dtype.
+        input_grad: False skips dL/dx (returned as None).
+
+    Returns:
+        (grad_x, grad_weight, grad_bias): dL/dx of x's shape (or None), dL/dgamma (C,) and
+            dL/dbeta (C,).
+    """
     # x_hat = (x - mean) inv_std, y = gamma x_hat + beta; with g = dL/dy per channel:
     # dL/dgamma = sum g x_hat, dL/dbeta = sum g, and in training (the statistics depend on x)
     # dL/dx = gamma inv_std (g - mean(g) - x_hat mean(g x_hat)); otherwise dL/dx = gamma inv_std g

@@ -83,10 +83,21 @@ class MaxPoolCache(NamedTuple):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """y = max over each kh x kw window (stride defaults to the kernel; the padding is -inf).
+    """y = max over each kh x kw window of x, the padding -inf.
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H + 2 ph - kh) // sh + 1. Returns (y, cache): the
-    cache type of the implementation MAX_POOL2D chose (compiled kernels where they are on).
+    Args:
+        x: (N, C, H, W) input.
+        kernel_size: kh = kw, or a (kh, kw) pair.
+        stride: an int or a pair; None (default): the kernel size.
+        padding: an int or a pair, each at most half the kernel.
+
+    Returns:
+        (y, cache): y (N, C, OH, OW) of x's dtype, OH = (H + 2 ph - kh) // sh + 1 (OW likewise);
+            the cache for `max_pool2d_backward`, of the type of the implementation MAX_POOL2D chose
+            (compiled kernels where they are on).
+
+    Raises:
+        ValueError: x is not 4-D, padding over half the kernel, or an image smaller than the kernel.
     """
     window = pool_window(kernel_size, stride, padding)
     backend = backend_of(x)
@@ -94,8 +105,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
 
 
 def max_pool2d_backward(cache, grad_y):
-    """dL/dx: each window's gradient goes to its first maximum among the input's pixels (never to
-    the padding, also when a whole window is -inf: as in PyTorch); pixels in no window get 0."""
+    """The gradient of `max_pool2d`.
+
+    Each window's gradient goes to its first maximum among the input's pixels (never to the padding,
+    also when a whole window is -inf: as in PyTorch), and adds up where windows overlap; pixels in
+    no window get 0.
+
+    Args:
+        cache: the cache `max_pool2d` returned.
+        grad_y: dL/dy (N, C, OH, OW), of y's dtype.
+
+    Returns:
+        grad_x: dL/dx (N, C, H, W).
+    """
     # dy/dx = 1 at the window's first maximum, 0 elsewhere
     return MAX_POOL2D.backward_of(cache)(cache, grad_y)
 
@@ -243,9 +265,20 @@ MAX_POOL2D = Family(
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """y = mean over each kh x kw window; the zero padding counts in the mean (as in PyTorch).
+    """y = mean over each kh x kw window of x; the zero padding counts in the mean (as in PyTorch).
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW). Cache: (padded shape, slices, window, y's shape and dtype).
+    Args:
+        x: (N, C, H, W) input.
+        kernel_size: kh = kw, or a (kh, kw) pair.
+        stride: an int or a pair; None (default): the kernel size.
+        padding: an int or a pair, each at most half the kernel.
+
+    Returns:
+        (y, cache): y (N, C, OH, OW) of x's dtype, OH = (H + 2 ph - kh) // sh + 1 (OW likewise);
+            the cache for `avg_pool2d_backward`: (padded shape, slices, window, y's shape and dtype).
+
+    Raises:
+        ValueError: x is not 4-D, padding over half the kernel, or an image smaller than the kernel.
     """
     window = pool_window(kernel_size, stride, padding)
     padded, slices = window_slices(x, window, 0.0, "avg_pool2d")
@@ -257,6 +290,18 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 
 
 def avg_pool2d_backward(cache, grad_y):
+    """The gradient of `avg_pool2d`: each window's gradient shared equally among its kh kw pixels.
+
+    Shares add up where windows overlap; pixels in no window (stride larger than the kernel, or a
+    remainder) get 0.
+
+    Args:
+        cache: the cache `avg_pool2d` returned.
+        grad_y: dL/dy (N, C, OH, OW), of y's dtype.
+
+    Returns:
+        grad_x: dL/dx (N, C, H, W).
+    """
     # dy/dx = 1 / (kh kw) for every pixel of the window
     padded_shape, slices, window, shape, dtype = cache
     check_gradient(grad_y, shape, dtype, "avg_pool2d_backward")

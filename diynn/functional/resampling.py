@@ -40,10 +40,25 @@ def resample_backward(cache: ResampleCache, grad_y, name="resample_backward"):
 
 
 def upsample(x, scale_factor, mode="nearest", align_corners=False):
-    """Upsampling of x (N, C, H, W) by `scale_factor` (a number or an (h, w) pair, each >= 1) to
-    (N, C, floor(H s_h), floor(W s_w)), as torch.nn.Upsample: "nearest" takes the input pixel
-    floor(i / s), "bilinear" interpolates between the two nearest (pixel centres aligned, or the
-    corners with align_corners=True). Returns (y, ResampleCache)."""
+    """Upsampling by `scale_factor`, as torch.nn.Upsample.
+
+    "nearest" takes the input pixel floor(i / s); "bilinear" interpolates between the two nearest
+    (pixel centres aligned, or the corners with align_corners=True).
+
+    Args:
+        x: (N, C, H, W) input.
+        scale_factor: a number or an (s_h, s_w) pair, each >= 1.
+        mode: "nearest" or "bilinear".
+        align_corners: bilinear only: map the corner pixels of input and output onto each other.
+
+    Returns:
+        (y, cache): y (N, C, floor(H s_h), floor(W s_w)) of x's dtype; the ResampleCache for
+            `upsample_backward`.
+
+    Raises:
+        ValueError: x is not 4-D, an unknown mode, align_corners with "nearest", or a scale_factor
+            that is not a number >= 1 or a pair of them.
+    """
     check_input(x, ndim=4, name="upsample")
     mode = arguments.choice("mode", mode, MODES)
     if mode == "nearest" and align_corners:
@@ -60,19 +75,52 @@ def upsample(x, scale_factor, mode="nearest", align_corners=False):
 
 
 def upsample_backward(cache: ResampleCache, grad_y):
+    """The gradient of `upsample`: the adjoint of y = R x C^T, dL/dx = R^T dL/dy C.
+
+    R (OH, H) and C (OW, W) hold the interpolation's weights: each input pixel collects the gradients
+    of the output pixels it contributed to, with its weights.
+
+    Args:
+        cache: the ResampleCache `upsample` returned.
+        grad_y: dL/dy (N, C, OH, OW), of y's dtype.
+
+    Returns:
+        grad_x: dL/dx (N, C, H, W).
+    """
     return resample_backward(cache, grad_y, "upsample_backward")
 
 
 def adaptive_avg_pool2d(x, output_size):
-    """Mean over bins of x (N, C, H, W) that make an (OH, OW) output, as PyTorch's: bin i of an axis
-    of length L covers [floor(i L / O), ceil((i + 1) L / O)). output_size 1 is global average
-    pooling. Returns (y (N, C, OH, OW), ResampleCache)."""
+    """Mean over bins of x that make an (OH, OW) output, as PyTorch's.
+
+    Bin i of an axis of length L covers [floor(i L / O), ceil((i + 1) L / O)); output_size 1 is
+    global average pooling.
+
+    Args:
+        x: (N, C, H, W) input.
+        output_size: OH = OW, or an (OH, OW) pair, each >= 1.
+
+    Returns:
+        (y, cache): y (N, C, OH, OW) of x's dtype; the ResampleCache for
+            `adaptive_avg_pool2d_backward`.
+    """
     check_input(x, ndim=4, name="adaptive_avg_pool2d")
     size = arguments.integer_pair("output_size", output_size)
     return resample(x, *(_bins(x, length, out) for length, out in zip(x.shape[2:], size)))
 
 
 def adaptive_avg_pool2d_backward(cache: ResampleCache, grad_y):
+    """The gradient of `adaptive_avg_pool2d`: the adjoint of y = R x C^T, dL/dx = R^T dL/dy C.
+
+    Row i of R (OH, H), and of C (OW, W), averages over bin i of its axis.
+
+    Args:
+        cache: the ResampleCache `adaptive_avg_pool2d` returned.
+        grad_y: dL/dy (N, C, OH, OW), of y's dtype.
+
+    Returns:
+        grad_x: dL/dx (N, C, H, W).
+    """
     # each input pixel gets 1 / (its bin's size) of each of its bins' output gradients
     return resample_backward(cache, grad_y, "adaptive_avg_pool2d_backward")
 
