@@ -6,7 +6,7 @@ from ..module import Module
 
 
 class ReLU(Module):
-    """y = max(x, 0), any shape."""
+    """y = max(x, 0), elementwise: x of any shape -> y of its shape and dtype."""
 
     def forward(self, x):
         y, cache = F.relu(x)
@@ -18,7 +18,11 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
-    """y = x if x > 0 else slope * x, any shape."""
+    """y = x if x > 0 else negative_slope * x, elementwise: x of any shape -> y of its shape and dtype.
+
+    Args:
+        negative_slope: the slope for x <= 0, a finite number.
+    """
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -38,7 +42,7 @@ class LeakyReLU(Module):
 
 
 class Tanh(Module):
-    """y = tanh(x), any shape."""
+    """y = tanh(x), elementwise: x of any shape -> y of its shape and dtype."""
 
     def forward(self, x):
         y, cache = F.tanh(x)
@@ -50,7 +54,10 @@ class Tanh(Module):
 
 
 class Sigmoid(Module):
-    """y = 1 / (1 + exp(-x)), any shape; computed without overflow for large |x|."""
+    """y = 1 / (1 + exp(-x)), elementwise: x of any shape -> y of its shape and dtype.
+
+    Computed without overflow for large |x|.
+    """
 
     def forward(self, x):
         y, cache = F.sigmoid(x)
@@ -62,10 +69,13 @@ class Sigmoid(Module):
 
 
 class Softmax(Module):
-    """y_i = exp(x_i) / sum_j exp(x_j) along `axis` (default: the last).
+    """y_i = exp(x_i) / sum_j exp(x_j) along `axis`: x of any shape -> y of its shape and dtype.
 
     For training a classifier use CrossEntropyLoss on logits instead: it fuses
     log-softmax and the loss and is numerically stable; Softmax is for probabilities.
+
+    Args:
+        axis: the axis the probabilities sum to 1 along (default: the last).
     """
 
     def __init__(self, axis=-1):

@@ -9,7 +9,17 @@ from ..module import Module
 
 
 class Sequential(Module):
-    """y = f_n(... f_2(f_1(x))); backward runs the layers in reverse order."""
+    """y = f_n(... f_2(f_1(x))); backward runs the layers in reverse order.
+
+    Indexing gives a layer (a slice, a new Sequential of those layers); `len` and iteration run over
+    the layers.
+
+    Args:
+        *layers: the modules f_1, ..., f_n, applied in this order.
+
+    Raises:
+        TypeError: a layer that is not a Module.
+    """
 
     def __init__(self, *layers: Module):
         super().__init__()
@@ -79,10 +89,21 @@ def _add_up(grads):
 
 
 class Residual(Module):
-    """y = block(x) + shortcut(x), the shortcut the identity when None (a 1x1 convolution and a batch
-    norm where the block changes the shape). Backward: both branches get dL/dy, and the input
-    gradients they return add up, dL/dx = dL/dx|block + dL/dx|shortcut. A module may sit in both
-    branches (its caches stack); a saved model holds it twice, with equal weights."""
+    """y = block(x) + shortcut(x): a residual connection.
+
+    Backward: both branches get dL/dy, and the input gradients they return add up,
+    dL/dx = dL/dx|block + dL/dx|shortcut. A module may sit in both branches (its caches stack); a
+    saved model holds it twice, with equal weights. A forward whose branches' outputs differ in
+    shape raises ValueError.
+
+    Args:
+        block: the residual branch.
+        shortcut: the other branch; None (default): the identity. Where the block changes the
+            shape, a 1x1 convolution and a batch norm that make the block's shape.
+
+    Raises:
+        TypeError: a branch that is not a Module.
+    """
 
     def __init__(self, block: Module, shortcut: Module | None = None):
         super().__init__()
@@ -118,9 +139,18 @@ class Residual(Module):
 
 
 class Concat(Module):
-    """y = the branches' outputs concatenated along `axis` (channels by default): branch_i(x) for
-    each branch, all on the same input. Backward: each branch gets its slice of dL/dy, and the
-    input gradients they return add up."""
+    """y = the branches' outputs concatenated along `axis`, each branch applied to the same input.
+
+    Backward: each branch gets its slice of dL/dy, and the input gradients they return add up.
+
+    Args:
+        *branches: one or more modules, whose outputs agree on every axis but `axis`.
+        axis: the axis to concatenate along (default 1: the channels).
+
+    Raises:
+        ValueError: no branches.
+        TypeError: a branch that is not a Module, or an axis that is not an integer.
+    """
 
     def __init__(self, *branches: Module, axis: int = 1):
         super().__init__()

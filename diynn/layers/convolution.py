@@ -100,10 +100,26 @@ class _Convolution(Module):
 class Conv2d(_Convolution):
     """2-D convolution (cross-correlation, as in PyTorch).
 
-    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H + 2 p - d (kh - 1) - 1) // s + 1.
-    weight: (C_out, C_in / groups, kh, kw), bias: (C_out,). Kaiming initialisation by default.
-    `dilation` spaces the kernel's taps; `groups` splits the channels into that many independent
-    convolutions (groups = in_channels = out_channels: depthwise).
+    Shapes: x (N, C_in, H, W) of the parameters' dtype -> y (N, C_out, OH, OW),
+    OH = (H + 2 p - d (kh - 1) - 1) // s + 1 (OW likewise). weight: (C_out, C_in / groups, kh, kw),
+    bias: (C_out,).
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        kernel_size: kh = kw, or a (kh, kw) pair.
+        stride: s, an int or a pair.
+        padding: p, an int or a pair: zeros around each image.
+        dilation: d, an int or a pair: spaces the kernel's taps.
+        groups: splits the channels into that many independent convolutions (groups = in_channels =
+            out_channels: depthwise); it divides both channel counts.
+        bias: whether to add a learned bias (initialised to zeros).
+        init: the weight's initialisation, "kaiming" (default, for ReLU) or "xavier" (tanh, sigmoid).
+        rng: seed or Generator for the initial weight.
+        dtype: the parameters' dtype (default float32).
+
+    Raises:
+        ValueError: groups that do not divide the channel counts.
     """
 
     op_backward = staticmethod(F.conv2d_backward)
@@ -138,8 +154,25 @@ class Conv2d(_Convolution):
 class ConvTranspose2d(_Convolution):
     """Transposed convolution (the adjoint of Conv2d), for upsampling in decoders.
 
-    x: (N, C_in, H, W) -> y: (N, C_out, OH, OW), OH = (H - 1) s - 2 p + kh + output_padding.
-    weight: (C_in, C_out, kh, kw) as in PyTorch, bias: (C_out,).
+    Shapes: x (N, C_in, H, W) of the parameters' dtype -> y (N, C_out, OH, OW),
+    OH = (H - 1) s - 2 p + kh + output_padding (OW likewise). weight: (C_in, C_out, kh, kw) as in
+    PyTorch, bias: (C_out,).
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        kernel_size: kh = kw, or a (kh, kw) pair.
+        stride: s, an int or a pair.
+        padding: p, an int or a pair, cropped from each side of the output.
+        output_padding: an int or a pair, smaller than the stride: rows and columns added at the
+            bottom and right of the output.
+        bias: whether to add a learned bias (initialised to zeros).
+        init: the weight's initialisation, "kaiming" (default) or "xavier".
+        rng: seed or Generator for the initial weight.
+        dtype: the parameters' dtype (default float32).
+
+    Raises:
+        ValueError: an output_padding not smaller than the stride.
     """
 
     transposed = True
@@ -177,8 +210,19 @@ class ConvTranspose2d(_Convolution):
 class Conv1d(Conv2d):
     """1-D convolution, the 2-D one on a height-1 image.
 
-    x: (N, C_in, L) -> y: (N, C_out, OL), OL = (L + 2 p - k) // s + 1.
+    Shapes: x (N, C_in, L) of the parameters' dtype -> y (N, C_out, OL), OL = (L + 2 p - k) // s + 1.
     weight: (C_out, C_in, k) as in PyTorch, bias: (C_out,).
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        kernel_size: k, an int.
+        stride: s, an int.
+        padding: p, an int: zeros at both ends of each sequence.
+        bias: whether to add a learned bias (initialised to zeros).
+        init: the weight's initialisation, "kaiming" (default) or "xavier".
+        rng: seed or Generator for the initial weight.
+        dtype: the parameters' dtype (default float32).
     """
 
     def __init__(

@@ -7,9 +7,13 @@ from ..module import Module
 
 
 class Dropout(Module):
-    """Training: y = x * mask / (1 - p), mask ~ Bernoulli(1 - p); eval: y = x. Any shape.
+    """Inverted dropout: y = x * mask / (1 - p), mask ~ Bernoulli(1 - p), in training; y = x in eval.
 
-    rng: seed or Generator for the masks (explicit, so runs are reproducible).
+    x of any shape -> y of its shape and dtype.
+
+    Args:
+        p: the probability of dropping an element, in [0, 1).
+        rng: seed or Generator for the masks (explicit, so runs are reproducible).
     """
 
     def __init__(self, p=0.5, rng=None):

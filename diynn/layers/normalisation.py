@@ -64,12 +64,40 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """x: (N, C) or (N, C, L) -> y of the same shape; statistics per channel C."""
+    """Batch normalisation of (N, C) or (N, C, L) inputs, statistics per channel C.
+
+    y = gamma (x - mean) / sqrt(var + eps) + beta. Training: the batch's statistics (biased
+    variance), and running_mean / running_var updated as (1 - momentum) running + momentum batch
+    (unbiased variance, as in PyTorch). Eval: the running ones.
+
+    Shapes: x (N, C) or (N, C, L) of the parameters' dtype -> y of x's shape; gamma (`weight`), beta
+    (`bias`), running_mean and running_var (C,).
+
+    Args:
+        num_features: C.
+        eps: added to the variance, > 0.
+        momentum: the batch's weight in the running statistics' update, in [0, 1].
+        dtype: the parameters' and buffers' dtype (default float32).
+    """
 
     ndims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    """x: (N, C, H, W) -> y of the same shape; statistics per channel C."""
+    """Batch normalisation of (N, C, H, W) images, statistics per channel C (over N, H and W).
+
+    y = gamma (x - mean) / sqrt(var + eps) + beta. Training: the batch's statistics (biased
+    variance), and running_mean / running_var updated as (1 - momentum) running + momentum batch
+    (unbiased variance, as in PyTorch). Eval: the running ones.
+
+    Shapes: x (N, C, H, W) of the parameters' dtype -> y of x's shape; gamma (`weight`), beta
+    (`bias`), running_mean and running_var (C,).
+
+    Args:
+        num_features: C.
+        eps: added to the variance, > 0.
+        momentum: the batch's weight in the running statistics' update, in [0, 1].
+        dtype: the parameters' and buffers' dtype (default float32).
+    """
 
     ndims = (4,)

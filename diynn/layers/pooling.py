@@ -22,10 +22,20 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """y = max over each kh x kw window (stride defaults to the kernel size; padding is -inf).
+    """y = max over each kh x kw window (the padding is -inf).
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW). The gradient goes to the first maximum of each window
-    among the input's pixels (never to the padding, also when a whole window is -inf: as in PyTorch).
+    The gradient goes to the first maximum of each window among the input's pixels (never to the
+    padding, also when a whole window is -inf: as in PyTorch).
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW), OH = (H + 2 ph - kh) // sh + 1 (OW likewise).
+
+    Args:
+        kernel_size: kh = kw, or a (kh, kw) pair.
+        stride: an int or a pair; None (default): the kernel size.
+        padding: an int or a pair, each at most half the kernel.
+
+    Raises:
+        ValueError: padding over half the kernel.
     """
 
     def forward(self, x):
@@ -41,7 +51,15 @@ class MaxPool2d(_Pool2d):
 class AvgPool2d(_Pool2d):
     """y = mean over each kh x kw window (zero padding counts in the mean, as in PyTorch).
 
-    x: (N, C, H, W) -> y: (N, C, OH, OW).
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW), OH = (H + 2 ph - kh) // sh + 1 (OW likewise).
+
+    Args:
+        kernel_size: kh = kw, or a (kh, kw) pair.
+        stride: an int or a pair; None (default): the kernel size.
+        padding: an int or a pair, each at most half the kernel.
+
+    Raises:
+        ValueError: padding over half the kernel.
     """
 
     def forward(self, x):
@@ -55,7 +73,15 @@ class AvgPool2d(_Pool2d):
 
 
 class MaxPool1d(MaxPool2d):
-    """x: (N, C, L) -> y: (N, C, OL): the 2-D max-pool on a height-1 image."""
+    """1-D max pooling, the 2-D one on a height-1 image.
+
+    Shapes: x (N, C, L) -> y (N, C, OL), OL = (L + 2 p - k) // s + 1.
+
+    Args:
+        kernel_size: k, an int.
+        stride: s, an int; None (default): the kernel size.
+        padding: p, an int, at most half the kernel.
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__((1, kernel_size), None if stride is None else (1, stride), (0, padding))

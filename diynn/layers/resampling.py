@@ -9,10 +9,22 @@ from ..module import Module
 
 
 class Upsample(Module):
-    """x: (N, C, H, W) -> y: (N, C, floor(H s), floor(W s)), as torch.nn.Upsample with a
-    scale_factor: "nearest" (the input pixel floor(i / s)) or "bilinear" (align_corners as in
-    PyTorch). Backward: the adjoint of the interpolation, each input pixel collecting the gradients
-    of the outputs it contributed to, with its weights."""
+    """Upsampling by a scale factor, as torch.nn.Upsample.
+
+    Shapes: x (N, C, H, W) -> y (N, C, floor(H s_h), floor(W s_w)).
+
+    Backward: the adjoint of the interpolation, each input pixel collecting the gradients of the
+    outputs it contributed to, with its weights.
+
+    Args:
+        scale_factor: a number s = s_h = s_w, or an (s_h, s_w) pair, each >= 1.
+        mode: "nearest" (the input pixel floor(i / s)) or "bilinear".
+        align_corners: bilinear only, as in PyTorch: map the corner pixels of input and output onto
+            each other.
+
+    Raises:
+        ValueError: an unknown mode, or align_corners with "nearest".
+    """
 
     def __init__(self, scale_factor=2, mode="nearest", align_corners=False):
         super().__init__()
@@ -39,8 +51,16 @@ class Upsample(Module):
 
 
 class AdaptiveAvgPool2d(Module):
-    """x: (N, C, H, W) -> y: (N, C, OH, OW), each output the mean of its bin of the input (as
-    PyTorch's); output_size 1 is global average pooling, the head of a ResNet."""
+    """Adaptive average pooling, as PyTorch's.
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW).
+
+    Each output is the mean of its bin of the input; output_size 1 is global average pooling, the
+    head of a ResNet.
+
+    Args:
+        output_size: OH = OW, or an (OH, OW) pair, each >= 1.
+    """
 
     def __init__(self, output_size=1):
         super().__init__()

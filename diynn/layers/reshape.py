@@ -9,7 +9,7 @@ from ..module import Module
 
 
 class Flatten(Module):
-    """(N, d1, d2, ...) -> (N, d1 d2 ...)."""
+    """x (N, d1, d2, ...) -> y (N, d1 d2 ...): every axis but the first flattened into one."""
 
     def forward(self, x):
         self.save_for_backward(x.shape)
@@ -20,8 +20,16 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """(N, d1 d2 ...) -> (N, *shape), e.g. from a dense layer into a convolutional decoder;
-    the input's features must number d1 d2 ... exactly."""
+    """x (N, d1 d2 ...) -> y (N, *shape), e.g. from a dense layer into a convolutional decoder.
+
+    The input's features must number d1 d2 ... exactly.
+
+    Args:
+        shape: the sizes (d1, d2, ...) of one sample's output, each >= 1.
+
+    Raises:
+        TypeError: shape is not a non-empty list or tuple of integers.
+    """
 
     def __init__(self, shape):
         super().__init__()
