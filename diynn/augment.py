@@ -14,6 +14,12 @@ class RandomShift:
 
     (The same as a random crop of the image padded by max_shift.) Written as two batched products
     with one-hot shift matrices, y = S_dy x S_dx^T, so it runs unchanged on every backend.
+
+    Shapes: called on x (N, C, H, W) -> y of x's shape and dtype.
+
+    Args:
+        max_shift: the largest shift in pixels, >= 0.
+        rng: seed or Generator for the shifts.
     """
 
     def __init__(self, max_shift: int = 2, rng=None):
@@ -32,13 +38,19 @@ class RandomShift:
 
 
 class RandomResizedCrop:
-    """Crop a random box of each image and resize it back to the full size (SimCLR's main
-    augmentation). The box covers `scale` = (min, max) of the area, and its height/width ratio is
-    `ratio` times the image's.
+    """Crop a random box of each image and resize it back to the full size (SimCLR's main augmentation).
 
     Bilinear resampling is linear in the image, so it is two batched products as in RandomShift,
     y = R x C^T, with R[n, i, j] = max(0, 1 - |s_n(i) - j|): the triangle weights of source row
     s_n(i) = top_n + (i + 1/2) h_n / H - 1/2 (and likewise for the columns).
+
+    Shapes: called on x (N, C, H, W) -> y of x's shape and dtype.
+
+    Args:
+        scale: (min, max) of the fraction of the image's area the box covers, in (0, 1].
+        ratio: (min, max) of the box's height/width ratio, relative to the image's (drawn
+            log-uniformly).
+        rng: seed or Generator for the boxes.
     """
 
     def __init__(self, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3), rng=None):
@@ -62,7 +74,14 @@ class RandomResizedCrop:
 
 
 class RandomHorizontalFlip:
-    """Mirror each image left-right with probability p (for data without a handedness, e.g. clothes)."""
+    """Mirror each image left-right with probability p (for data without a handedness, e.g. clothes).
+
+    Shapes: called on x (N, C, H, W) -> y of x's shape and dtype.
+
+    Args:
+        p: the probability of a flip, in [0, 1].
+        rng: seed or Generator for the draws.
+    """
 
     def __init__(self, p: float = 0.5, rng=None):
         self.p = arguments.real("p", p, low=0, high=1)
@@ -78,8 +97,16 @@ class RandomHorizontalFlip:
 class RandomErasing:
     """With probability p, set a random rectangle of each image to `value` (Zhong et al. 2020).
 
-    The rectangle covers `scale` = (min, max) of the image's area with an aspect ratio in
-    `ratio`; drawn per image, built as one mask from aranges, so it runs on every backend.
+    The rectangle is drawn per image and built as one mask from aranges, so it runs on every backend.
+
+    Shapes: called on x (N, C, H, W) -> y of x's shape and dtype.
+
+    Args:
+        p: the probability that an image gets a rectangle, in [0, 1].
+        scale: (min, max) of the fraction of the image's area the rectangle covers, in [0, 1].
+        ratio: (min, max) of its height/width ratio (drawn log-uniformly).
+        value: what the rectangle is filled with.
+        rng: seed or Generator for the draws.
     """
 
     def __init__(self, p: float = 0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), value: float = 0.0, rng=None):
@@ -109,7 +136,15 @@ class RandomErasing:
 
 
 class GaussianNoise:
-    """x + N(0, std^2) per pixel, clipped to [0, 1] when `clip` (images)."""
+    """x + N(0, std^2) per pixel, clipped to [0, 1] when `clip` (images).
+
+    Shapes: called on x of any shape -> y of x's shape and dtype.
+
+    Args:
+        std: the noise's standard deviation, >= 0.
+        clip: clip the result to [0, 1].
+        rng: seed or Generator for the noise.
+    """
 
     def __init__(self, std: float = 0.1, clip: bool = True, rng=None):
         self.std = arguments.real("std", std, low=0)
@@ -124,10 +159,19 @@ class GaussianNoise:
 
 
 class RandomBrightnessContrast:
-    """With probability p per image, y = clip((x - m) c + m + b, 0, 1): m the image's mean, contrast
-    c ~ U[1 - contrast, 1 + contrast], brightness b ~ U[-brightness, brightness] (the grey-image
-    part of SimCLR's colour distortion: without it, two views of an image match by their grey
-    levels alone)."""
+    """With probability p per image, y = clip((x - m) c + m + b, 0, 1), m the image's mean.
+
+    The grey-image part of SimCLR's colour distortion: without it, two views of an image match by
+    their grey levels alone.
+
+    Shapes: called on x (N, ...) -> y of x's shape and dtype.
+
+    Args:
+        brightness: b ~ U[-brightness, brightness], brightness >= 0.
+        contrast: c ~ U[1 - contrast, 1 + contrast], contrast in [0, 1].
+        p: the probability that an image is changed, in [0, 1].
+        rng: seed or Generator for the draws.
+    """
 
     def __init__(self, brightness: float = 0.2, contrast: float = 0.4, p: float = 0.8, rng=None):
         self.brightness = arguments.real("brightness", brightness, low=0)
@@ -147,9 +191,19 @@ class RandomBrightnessContrast:
 
 
 class TwoViews:
-    """Two independent draws of `augmentation` per image, stacked: (N, ...) -> (2N, ...), rows n and
-    n + N the two views of image n, the layout NTXentLoss expects. With `Trainer.fit(x, None,
-    augment=TwoViews(...))` and NTXentLoss, fit pretrains without labels (SimCLR)."""
+    """Two independent draws of `augmentation` per image, stacked: the layout NTXentLoss expects.
+
+    With `Trainer.fit(x, None, augment=TwoViews(...))` and NTXentLoss, fit pretrains without labels
+    (SimCLR).
+
+    Shapes: called on x (N, ...) -> (2N, ...), rows n and n + N the two views of image n.
+
+    Args:
+        augmentation: a callable on image batches, e.g. a Compose.
+
+    Raises:
+        TypeError: an augmentation that is not callable.
+    """
 
     def __init__(self, augmentation):
         if not callable(augmentation):
@@ -161,7 +215,11 @@ class TwoViews:
 
 
 class Compose:
-    """Augmentations applied one after another: Compose(RandomShift(2), RandomHorizontalFlip())."""
+    """Augmentations applied one after another: Compose(RandomShift(2), RandomHorizontalFlip()).
+
+    Args:
+        *augmentations: callables on image batches, applied in this order.
+    """
 
     def __init__(self, *augmentations):
         self.augmentations = augmentations

@@ -11,9 +11,17 @@ from .module import Module
 class Autoencoder(Module):
     """x -> encoder -> z -> decoder -> reconstruction of x.
 
-    encoder, decoder: any modules (usually Sequential); encode(x) and decode(z) use them alone.
-    noise_std > 0 makes it a denoising autoencoder: in training mode only, Gaussian noise of
-    that standard deviation is added to the input (the target stays the clean image).
+    `encode(x)` and `decode(z)` use the two parts alone.
+
+    Args:
+        encoder: any Module (usually a Sequential).
+        decoder: any Module (usually a Sequential).
+        noise_std: > 0 makes it a denoising autoencoder: in training mode only, Gaussian noise of
+            that standard deviation is added to the input (the target stays the clean image).
+        rng: seed or Generator for the noise.
+
+    Raises:
+        TypeError: an encoder or decoder that is not a Module.
     """
 
     def __init__(self, encoder: Module, decoder: Module, noise_std: float = 0.0, rng=None):
@@ -35,10 +43,25 @@ class Autoencoder(Module):
         return self.encoder.backward(self.decoder.backward(grad_output), input_grad)
 
     def encode(self, x):
-        """Latent codes of x (no noise)."""
+        """Latent codes of x (no noise).
+
+        Args:
+            x: an input the encoder takes, e.g. (N, 784).
+
+        Returns:
+            z: the encoder's output, e.g. (N, latent).
+        """
         return self.encoder.forward(x)
 
     def decode(self, z):
+        """Reconstructions from latent codes z (the decoder alone).
+
+        Args:
+            z: codes the decoder takes, e.g. (N, latent).
+
+        Returns:
+            reconstruction: the decoder's output, e.g. (N, 784).
+        """
         return self.decoder.forward(z)
 
     def config(self):
@@ -46,7 +69,17 @@ class Autoencoder(Module):
 
 
 def add_noise(x, std: float, rng=None, clip: bool = True):
-    """x + N(0, std^2), clipped to [0, 1] when `clip` (images)."""
+    """x + N(0, std^2) per element, clipped to [0, 1] when `clip` (images).
+
+    Args:
+        x: an array of any shape, floating point.
+        std: the noise's standard deviation.
+        rng: seed or Generator for the noise.
+        clip: clip the result to [0, 1].
+
+    Returns:
+        noisy: an array of x's shape and dtype.
+    """
     xp = backend_of(x).xp
     noisy = x + following(as_generator(rng), x).normal(tuple(x.shape), std=std, dtype=x.dtype)
     return xp.clip(noisy, 0.0, 1.0) if clip else noisy

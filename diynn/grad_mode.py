@@ -24,12 +24,19 @@ def _mode(mode):
 
 
 def no_grad():
-    """Within the block no forward keeps anything for a backward (the memory of an evaluation)."""
+    """A context manager: within the block no forward keeps anything for a backward.
+
+    For prediction and validation: the memory of an evaluation. Use as `with diynn.no_grad(): ...`.
+    """
     return _mode("off")
 
 
 def enable_grad():
-    """Within the block every forward keeps its cache, in evaluation mode too."""
+    """A context manager: within the block every forward keeps its cache, in evaluation mode too.
+
+    For a backward through a frozen, eval-mode network (a perceptual loss, input gradients of a
+    trained classifier, gradcheck in eval mode). Use as `with diynn.enable_grad(): ...`.
+    """
     return _mode("on")
 
 
@@ -53,8 +60,13 @@ class PendingCaches:
         return self.__dict__.setdefault("_pending", [])
 
     def save_for_backward(self, cache) -> None:
-        """Keep this call's `cache` for the next `backward` when gradients are wanted now:
-        in training mode, or under `diynn.enable_grad()`; never under `diynn.no_grad()`."""
+        """Keep this call's `cache` for the next `backward` when gradients are wanted now.
+
+        They are in training mode, or under `diynn.enable_grad()`; never under `diynn.no_grad()`.
+
+        Args:
+            cache: what the backward needs, as the functional op returned it.
+        """
         if not keeps_cache(getattr(self, "training", True)):
             return
         caches = self._caches()
@@ -64,7 +76,12 @@ class PendingCaches:
             self.__dict__["_dropped"] = self.__dict__.get("_dropped", 0) + 1
 
     def saved_for_backward(self):
-        """The latest kept cache, removed (each backward consumes one forward's)."""
+        """The latest kept cache, removed (each backward consumes one forward's).
+
+        Raises:
+            RuntimeError: no forward is pending, or its cache was dropped (more than `max_pending`
+                forwards were waiting).
+        """
         caches = self._caches()
         if caches:
             return caches.pop()

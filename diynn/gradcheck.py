@@ -19,10 +19,26 @@ class GradcheckError(AssertionError):
 def gradcheck(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed=0) -> bool:
     """Check d L / d x and d L / d (every parameter) of `module` at input `x`.
 
-    The module is converted to float64 in place (its parameters keep their values); it is checked
-    in the mode it is in (training or eval), its backward consuming the one forward it keeps.
-    At most `max_checks` entries of each array are checked, chosen at random.
-    Returns True or raises GradcheckError naming the array, the entry and both values.
+    L = sum(module(x) * R) with a fixed random R. The module is converted to float64 in place (its
+    parameters keep their values); it is checked in the mode it is in (training or eval), its
+    backward consuming the one forward it keeps. An entry passes where
+    |analytic - numeric| <= atol + rtol |numeric|.
+
+    Args:
+        module: the Module to check (converted to float64 in place).
+        x: an input the module takes, converted to float64 on the module's backend.
+        eps: the step of the central differences.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        max_checks: at most this many entries of each array are checked, chosen at random.
+        seed: seeds R and the choice of entries.
+
+    Returns:
+        True when every checked entry passes.
+
+    Raises:
+        GradcheckError: an entry fails, or a gradient is missing or of the wrong shape (the message
+            names the array, the entry and both values).
     """
     backend = module.backend or get_backend()
     xp = backend.xp
@@ -47,7 +63,24 @@ def gradcheck(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed
 
 
 def gradcheck_loss(loss, prediction, target, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_checks=200, seed=0) -> bool:
-    """Check `loss.backward()` (d loss / d prediction) at (prediction, target), in float64."""
+    """Check `loss.backward()` (d loss / d prediction) at (prediction, target), in float64.
+
+    Args:
+        loss: the Loss to check.
+        prediction: converted to float64 on the active backend.
+        target: floating-point targets are converted to float64, integer labels kept.
+        eps: the step of the central differences.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        max_checks: at most this many entries of the prediction are checked, chosen at random.
+        seed: seeds the choice of entries.
+
+    Returns:
+        True when every checked entry passes.
+
+    Raises:
+        GradcheckError: an entry fails (the message names the entry and both values).
+    """
     backend = get_backend()
     xp = backend.xp
     prediction = xp.astype(backend.asarray(prediction), xp.float64)

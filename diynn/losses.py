@@ -11,8 +11,12 @@ from .grad_mode import PendingCaches, enable_grad, keeps_cache, no_grad
 
 class Loss(PendingCaches):
     """Base class: `forward(prediction, target) -> 0-d array`, `backward() -> d loss / d prediction`.
-    A subclass names its functional pair (`op`, `op_backward`) and the options it passes (`options`).
-    `needs_target` is False for a loss computed from the predictions alone (NTXentLoss)."""
+
+    A subclass names its functional pair (`op`, `op_backward`) and the options it passes
+    (`config()`). `needs_target` is False for a loss computed from the predictions alone (NTXentLoss).
+    Unlike PyTorch there is no autograd: `backward()` returns the gradient with respect to the
+    prediction, which the caller hands to `model.backward`.
+    """
 
     needs_target = True
 
@@ -20,19 +24,41 @@ class Loss(PendingCaches):
         return self.forward(prediction, target)
 
     def forward(self, prediction, target):
+        """The loss of `prediction` against `target`, keeping what `backward` needs.
+
+        Args:
+            prediction: the model's output.
+            target: what it should have been (the subclass says which shapes and dtypes).
+
+        Returns:
+            loss: a 0-d array of the prediction's dtype, on its device (a mean over the batch).
+        """
         value, cache = self.op(prediction, target, **self.config())
         self.save_for_backward(cache)
         return value
 
     def backward(self):
+        """d loss / d prediction at the latest kept forward (each backward consumes one).
+
+        Returns:
+            grad: d loss / d prediction, of the prediction's shape and dtype.
+
+        Raises:
+            RuntimeError: no forward is waiting for its backward (none ran, or its cache was not
+                kept: under `diynn.no_grad()`).
+        """
         return self.op_backward(self.saved_for_backward())
 
     def config(self) -> dict:
+        """The options passed to `op` besides prediction and target, by name."""
         return {}
 
 
 class MSELoss(Loss):
-    """mean((prediction - target)^2) over all elements; both of the same shape."""
+    """Mean squared error: mean((prediction - target)^2) over all elements.
+
+    Shapes: prediction and target of one shape (no broadcasting), floating point.
+    """
 
     op, op_backward = staticmethod(F.mse_loss), staticmethod(F.mse_loss_backward)
 
@@ -40,12 +66,16 @@ class MSELoss(Loss):
 class CrossEntropyLoss(Loss):
     """Softmax cross-entropy on logits, averaged over the batch, with a fused, stable backward.
 
-    logits: (N, C) float; target: (N,) integer class labels or (N, C) class probabilities
-    (one-hot or soft labels). The gradient is computed with the loss, in the same pass over
-    the logits. A label outside [0, C) raises ValueError (on the GPU, where checking would cost a
-    synchronisation per step, the loss becomes NaN instead, and Trainer.fit stops on it).
-    `label_smoothing` = e mixes the target with the uniform distribution, t' = (1 - e) t + e / C
-    (Szegedy et al. 2016; as in PyTorch).
+    The gradient is computed with the loss, in the same pass over the logits. A label outside
+    [0, C) raises ValueError (on the GPU, where checking would cost a synchronisation per step, the
+    loss becomes NaN instead, and Trainer.fit stops on it).
+
+    Shapes: logits (N, C) float; target (N,) integer class labels, or (N, C) class probabilities
+    (one-hot or soft labels), each row summing to 1.
+
+    Args:
+        label_smoothing: e in [0, 1]: mixes the target with the uniform distribution,
+            t' = (1 - e) t + e / C (Szegedy et al. 2016; as in PyTorch).
     """
 
     op, op_backward = staticmethod(F.cross_entropy), staticmethod(F.cross_entropy_backward)
@@ -60,7 +90,12 @@ class CrossEntropyLoss(Loss):
 class BCELoss(Loss):
     """Binary cross-entropy on probabilities p in (0, 1): -mean(t log p + (1 - t) log(1 - p)).
 
-    p is clipped to [eps, 1 - eps] so that log never sees 0. Shapes must match.
+    p is clipped to [eps, 1 - eps] so that log never sees 0 (the gradient is that at the clipped p).
+
+    Shapes: p and t of one shape (no broadcasting), floating point; t in [0, 1].
+
+    Args:
+        eps: the clipping margin.
     """
 
     op, op_backward = staticmethod(F.binary_cross_entropy), staticmethod(F.binary_cross_entropy_backward)
@@ -73,22 +108,36 @@ class BCELoss(Loss):
 
 
 class BCEWithLogitsLoss(Loss):
-    """Binary cross-entropy on logits z, fused with the sigmoid and stable for any |z|:
-    mean(max(z, 0) - z t + log(1 + exp(-|z|))). Shapes must match."""
+    """Binary cross-entropy on logits z, fused with the sigmoid and stable for any |z|.
+
+    loss = mean(max(z, 0) - z t + log(1 + exp(-|z|))), which is -mean(t log sigmoid(z) +
+    (1 - t) log(1 - sigmoid(z))).
+
+    Shapes: z and t of one shape (no broadcasting), floating point; t in [0, 1].
+    """
 
     op = staticmethod(F.binary_cross_entropy_with_logits)
     op_backward = staticmethod(F.binary_cross_entropy_with_logits_backward)
 
 
 class PerceptualLoss(Loss):
-    """Distance between the feature maps of a frozen network, plus an optional pixel term:
+    """Distance between the feature maps of a frozen network, plus an optional pixel term.
 
-    L = pixel_weight mean((p - t)^2) + sum_k w_k mean((f_k(p) - f_k(t))^2),
+    L = pixel_weight mean((p - t)^2) + sum_k w_k mean((f_k(p) - f_k(t))^2), f_k the output of layer
+    k of `network`. The network is frozen (`freeze()`: eval mode, no parameter gradients) and
+    `backward()` propagates through it to the prediction: d L / d p.
 
-    f_k the output of layer k of `network` (a Sequential, e.g. a trained classifier), `layers`
-    {k: w_k}. The network is frozen (`freeze()`: eval mode, no parameter gradients) and
-    `backward()` propagates through it to the prediction: d L / d p. prediction and target are
-    the network's inputs, e.g. (N, 1, 28, 28) reconstructions and images.
+    Shapes: prediction and target of one shape, the network's inputs, e.g. (N, 1, 28, 28)
+    reconstructions and images.
+
+    Args:
+        network: a Sequential, e.g. a trained classifier; frozen in place.
+        layers: {k: w_k}, the weight w_k >= 0 of layer k's features (k a layer index of `network`).
+        pixel_weight: the weight of the pixel term, >= 0.
+
+    Raises:
+        TypeError: a network that is not a Sequential.
+        ValueError: an empty `layers`, a layer index outside the network, or a negative weight.
     """
 
     def __init__(self, network, layers: dict, pixel_weight: float = 0.0):
@@ -151,9 +200,14 @@ class PerceptualLoss(Loss):
 class NTXentLoss(Loss):
     """SimCLR's normalised-temperature cross-entropy (Chen et al. 2020) for two views of N images.
 
-    z: (2N, D) projections, rows a and a + N the two views of one image (the positive pair).
     u = z / |z|, s = u u^T / temperature with the diagonal left out; the loss is the mean over the
     2N rows of -log softmax(s_a)[positive(a)]. No target: call it as loss(z, None).
+
+    Shapes: z (2N, D) projections, N >= 2, rows a and a + N the two views of one image (the
+    positive pair).
+
+    Args:
+        temperature: tau > 0.
     """
 
     needs_target = False

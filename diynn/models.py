@@ -27,9 +27,22 @@ ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": S
 
 
 def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
-    """Linear layers of `sizes` (input, hidden..., output) with `activation` (and dropout, if
-    > 0) between them; the output layer has none (logits). Kaiming init for ReLUs, Xavier for
-    tanh/sigmoid."""
+    """A multilayer perceptron: Linear layers with `activation` (and dropout) between them.
+
+    The output layer has no activation (logits). Kaiming init for ReLUs, Xavier for tanh/sigmoid.
+
+    Args:
+        sizes: (input, hidden..., output) features, at least two.
+        activation: "relu", "leaky_relu", "tanh" or "sigmoid".
+        dropout: the Dropout probability after each hidden activation; 0 (default): no Dropout.
+        rng: seed or Generator for the weights and the dropout masks.
+
+    Returns:
+        model: a Sequential, x (N, sizes[0]) -> (N, sizes[-1]).
+
+    Raises:
+        ValueError: fewer than two sizes, or an unknown activation.
+    """
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least input and output sizes, got {sizes}")
     if activation not in ACTIVATIONS:
@@ -47,10 +60,20 @@ def mlp(sizes, activation="relu", dropout=0.0, rng=None) -> Sequential:
 
 
 def cnn_encoder(channels=(32, 64), batch_norm=True, rng=None) -> Sequential:
-    """The convolutional part of `cnn`: conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU)
-    and a Flatten. x: (N, 1, S, S) -> features (N, channels[-1] * (S // 2^blocks)^2), for any S >= 2^blocks.
+    """The convolutional part of `cnn`: conv blocks (3x3 conv, 2x2 max-pool, [batch norm], ReLU) and a Flatten.
+
     Pooling comes before the ReLU: max-pool and ReLU commute, and the ReLU then runs on a quarter
-    of the values."""
+    of the values.
+
+    Args:
+        channels: the output channels of each block (one block each).
+        batch_norm: a BatchNorm2d after each pooling (and convolutions without bias).
+        rng: seed or Generator for the weights.
+
+    Returns:
+        model: a Sequential, x (N, 1, S, S) -> features (N, channels[-1] (S // 2^blocks)^2), for any
+            S >= 2^blocks.
+    """
     rng = as_generator(rng)
     layers, in_channels = [], 1
     for out_channels in channels:
@@ -63,8 +86,22 @@ def cnn_encoder(channels=(32, 64), batch_norm=True, rng=None) -> Sequential:
 
 
 def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=True, classes=10, image_size=28, rng=None):
-    """`cnn_encoder`'s conv blocks and a dense head with dropout. x: (N, 1, image_size, image_size)
-    -> logits (N, classes)."""
+    """A classifier: `cnn_encoder`'s conv blocks and a dense head with dropout.
+
+    The head is Linear(features, hidden), ReLU, Dropout(dropout), Linear(hidden, classes).
+
+    Args:
+        channels: the output channels of each conv block.
+        hidden: the head's hidden features.
+        dropout: the head's Dropout probability.
+        batch_norm: a BatchNorm2d in each conv block.
+        classes: the number of outputs.
+        image_size: S of the (S, S) input images, at least 2^blocks.
+        rng: seed or Generator for the weights and the dropout masks.
+
+    Returns:
+        model: a Sequential, x (N, 1, image_size, image_size) -> logits (N, classes).
+    """
     rng = as_generator(rng)
     encoder = cnn_encoder(channels, batch_norm, rng)
     image_size = arguments.integer("image_size", image_size, minimum=2 ** len(channels))
@@ -74,8 +111,21 @@ def cnn(channels=(32, 64), hidden=128, dropout=0.5, batch_norm=True, classes=10,
 
 
 def dense_autoencoder(latent: int, hidden=(256, 128), input_size=784, noise_std=0.0, rng=None) -> Autoencoder:
-    """MLP encoder input -> hidden... -> latent (linear code) and mirrored decoder with a sigmoid
-    output in [0, 1]. x: (N, input_size) -> (N, input_size); codes (N, latent)."""
+    """A dense autoencoder: an MLP encoder down to a linear code, and the mirrored decoder.
+
+    The encoder maps input -> hidden... -> latent; the decoder goes back up and ends in a sigmoid,
+    outputs in [0, 1].
+
+    Args:
+        latent: the code's size.
+        hidden: the hidden layers' sizes, from the input side.
+        input_size: the features of one input (784 for a flattened 28x28 image).
+        noise_std: > 0 makes it a denoising autoencoder (see Autoencoder).
+        rng: seed or Generator for the weights and the noise.
+
+    Returns:
+        model: an Autoencoder, x (N, input_size) -> (N, input_size); codes (N, latent).
+    """
     rng = as_generator(rng)
     sizes = [input_size, *hidden, latent]
     encoder = mlp(sizes, rng=rng)
@@ -84,10 +134,23 @@ def dense_autoencoder(latent: int, hidden=(256, 128), input_size=784, noise_std=
 
 
 def conv_autoencoder(latent: int, channels=(16, 32), image_size=28, noise_std=0.0, rng=None) -> Autoencoder:
-    """Two 4x4 stride-2 convolutions down to (channels[-1], size/4, size/4), a linear code of
-    `latent`, and two 4x4 stride-2 transposed convolutions back up, sigmoid output.
-    x: (N, 1, 28, 28) -> same shape. (A 4x4 kernel at stride 2 covers every output pixel equally
-    often, which avoids the checkerboard pattern of 3x3 transposed convolutions.)"""
+    """A convolutional autoencoder with a linear code.
+
+    Two 4x4 stride-2 convolutions down to (channels[-1], size/4, size/4), a linear code of
+    `latent`, and two 4x4 stride-2 transposed convolutions back up, sigmoid output. (A 4x4 kernel at
+    stride 2 covers every output pixel equally often, which avoids the checkerboard pattern of 3x3
+    transposed convolutions.)
+
+    Args:
+        latent: the code's size.
+        channels: the two convolutions' output channels (c1, c2).
+        image_size: S of the (1, S, S) images, a multiple of 4.
+        noise_std: > 0 makes it a denoising autoencoder (see Autoencoder).
+        rng: seed or Generator for the weights and the noise.
+
+    Returns:
+        model: an Autoencoder, x (N, 1, S, S) -> (N, 1, S, S); codes (N, latent).
+    """
     rng = as_generator(rng)
     c1, c2 = channels
     small = image_size // 4
@@ -112,11 +175,23 @@ def conv_autoencoder(latent: int, channels=(16, 32), image_size=28, noise_std=0.
 
 
 def resnet(widths=(32, 64, 128), blocks=2, classes=10, in_channels=1, rng=None) -> Sequential:
-    """A small ResNet (He et al. 2016) for 28x28 images: a 3x3 stem, one stage of `blocks` basic
-    residual blocks per width (the first block of each later stage halves the size with stride 2),
-    global average pooling and a linear head. A basic block is post-activation:
-    ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut(x)), the shortcut the identity, or a 1x1 strided
-    convolution and a batch norm where the shape changes. x: (N, in_channels, S, S) -> logits (N, classes)."""
+    """A small ResNet (He et al. 2016) for 28x28 images.
+
+    A 3x3 stem, one stage of `blocks` basic residual blocks per width (the first block of each later
+    stage halves the size with stride 2), global average pooling and a linear head. A basic block is
+    post-activation: ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut(x)), the shortcut the identity, or a
+    1x1 strided convolution and a batch norm where the shape changes.
+
+    Args:
+        widths: the channels of each stage.
+        blocks: the basic blocks per stage.
+        classes: the number of outputs.
+        in_channels: the input images' channels.
+        rng: seed or Generator for the weights.
+
+    Returns:
+        model: a Sequential, x (N, in_channels, S, S) -> logits (N, classes).
+    """
     rng = as_generator(rng)
     layers = [Conv2d(in_channels, widths[0], 3, padding=1, bias=False, rng=rng), BatchNorm2d(widths[0]), ReLU()]
     previous = widths[0]
@@ -145,12 +220,26 @@ def _basic_block(in_channels, out_channels, stride, rng) -> Residual:
 
 
 def unet(channels=(16, 32, 64), in_channels=1, out_channels=1, rng=None) -> Sequential:
-    """A U-Net (Ronneberger et al. 2015) with len(channels) levels: at each level two 3x3 conv +
-    batch norm + ReLU, then a 2x2 max-pool down to the next level, whose output comes back up by a
-    2x2 stride-2 transposed convolution and is concatenated with this level's features (the skip
-    connection, a Concat of an Identity and the deeper path) before two more convolutions. A 1x1
-    convolution and a sigmoid give the output in [0, 1]. x: (N, in_channels, S, S) -> (N,
-    out_channels, S, S), S divisible by 2^(levels - 1)."""
+    """A U-Net (Ronneberger et al. 2015) with len(channels) levels.
+
+    At each level two 3x3 conv + batch norm + ReLU, then a 2x2 max-pool down to the next level,
+    whose output comes back up by a 2x2 stride-2 transposed convolution and is concatenated with
+    this level's features (the skip connection, a Concat of an Identity and the deeper path) before
+    two more convolutions. A 1x1 convolution and a sigmoid give the output in [0, 1].
+
+    Args:
+        channels: the channels of each level, from the top; at least one.
+        in_channels: the input images' channels.
+        out_channels: the output's channels.
+        rng: seed or Generator for the weights.
+
+    Returns:
+        model: a Sequential, x (N, in_channels, S, S) -> (N, out_channels, S, S), S divisible by
+            2^(levels - 1).
+
+    Raises:
+        ValueError: no channels.
+    """
     rng = as_generator(rng)
     if not channels:
         raise ValueError("a U-Net needs at least one level of channels")
