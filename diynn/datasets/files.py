@@ -13,7 +13,11 @@ from .specs import FileSpec
 
 
 def cache_root() -> Path:
-    """$DIYNN_CACHE_DIR, else $XDG_CACHE_HOME/diynn, else ~/.cache/diynn."""
+    """The cache folder downloads go to: $DIYNN_CACHE_DIR, else $XDG_CACHE_HOME/diynn, else ~/.cache/diynn.
+
+    Returns:
+        folder: a Path (not created here).
+    """
     if os.environ.get("DIYNN_CACHE_DIR"):
         return Path(os.environ["DIYNN_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

@@ -27,8 +27,20 @@ def read_payload(path: Path) -> bytes:
 
 
 def parse_idx(payload: bytes, source) -> np.ndarray:
-    """The array stored in IDX bytes: magic 0x0000, a type code, the rank, big-endian uint32
-    dimensions, then the values. `source` names the file in errors."""
+    """The array stored in IDX bytes (the MNIST family's format).
+
+    The format: magic 0x0000, a type code, the rank, big-endian uint32 dimensions, then the values.
+
+    Args:
+        payload: the file's decompressed bytes.
+        source: names the file in errors.
+
+    Returns:
+        array: a read-only NumPy array over `payload`, of the stored shape and type.
+
+    Raises:
+        DatasetError: not an IDX file, or a truncated one, or one with trailing bytes.
+    """
     if len(payload) < 4 or payload[:2] != b"\x00\x00" or payload[2] not in _DTYPES:
         raise DatasetError(f"{source}: not an IDX file (bad magic number {payload[:4].hex()})")
     rank = payload[3]
@@ -49,7 +61,12 @@ def parse_idx(payload: bytes, source) -> np.ndarray:
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzip-compressed IDX file (used to make test fixtures)."""
+    """Write a uint8 array as a gzip-compressed IDX file (used to make test fixtures).
+
+    Args:
+        path: the file to write.
+        array: converted to uint8.
+    """
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     Path(path).write_bytes(gzip.compress(header + array.tobytes()))

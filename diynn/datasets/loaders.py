@@ -20,7 +20,15 @@ IMAGE_SIDE = 28
 
 @dataclass
 class Dataset:
-    """x_*: (N, 784) or (N, 1, 28, 28) float32 in [0, 1] (features for Iris); y_*: (N,) int64."""
+    """A data set's arrays, as NumPy arrays (move them with `backend.asarray`, or let Trainer.fit do it).
+
+    Attributes:
+        x_train: (N, 784) or (N, 1, 28, 28) float32 images in [0, 1]; (N, 4) float32 features for Iris.
+        y_train: (N,) int64 class labels.
+        x_test: the test images (or features), as x_train.
+        y_test: (N,) int64 test labels.
+        class_names: the name of each class, by label.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -30,17 +38,55 @@ class Dataset:
 
 
 def load_fashion_mnist(root=None, flat=True, download=True, progress=None) -> Dataset:
-    """Fashion-MNIST (Zalando): 60,000 + 10,000 28x28 grey images of 10 kinds of clothing."""
+    """Fashion-MNIST (Zalando): 60,000 + 10,000 28x28 grey images of 10 kinds of clothing.
+
+    Args:
+        root: a folder to look in first (default: $DIYNN_DATA_DIR, if set); see `load`.
+        flat: images as (N, 784) rows; False: (N, 1, 28, 28).
+        download: download the files into the cache where no folder has them.
+        progress: a download's progress bar: None (default) on a terminal or in Jupyter, True always,
+            False never.
+
+    Returns:
+        data: the Dataset, float32 images in [0, 1] and int64 labels.
+
+    Raises:
+        DatasetNotFoundError: the files are nowhere and could not be downloaded.
+        DatasetError: a file is corrupt, truncated or fails its checksum.
+    """
     return load(FASHION_MNIST, root, flat, download, progress)
 
 
 def load_kmnist(root=None, flat=True, download=True, progress=None) -> Dataset:
-    """Kuzushiji-MNIST (CODH): 60,000 + 10,000 28x28 images of 10 cursive hiragana."""
+    """Kuzushiji-MNIST (CODH): 60,000 + 10,000 28x28 images of 10 cursive hiragana.
+
+    Args:
+        root: a folder to look in first (default: $DIYNN_DATA_DIR, if set); see `load`.
+        flat: images as (N, 784) rows; False: (N, 1, 28, 28).
+        download: download the files into the cache where no folder has them.
+        progress: a download's progress bar: None (default) on a terminal or in Jupyter, True always,
+            False never.
+
+    Returns:
+        data: the Dataset, float32 images in [0, 1] and int64 labels.
+
+    Raises:
+        DatasetNotFoundError: the files are nowhere and could not be downloaded.
+        DatasetError: a file is corrupt, truncated or fails its checksum.
+    """
     return load(KMNIST, root, flat, download, progress)
 
 
 def load_iris(test_size=0.3, seed=0) -> Dataset:
-    """Iris (from scikit-learn), split into train and test sets stratified by class."""
+    """Iris (from scikit-learn), split into train and test sets stratified by class.
+
+    Args:
+        test_size: the fraction of the 150 samples in the test set.
+        seed: seeds the split.
+
+    Returns:
+        data: the Dataset, x (N, 4) float32 features and y (N,) int64 labels of 3 classes.
+    """
     from sklearn.datasets import load_iris as sklearn_iris
     from sklearn.model_selection import train_test_split
 
@@ -56,8 +102,28 @@ def load_iris(test_size=0.3, seed=0) -> Dataset:
 
 
 def load(spec: DatasetSpec, root=None, flat=True, download=True, progress=None) -> Dataset:
-    """Data set `spec` from the first folder that has all its files: `root` (or $DIYNN_DATA_DIR),
-    the user cache, the system folders; else downloaded into the cache when `download`."""
+    """Data set `spec` from the first folder that has all its files, else downloaded into the cache.
+
+    The folders, in order (`search_folders`): `root` (or $DIYNN_DATA_DIR) and its subfolder named
+    after the data set, the user cache, the system folders. Local files are checked against the
+    published checksums (a success is remembered), downloads against their MD5.
+
+    Args:
+        spec: what to load, e.g. FASHION_MNIST or KMNIST.
+        root: a folder to look in first (default: $DIYNN_DATA_DIR, if set).
+        flat: images as (N, 784) rows; False: (N, 1, 28, 28).
+        download: download missing files into the cache where no folder has them all.
+        progress: a download's progress bar: None (default) on a terminal or in Jupyter, True always,
+            False never.
+
+    Returns:
+        data: the Dataset, float32 images in [0, 1] and int64 labels.
+
+    Raises:
+        DatasetNotFoundError: the files are nowhere and could not be downloaded (the message says
+            where they were looked for and how to provide them).
+        DatasetError: a file is corrupt, truncated or fails its checksum.
+    """
     folders = search_folders(spec, root)
     for folder in folders:
         if all((folder / f.name).is_file() for f in spec.files):
@@ -89,7 +155,15 @@ def load(spec: DatasetSpec, root=None, flat=True, download=True, progress=None) 
 
 
 def search_folders(spec: DatasetSpec, root=None) -> list[Path]:
-    """The folders looked in, in order."""
+    """The folders `load` looks in for data set `spec`, in order.
+
+    Args:
+        spec: the data set.
+        root: a folder to look in first (default: $DIYNN_DATA_DIR, if set).
+
+    Returns:
+        folders: a list of Paths.
+    """
     folders = []
     if root is not None or os.environ.get("DIYNN_DATA_DIR"):
         explicit = Path(root if root is not None else os.environ["DIYNN_DATA_DIR"])

@@ -9,9 +9,14 @@ from dataclasses import dataclass
 class FileSpec:
     """One published .gz IDX file.
 
-    md5: of the .gz bytes as served (checks downloads); gz_size: their length, when published;
-    sha256 / raw_size: of the decompressed payload (checks local copies that were recompressed,
-    as Debian's are), when known. `samples` is the first IDX dimension.
+    Attributes:
+        name: the file's name, as published.
+        md5: of the .gz bytes as served (checks downloads).
+        samples: the first IDX dimension.
+        gz_size: the .gz bytes' length, when published.
+        sha256: of the decompressed payload (checks local copies that were recompressed, as
+            Debian's are), when known.
+        raw_size: the decompressed payload's length, when known.
     """
 
     name: str
@@ -24,6 +29,21 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """What a data set is made of, where it is published, and where a system copy may be.
+
+    Attributes:
+        name: the data set's folder name in the cache, e.g. "fashion-mnist".
+        base_url: where the files are published (the file name is appended).
+        train_images: the training images' file.
+        train_labels: the training labels' file.
+        test_images: the test images' file.
+        test_labels: the test labels' file.
+        class_names: the name of each class, by label.
+        system_dirs: folders a system package installs the files into.
+        system_package_hint: how to install such a package, for the not-found message.
+        npz_names: the same four arrays as .npz files (one array each), an alternative local layout.
+    """
+
     name: str
     base_url: str
     train_images: FileSpec
@@ -33,11 +53,11 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()
     system_package_hint: str = ""
-    # The same arrays as .npz files (one array each), an alternative local layout.
     npz_names: tuple[str, str, str, str] | None = None
 
     @property
     def files(self) -> tuple[FileSpec, FileSpec, FileSpec, FileSpec]:
+        """The four files: training images and labels, test images and labels."""
         return (self.train_images, self.train_labels, self.test_images, self.test_labels)
 
 
@@ -87,6 +107,8 @@ FASHION_MNIST = DatasetSpec(
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     system_package_hint="on Debian/Ubuntu: apt-get install dataset-fashion-mnist",
 )
+"""Fashion-MNIST (Zalando): the four .gz IDX files with their checksums, and the folder of Debian's
+package dataset-fashion-mnist."""
 
 KMNIST = DatasetSpec(
     name="kmnist",
@@ -99,3 +121,4 @@ KMNIST = DatasetSpec(
     class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     npz_names=("kmnist-train-imgs.npz", "kmnist-train-labels.npz", "kmnist-test-imgs.npz", "kmnist-test-labels.npz"),
 )
+"""Kuzushiji-MNIST (CODH): the four .gz IDX files with their checksums, or the same arrays as .npz files."""

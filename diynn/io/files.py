@@ -11,11 +11,19 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
-    """Yield a file object open on a temporary name beside `path` ("wb" or "w").
+    """A context manager that writes `path` all at once or not at all.
 
-    When the block ends normally the file is flushed to disk, given the mode a newly created file
-    would have (the process's umask, not mkstemp's 0600) and renamed onto `path`; if the block
-    raises, the temporary file is removed and `path` is untouched. Parent folders are created.
+    It yields a file object open on a temporary name beside `path`. When the block ends normally
+    the file is flushed to disk, given the mode a newly created file would have (the process's
+    umask, not mkstemp's 0600) and renamed onto `path`; if the block raises, the temporary file is
+    removed and `path` is untouched. Parent folders are created.
+
+    Args:
+        path: the file to write (str or Path).
+        mode: "wb" (default) or "w".
+
+    Raises:
+        ValueError: another mode.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write writes a new file: mode 'wb' or 'w', got {mode!r}")

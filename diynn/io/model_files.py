@@ -111,8 +111,16 @@ def error_message(error) -> str:
 
 
 def save_model(model: Module, path) -> Path:
-    """Write `model`'s architecture, parameters and buffers to `path`: .safetensors where the name
-    ends so, else .npz; returns the path."""
+    """Write `model`'s architecture, parameters and buffers to `path`, atomically.
+
+    Args:
+        model: the Module to save (its architecture is each module's type name and `config()`).
+        path: the file: .safetensors where the name ends so (needs the safetensors package), else
+            .npz.
+
+    Returns:
+        path: the file written, as a Path.
+    """
     path = Path(path)
     arrays = {name: backend_of(value).to_numpy(value) for name, value in model.state_dict().items()}
     header = json.dumps({"format": FORMAT, "architecture": architecture(model)})
@@ -125,9 +133,25 @@ def save_model(model: Module, path) -> Path:
 
 
 def load_model(path, backend=None, classes=()) -> Module:
-    """The model saved at `path`, rebuilt and with its saved parameters, on `backend` (a name such
-    as "cupy"; default: the active backend). The file may name the library's modules and the
-    Module subclasses passed in `classes` (a model with layers of your own), nothing else."""
+    """The model saved at `path`, rebuilt and with its saved parameters.
+
+    The file may name the library's modules and the Module subclasses passed in `classes`, nothing
+    else; it is checked before anything is allocated. A float64 model stays float64.
+
+    Args:
+        path: a file written by `save_model` (.npz or .safetensors).
+        backend: where the model is built, a name such as "cupy" or a Backend; default: the active
+            backend.
+        classes: Module subclasses of yours that the file names (a model with layers of your own).
+
+    Returns:
+        model: the rebuilt Module.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ModelFileError: a file that is not a readable diynn model, names unknown modules, or does
+            not match its architecture (e.g. a PyTorch state_dict: use `load_weights`).
+    """
     header, arrays = _read(path)
     if header is None:
         raise ModelFileError(
@@ -145,9 +169,20 @@ def load_model(path, backend=None, classes=()) -> Module:
 
 
 def load_weights(model: Module, path) -> Module:
-    """Load the parameters saved at `path` into an existing `model` of the same architecture: a
-    diynn model file, or a .safetensors state_dict of the matching PyTorch model (its batch
-    norms' num_batches_tracked counters, which diynn does not keep, are left out)."""
+    """Load the parameters saved at `path` into an existing `model` of the same architecture.
+
+    Args:
+        model: the Module to load into, in place.
+        path: a diynn model file, or a .safetensors state_dict of the matching PyTorch model (its
+            batch norms' num_batches_tracked counters, which diynn does not keep, are left out).
+
+    Returns:
+        model: the same `model`.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ModelFileError: an unreadable file, or weights whose names or shapes do not match the model.
+    """
     _, arrays = _read(path)
     _load_into(model, arrays, path)
     return model

@@ -48,10 +48,25 @@ OPSET = 17
 
 
 def export(model: Module, path, input_shape) -> Path:
-    """Write `model` to `path` as ONNX (opset 17), as it computes in eval mode (its own mode is
-    left as it was). input_shape: one sample's shape, e.g. (784,) or (1, 28, 28); the graph's
-    input is (batch, *input_shape) of the model's dtype. The graph is checked with onnx.checker
-    before the file is written (atomically)."""
+    """Write `model` to `path` as ONNX (opset 17), as it computes in eval mode.
+
+    The model's own mode is left as it was. The graph is checked with onnx.checker before the file
+    is written (atomically); its input is (batch, *input_shape) of the model's dtype, the batch axis
+    dynamic.
+
+    Args:
+        model: a Module with parameters, built from the layers that have an ONNX operator.
+        path: the .onnx file to write.
+        input_shape: one sample's shape, e.g. (784,) or (1, 28, 28).
+
+    Returns:
+        path: the file written, as a Path.
+
+    Raises:
+        ImportError: the onnx package is not installed.
+        TypeError: a model that is not a Module with parameters.
+        ValueError: a bad input_shape, or a layer that cannot be exported (named).
+    """
     try:
         import onnx
     except ImportError as error:
