@@ -26,8 +26,19 @@ class Monitor:
 
 
 class EarlyStopping:
-    """Stop when `monitor` (e.g. "val_loss", "val_accuracy") has not improved by more than
-    `min_delta` for `patience` epochs; when training ends, restore the best epoch's weights."""
+    """Stop training when a monitored value stops improving; when training ends, restore the best weights.
+
+    An epoch callback for `Trainer.fit(callbacks=[...])`: it raises StopTraining after `patience`
+    epochs without an improvement, and at the end records "best_epoch" in the history. Lower is
+    better, except for a name ending in "accuracy".
+
+    Args:
+        model: the model whose best weights are kept (a state_dict copy at each improvement).
+        monitor: the history entry watched, e.g. "val_loss" or "val_accuracy".
+        patience: the epochs without an improvement that stop training, >= 1.
+        min_delta: an improvement is a change by more than this, >= 0.
+        restore_best: load the best epoch's weights into the model when training ends.
+    """
 
     def __init__(self, model, monitor="val_loss", patience=3, min_delta=0.0, restore_best=True):
         patience = arguments.integer("patience", patience)
@@ -47,11 +58,13 @@ class EarlyStopping:
             raise StopTraining
 
     def on_train_end(self, history):
+        """Restore the best weights (where `restore_best`) and record history["best_epoch"]."""
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         history["best_epoch"] = self.best_epoch
 
     def state_dict(self) -> dict:
+        """What a checkpoint keeps: the best epoch and value, the epochs since, the best weights."""
         return {
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -60,5 +73,6 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()`."""
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         self.monitor.best, self.best_state = state["best"], state["best_state"]

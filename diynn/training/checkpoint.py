@@ -125,7 +125,15 @@ class TrainingState:
 
 
 def save_checkpoint(path, state: dict) -> Path:
-    """Write `state` (nested dicts and lists of JSON values and arrays of any backend) to `path`."""
+    """Write `state` to `path` as a checkpoint: one .npz file, written atomically.
+
+    Args:
+        state: nested dicts and lists of JSON values and arrays of any backend.
+        path: the file to write.
+
+    Returns:
+        path: the file written, as a Path.
+    """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     header = json.dumps({"format": FORMAT, "state": _split(state, arrays)})
@@ -135,8 +143,18 @@ def save_checkpoint(path, state: dict) -> Path:
 
 
 def load_checkpoint(path) -> dict:
-    """The state saved at `path`, arrays as NumPy arrays; CheckpointError naming the file if it
-    is not a readable diynn checkpoint."""
+    """The state saved at `path` by `save_checkpoint`, read with allow_pickle=False.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        state: the nested dicts and lists saved, arrays as NumPy arrays.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        CheckpointError: a file that is not a readable diynn checkpoint (the message names it).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -20,7 +20,15 @@ class CapturedStep:
     What the recorded step reads from the host is fixed when it is recorded, so the optimiser's
     learning rate and step counts are moved to device memory first (see `scalars_on_device`);
     schedules keep working. Build a new CapturedStep after replacing parameter arrays (e.g.
-    load_state_dict). Raises BackendError on backends other than CuPy.
+    load_state_dict).
+
+    Args:
+        trainer: the Trainer whose `step` is recorded; its model on the CuPy backend.
+        warmup: ordinary steps before the recording, >= 1.
+
+    Raises:
+        BackendError: a backend other than CuPy.
+        ValueError: warmup < 1, or (when called) a batch of another shape or dtype than the recorded one.
     """
 
     def __init__(self, trainer, warmup: int = 2):

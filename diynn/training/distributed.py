@@ -25,8 +25,16 @@ from ..backends import BackendError, backend_of
 
 
 class Communicator:
-    """Collectives over MPI between the ranks of `comm` (default: every process of the job).
-    Arrays of any backend are accepted; a non-NumPy array travels through host memory."""
+    """Collectives over MPI between the ranks of an MPI communicator, for `Trainer(communicator=...)`.
+
+    Arrays of any backend are accepted; a non-NumPy array travels through host memory.
+
+    Args:
+        comm: an mpi4py communicator; None (default): MPI.COMM_WORLD, every process of the job.
+
+    Raises:
+        ImportError: mpi4py is not installed.
+    """
 
     def __init__(self, comm=None):
         try:
@@ -39,7 +47,14 @@ class Communicator:
 
     # -- what the trainer uses --------------------------------------------------------------
     def shard(self, index):
-        """This rank's contiguous share of a global batch's indices (shares differ by at most one)."""
+        """This rank's contiguous share of a global batch's indices (shares differ by at most one).
+
+        Args:
+            index: (B,) the global batch's row indices.
+
+        Returns:
+            share: this rank's slice of `index`.
+        """
         n = index.shape[0]
         return index[n * self.rank // self.size : n * (self.rank + 1) // self.size]
 
@@ -51,9 +66,15 @@ class Communicator:
             model.load_state_dict(dict(zip(state, _split(self._broadcast_flat(_concat(arrays)), arrays))))
 
     def allreduce_gradients(self, parameters, share: float) -> None:
-        """grad <- sum over ranks of share_r * grad_r, for every parameter that takes gradients:
-        with share_r = (rank r's samples) / (global batch), the gradient of the global batch's
-        mean loss. One all-reduce of one flat buffer (a missing gradient counts as zeros)."""
+        """grad <- sum over ranks of share_r * grad_r, for every parameter that takes gradients.
+
+        With share_r = (rank r's samples) / (global batch), that is the gradient of the global
+        batch's mean loss. One all-reduce of one flat buffer (a missing gradient counts as zeros).
+
+        Args:
+            parameters: the model's Parameters (frozen ones are skipped).
+            share: this rank's share_r.
+        """
         trained = [p for p in parameters if p.requires_grad]
         if not trained:
             return
@@ -78,6 +99,7 @@ class Communicator:
         return self._allreduce_flat(array)
 
     def broadcast_object(self, value):
+        """Rank 0's `value` (any picklable object) on every rank."""
         return self.comm.bcast(value, root=0)
 
     def abort_on_exception(self) -> None:
@@ -108,8 +130,17 @@ class Communicator:
 
 
 class NcclCommunicator(Communicator):
-    """The same collectives on GPU arrays through NCCL (the backend's collective group), GPU to GPU,
-    one GPU per rank (rank r uses device r modulo its machine's GPUs). MPI only hands out NCCL's id."""
+    """The same collectives on GPU arrays through NCCL (the backend's collective group), GPU to GPU.
+
+    One GPU per rank (rank r uses device r modulo its machine's GPUs). MPI only hands out NCCL's id.
+
+    Args:
+        backend: the CuPy backend.
+        comm: an mpi4py communicator; None (default): MPI.COMM_WORLD.
+
+    Raises:
+        BackendError: the backend has no collective group (NCCL) here.
+    """
 
     def __init__(self, backend, comm=None):
         super().__init__(comm)
@@ -125,7 +156,14 @@ class NcclCommunicator(Communicator):
 
 
 def communicator(backend=None) -> Communicator:
-    """NCCL on CuPy where it works, else MPI (host buffers)."""
+    """The communicator for data-parallel training: NCCL on CuPy where it works, else MPI (host buffers).
+
+    Args:
+        backend: the model's backend; None (default): MPI.
+
+    Returns:
+        communicator: a NcclCommunicator or a Communicator.
+    """
     if backend is not None and backend.name == "cupy":
         try:
             return NcclCommunicator(backend)

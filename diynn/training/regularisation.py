@@ -9,7 +9,15 @@ from ..backends import backend_of
 def clip_grad_norm(parameters, max_norm: float):
     """Scale all gradients by min(1, max_norm / ||g||), ||g|| the norm of all of them together.
 
-    Returns ||g|| before clipping as a 0-d array (left on the device: no synchronisation).
+    The gradients are scaled in place, with no read of a value to the host (safe in a CUDA graph).
+
+    Args:
+        parameters: the Parameters whose `.grad` to clip (those without a gradient are skipped).
+        max_norm: the largest global norm allowed.
+
+    Returns:
+        norm: ||g|| before clipping, a 0-d array left on the device (0.0 when no parameter has a
+            gradient).
     """
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -23,9 +31,18 @@ def clip_grad_norm(parameters, max_norm: float):
 
 
 class L1L2:
-    """Penalty l1 * sum |w| + l2 / 2 * sum w^2 over the weights (parameters with two or more
-    axes; biases and normalisation scales are left alone). Distinct from an optimiser's
-    weight decay: the penalty is part of the loss, so Adam rescales its gradient like any other.
+    """Penalty l1 * sum |w| + l2 / 2 * sum w^2 over the weights.
+
+    The weights are the parameters with two or more axes; biases and normalisation scales are left
+    alone. Distinct from an optimiser's weight decay: the penalty is part of the loss, so Adam
+    rescales its gradient like any other. Give it to `Trainer(penalty=...)`.
+
+    Args:
+        l1: the L1 weight, >= 0.
+        l2: the L2 weight, >= 0.
+
+    Raises:
+        ValueError: a negative weight.
     """
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
@@ -34,7 +51,14 @@ class L1L2:
         self.l1, self.l2 = l1, l2
 
     def apply(self, parameters):
-        """Add the penalty's gradient to each weight's .grad; returns the penalty (0-d array)."""
+        """Add the penalty's gradient to each weight's `.grad` (a frozen weight's is left alone).
+
+        Args:
+            parameters: the model's Parameters.
+
+        Returns:
+            penalty: the penalty's value, a 0-d array (0.0 where nothing is penalised).
+        """
         terms = []
         for parameter in parameters:
             w = parameter.data

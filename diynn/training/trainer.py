@@ -30,10 +30,21 @@ class StopTraining(Exception):
 
 
 class Trainer:
-    """model + loss + optimiser. `metric="accuracy"` also tracks classification accuracy
-    (argmax of the outputs against integer labels or one-hot targets). Optional: `penalty`
-    (an L1L2) adds weight penalties to the loss, `clip_norm` clips the gradients' global norm,
-    `communicator` (a `diynn.distributed.Communicator`) trains data-parallel across MPI ranks."""
+    """model + loss + optimiser: training steps, `fit` over mini-batches, evaluation and prediction.
+
+    Args:
+        model: the Module to train.
+        loss: a Loss (e.g. CrossEntropyLoss).
+        optimizer: an Optimizer over the model's parameters.
+        metric: "accuracy" (default) also tracks classification accuracy (argmax of the outputs
+            against integer labels or one-hot targets); None tracks the loss alone.
+        clip_norm: clip the gradients' global norm to this (see `clip_grad_norm`); None: no clipping.
+        penalty: an L1L2 whose weight penalties are added to the loss; None: none.
+        communicator: a `diynn.distributed.Communicator` to train data-parallel across MPI ranks.
+
+    Raises:
+        ValueError: an unknown metric.
+    """
 
     def __init__(
         self, model, loss, optimizer, metric: str | None = "accuracy", clip_norm=None, penalty=None, communicator=None
@@ -45,6 +56,7 @@ class Trainer:
 
     @property
     def dtype(self):
+        """The model's dtype (its first parameter's): data given to fit / evaluate are converted to it."""
         return self.model.parameters()[0].data.dtype
 
     @property
@@ -53,9 +65,19 @@ class Trainer:
         return self.model.backend or get_backend()
 
     def step(self, x, y, share=None):
-        """One optimisation step on a batch; returns the batch loss and its outputs (on device).
-        Data-parallel, (x, y) is this rank's part of a global batch and `share` its fraction of
-        the global batch (default: 1 / ranks); the gradients are then averaged across ranks."""
+        """One optimisation step on a batch: forward, loss, backward and the optimiser's update.
+
+        Args:
+            x: a batch of inputs (N, ...), a backend array of the model's dtype.
+            y: its targets (N,) or (N, ...), or None for a loss that needs none.
+            share: data-parallel only: this rank's fraction of the global batch (default:
+                1 / ranks); (x, y) is then this rank's part, and the gradients are averaged across
+                ranks.
+
+        Returns:
+            (loss, output): the batch's loss (0-d, the penalty included) and the model's outputs, left
+                on the device.
+        """
         return optimisation_step(self, x, y, share)
 
     def fit(
@@ -76,18 +98,36 @@ class Trainer:
     ) -> dict:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
-        x: (N, ...) features, converted once to the model's dtype; y: (N,) labels or (N, ...)
-        targets, or None for a loss that needs none (self-supervised: NTXentLoss, with
-        `augment=TwoViews(...)`; metric must then be None). Returns the history: lists per epoch
-        of "loss", "time" and, when measured, "accuracy", "val_loss", "val_accuracy". A callback
-        `fn(epoch, history)` runs after each epoch and may raise StopTraining; one with an
-        `on_train_end(history)` method has it called at the end. `augment(x_batch)` transforms
-        each training batch. Raises TrainingDiverged on a NaN or infinite loss. `progress`: None
-        (default) shows a bar on a terminal (a widget in Jupyter, with ipywidgets) and prints one
-        line per epoch (loss, metrics, seconds) to stderr; True forces the bar; False is silent.
-        `cuda_graph=True` (CuPy backend) replays the full-size batches' steps from a CUDA graph
-        (see CapturedStep); a smaller last batch runs normally. `checkpoint=path` saves the training
-        state after each epoch (diynn.checkpoint); `resume=path` continues such a run (same arguments).
+        Args:
+            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype
+                and backend.
+            y: (N,) integer labels or (N, ...) targets, or None for a loss that needs none
+                (self-supervised: NTXentLoss, with `augment=TwoViews(...)`; metric must then be None).
+            epochs: passes over the data, >= 1.
+            batch_size: samples per step, >= 1.
+            validation_data: (x_val, y_val), evaluated after each epoch.
+            seed: seeds the shuffling (None: unseeded).
+            progress: None (default) shows a bar on a terminal (a widget in Jupyter, with ipywidgets)
+                and prints one line per epoch (loss, metrics, seconds) to stderr; True forces the
+                bar; False is silent.
+            callbacks: each `fn(epoch, history)` runs after each epoch and may raise StopTraining;
+                one with an `on_train_end(history)` method has it called at the end.
+            augment: `augment(x_batch)` transforms each training batch.
+            cuda_graph: True (CuPy backend) replays the full-size batches' steps from a CUDA graph
+                (see CapturedStep); a smaller last batch runs normally.
+            checkpoint: a path: the training state is saved there after each epoch (see
+                `save_checkpoint`).
+            resume: a path: continue the run checkpointed there (with the same arguments).
+
+        Returns:
+            history: lists per epoch of "loss", "time" and, when measured, "accuracy", "val_loss",
+                "val_accuracy" (and what callbacks add, such as "best_epoch").
+
+        Raises:
+            TrainingDiverged: the loss became NaN or infinite.
+            ValueError: data that are empty, of mismatched lengths or not finite; targets missing
+                (or given) where the loss and metric need them (or none); checkpoint or resume with
+                data-parallel training.
         """
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
         x, y, validation_data = self._fit_data(x, y, validation_data, cuda_graph)
@@ -176,9 +216,24 @@ class Trainer:
             )
 
     def prepare(self, x, y, name="fit"):
-        """(x, y) as backend arrays: x in the model's dtype, integer labels as int64 and other
-        targets in the model's dtype (y None stays None), on the model's backend. Each conversion
-        (and the check that the data are non-empty, of matching lengths and finite) happens once, here."""
+        """(x, y) as backend arrays on the model's backend, checked once.
+
+        Each conversion, and the check that the data are non-empty, of matching lengths and finite,
+        happens here, once.
+
+        Args:
+            x: (N, ...) features: an array of any backend, or nested lists of numbers.
+            y: (N,) integer labels or (N, ...) real targets, or None.
+            name: names the data in errors.
+
+        Returns:
+            (x, y): x in the model's dtype; integer labels as int64, other targets in the model's
+                dtype (y None stays None).
+
+        Raises:
+            TypeError: data that are not numeric.
+            ValueError: no samples, mismatched lengths, or a NaN or infinite value.
+        """
         backend = self.backend
         xp = backend.xp
         x = _on(backend, x, self.dtype, f"{name}: x")
@@ -202,7 +257,16 @@ class Trainer:
         return x, y
 
     def evaluate(self, x, y, batch_size: int = EVALUATION_BATCH) -> dict:
-        """Mean loss (and accuracy) over (x, y) in eval mode, one transfer to the host."""
+        """Mean loss (and accuracy) over (x, y) in eval mode, with one transfer to the host.
+
+        Args:
+            x: (N, ...) features, converted to the model's dtype and backend.
+            y: (N,) labels or (N, ...) targets.
+            batch_size: samples per forward.
+
+        Returns:
+            metrics: {"loss": float} and, with metric "accuracy", "accuracy".
+        """
         backend = self.backend
         xp = backend.xp
         batch_size = arguments.integer("batch_size", batch_size)
@@ -226,6 +290,7 @@ class Trainer:
         return result
 
     def predict(self, x, batch_size: int = EVALUATION_BATCH):
+        """`predict(self.model, x, batch_size)`: the model's outputs in eval mode."""
         return predict(self.model, x, batch_size)
 
 
@@ -237,7 +302,16 @@ def count_correct(output, target):
 
 
 def predict(model, x, batch_size: int = EVALUATION_BATCH):
-    """model(x) in eval mode, in batches; x: (N, ...) converted to the model's dtype and backend."""
+    """model(x) in eval mode, in batches, keeping nothing for a backward (the model's mode is restored).
+
+    Args:
+        model: a Module.
+        x: (N, ...) inputs (any backend, or nested lists), converted to the model's dtype and backend.
+        batch_size: samples per forward.
+
+    Returns:
+        y: the outputs (N, ...), on the model's backend.
+    """
     backend = model.backend or get_backend()
     xp = backend.xp
     batch_size = arguments.integer("batch_size", batch_size)
@@ -263,7 +337,20 @@ def evaluating(model):
 
 
 def accuracy(model, x, y, batch_size: int = EVALUATION_BATCH) -> float:
-    """Fraction of samples whose predicted class (argmax of the outputs) equals label y."""
+    """Fraction of samples whose predicted class (argmax of the outputs) equals label y.
+
+    Args:
+        model: a classifier, x -> (N, classes) scores.
+        x: (N, ...) inputs, converted to the model's dtype and backend.
+        y: (N,) integer labels.
+        batch_size: samples per forward.
+
+    Returns:
+        accuracy: a float in [0, 1].
+
+    Raises:
+        ValueError: y is not (N,) integer labels, or not one per sample.
+    """
     backend = model.backend or get_backend()
     labels = _on(backend, y, None, "accuracy: y")
     if labels.ndim != 1 or not backend.xp.isdtype(labels.dtype, "integral"):
