@@ -9,7 +9,7 @@ import math
 from ..backends import Elementwise, backend_of, kernel, parallel_range
 from ..checks import check_not_empty, check_same_shape
 from .activations import sigmoid
-from .selection import Family, Implementation, compiles, fuses, select_fused
+from .selection import Family, Implementation, compiles, fuses
 
 
 def _scaled(grad, grad_value):
