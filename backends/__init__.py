@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 NAMES = ("numpy", "cupy", "array_api_strict")
+"""The backends' names, each that of its array library (NumPy, CuPy, array-api-strict)."""
 
 
 _active: Backend | None = None
@@ -92,7 +93,19 @@ def _create_cupy() -> Backend:
 
 
 def get(name: str) -> Backend:
-    """The backend called `name` (created on first use); raises BackendError if it cannot run."""
+    """The backend called `name`, created on first use and then shared.
+
+    Args:
+        name: one of NAMES; a Backend is returned as it is.
+
+    Returns:
+        backend: the Backend.
+
+    Raises:
+        BackendError: an unknown name, or a backend that cannot run here (its library missing, or no
+            CUDA device for "cupy").
+        TypeError: a name that is not a string.
+    """
     if isinstance(name, Backend):
         return name
     if not isinstance(name, str):
@@ -106,7 +119,17 @@ _by_type: dict[type, Backend] = {}
 
 
 def backend_of(array) -> Backend:
-    """The backend that `array` belongs to, from its type (NumPy, CuPy or array-api-strict)."""
+    """The backend that `array` belongs to, from its type (NumPy, CuPy or array-api-strict).
+
+    Args:
+        array: an array of one of the backends' libraries.
+
+    Returns:
+        backend: its Backend.
+
+    Raises:
+        TypeError: not an array of a backend's library.
+    """
     kind = type(array)
     backend = _by_type.get(kind)
     if backend is None:
@@ -121,7 +144,13 @@ def backend_of(array) -> Backend:
 
 
 def get_backend() -> Backend:
-    """The active backend, created from DIYNN_BACKEND (default "numpy") on first call."""
+    """The active backend: where new arrays (parameters, data sets) are made.
+
+    Created from the environment variable DIYNN_BACKEND (default "numpy") on the first call.
+
+    Returns:
+        backend: the active Backend.
+    """
     global _active
     if _active is None:
         _active = get(os.environ.get("DIYNN_BACKEND", "numpy").strip().lower() or "numpy")
@@ -129,7 +158,17 @@ def get_backend() -> Backend:
 
 
 def set_backend(name: str) -> Backend:
-    """Make `name` the active backend and return it; raises BackendError if it cannot run."""
+    """Make `name` the active backend and return it.
+
+    Args:
+        name: one of NAMES, or a Backend.
+
+    Returns:
+        backend: the Backend now active.
+
+    Raises:
+        BackendError: an unknown name, or a backend that cannot run here.
+    """
     global _active
     _active = get(name)
     return _active
@@ -137,7 +176,16 @@ def set_backend(name: str) -> Backend:
 
 @contextlib.contextmanager
 def use(name: str):
-    """Run a block with backend `name` active, then restore the previous one."""
+    """A context manager: run a block with backend `name` active, then restore the previous one.
+
+    Use as `with diynn.use("cupy") as backend: ...`.
+
+    Args:
+        name: one of NAMES, or a Backend.
+
+    Raises:
+        BackendError: an unknown name, or a backend that cannot run here.
+    """
     global _active
     previous = _active
     try:

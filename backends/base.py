@@ -15,7 +15,12 @@ class Generator:
     """Seeded random numbers, drawn on the host with NumPy and moved to the backend.
 
     Drawing on the host makes the same seed give the same numbers on every backend.
-    Backends with a device generator (CuPy) override `Backend.rng` for speed.
+    Backends with a device generator (CuPy) override `Backend.rng` for speed. Made by
+    `backend.rng(seed)` (or `diynn.get_backend().rng(seed)`), not directly.
+
+    Args:
+        backend: where the numbers drawn land.
+        seed: seeds NumPy's default generator; None: unseeded.
     """
 
     def __init__(self, backend: Backend, seed: int | None):
@@ -23,19 +28,46 @@ class Generator:
         self._numpy = np.random.default_rng(seed)
 
     def normal(self, shape, std=1.0, dtype=None):
-        """Samples of N(0, std**2), `shape`, float32 unless `dtype` says otherwise."""
+        """Samples of N(0, std**2).
+
+        Args:
+            shape: the result's shape, a tuple.
+            std: the standard deviation.
+            dtype: a backend dtype; None (default): float32.
+
+        Returns:
+            samples: an array of `shape` and `dtype` on the backend.
+        """
         return self._to_backend(self._numpy.normal(0.0, std, size=shape), dtype)
 
     def uniform(self, low, high, shape, dtype=None):
-        """Samples of U[low, high), `shape`, float32 unless `dtype` says otherwise."""
+        """Samples of U[low, high).
+
+        Args:
+            low: the lower bound (included).
+            high: the upper bound (excluded).
+            shape: the result's shape, a tuple.
+            dtype: a backend dtype; None (default): float32.
+
+        Returns:
+            samples: an array of `shape` and `dtype` on the backend.
+        """
         return self._to_backend(self._numpy.uniform(low, high, size=shape), dtype)
 
     def permutation(self, n: int):
-        """A random permutation of range(n), int64 array on the backend."""
+        """A random permutation of range(n).
+
+        Returns:
+            permutation: (n,) int64 array on the backend.
+        """
         return self._backend.asarray(self._numpy.permutation(n))
 
     def integers(self, low: int, high: int, shape):
-        """Integers in [low, high), int64 array on the backend."""
+        """Uniform random integers in [low, high).
+
+        Returns:
+            integers: an int64 array of `shape` on the backend.
+        """
         return self._backend.asarray(self._numpy.integers(low, high, size=shape))
 
     @property
@@ -48,15 +80,23 @@ class Generator:
         return {"bit_generator": self._numpy.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue the stream from a `state_dict()`; ValueError if it is not one of this kind."""
+        """Continue the stream from a `state_dict()`.
+
+        Raises:
+            ValueError: `state` is not a state of this kind of generator.
+        """
         try:
             self._numpy.bit_generator.state = state["bit_generator"]
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a random generator state of this kind: {error}") from None
 
     def to(self, backend: Backend) -> Generator:
-        """A generator that lands its numbers on `backend`: this one's stream where that backend
-        draws on the host too, else a device generator seeded from this stream."""
+        """A generator that lands its numbers on `backend`.
+
+        Returns:
+            generator: this one's stream where that backend draws on the host too, else a device
+                generator seeded from this stream.
+        """
         moved = backend.rng(None)
         if type(moved) is Generator:
             moved._numpy = self._numpy
@@ -90,7 +130,12 @@ class Backend:
         return False
 
     def asarray(self, values, dtype=None):
-        """`values` (NumPy array, list, backend array) as a backend array on `self.device`."""
+        """`values` as a backend array on `self.device`.
+
+        Args:
+            values: a NumPy array, nested lists of numbers or a backend array.
+            dtype: a backend dtype; None: inferred from `values`.
+        """
         return self.xp.asarray(values, dtype=dtype, device=self.device)
 
     def to_numpy(self, array) -> np.ndarray:
@@ -111,9 +156,16 @@ class Backend:
     def im2col(self, x, kernel: tuple[int, int], stride: tuple[int, int]):
         """Windows of a channel-major, already padded image batch as matrix columns.
 
-        x: (C, N, H, W) -> cols: (C * kh * kw, N * OH * OW), OH = (H - kh) // sh + 1 (same for W);
-        row (c, i, j) holds x[c, n, oh * sh + i, ow * sw + j] in column (n, oh, ow).
-        Fallback: one strided slice per kernel offset (kh * kw copies), stacked.
+        Row (c, i, j) holds x[c, n, oh * sh + i, ow * sw + j] in column (n, oh, ow). Fallback: one
+        strided slice per kernel offset (kh * kw copies), stacked.
+
+        Args:
+            x: (C, N, H, W), already padded.
+            kernel: (kh, kw).
+            stride: (sh, sw).
+
+        Returns:
+            cols: (C * kh * kw, N * OH * OW), OH = (H - kh) // sh + 1 (OW likewise), of x's dtype.
         """
         xp = self.xp
         (kh, kw), (sh, sw) = kernel, stride
@@ -129,7 +181,14 @@ class Backend:
     def col2im(self, cols, shape, kernel: tuple[int, int], stride: tuple[int, int]):
         """The adjoint of im2col: sums each column entry back onto the pixel it came from.
 
-        cols: (C * kh * kw, N * OH * OW) -> (C, N, H, W) with `shape` = (C, N, H, W).
+        Args:
+            cols: (C * kh * kw, N * OH * OW).
+            shape: the image batch's (C, N, H, W).
+            kernel: (kh, kw).
+            stride: (sh, sw).
+
+        Returns:
+            image: (C, N, H, W) of cols' dtype.
         """
         xp = self.xp
         (kh, kw), (sh, sw) = kernel, stride
@@ -165,10 +224,18 @@ class Backend:
         return None
 
     def collective_group(self, size: int, rank: int, share):
-        """Collectives on this backend's device arrays among `size` processes, this one `rank`
-        (NCCL on CuPy: allreduce_sum(array), broadcast(array) from rank 0), or None where there
-        are none. `share(value)` returns rank 0's value on every rank (e.g. an MPI broadcast); it
-        hands out the group's id."""
+        """Collectives on this backend's device arrays among `size` processes.
+
+        Args:
+            size: the number of processes.
+            rank: this process's rank.
+            share: `share(value)` returns rank 0's value on every rank (e.g. an MPI broadcast); it
+                hands out the group's id.
+
+        Returns:
+            group: with allreduce_sum(array) and broadcast(array) from rank 0 (NCCL on CuPy), or None
+                where there are none.
+        """
         return None
 
     def graph(self):

@@ -14,6 +14,18 @@ from typing import NamedTuple
 
 
 class Elementwise(NamedTuple):
+    """The source of an elementwise kernel, as `cupy.ElementwiseKernel` takes it.
+
+    Compile it with `backend.elementwise(source)`, which answers None where nothing can (the
+    caller then runs its portable array code).
+
+    Attributes:
+        in_params: typed input parameters, e.g. "T y, T gy" ("raw T x": a whole array indexed by hand).
+        out_params: typed output parameters, e.g. "T gx".
+        operation: the C++ body, run once per index `i`.
+        name: the kernel's name, e.g. "diynn_relu_backward".
+    """
+
     in_params: str
     out_params: str
     operation: str
