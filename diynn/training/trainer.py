@@ -99,44 +99,30 @@ class Trainer:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
         Args:
-            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype
-                and backend.
-            y: (N,) integer labels or (N, ...) targets, or None for a loss that needs none
-                (self-supervised: NTXentLoss, with `augment=TwoViews(...)`; metric must then be None).
-            epochs: passes over the data, >= 1.
-            batch_size: samples per step, >= 1.
+            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype.
+            y: (N,) labels or (N, ...) targets; None for a loss that needs none (NTXentLoss, metric None).
+            epochs: passes over the data.
+            batch_size: samples per step.
             validation_data: (x_val, y_val), evaluated after each epoch.
             seed: seeds the shuffling (None: unseeded).
-            progress: None (default) shows a bar on a terminal (a widget in Jupyter, with ipywidgets)
-                and prints one line per epoch (loss, metrics, seconds) to stderr; True forces the
-                bar; False is silent.
-            callbacks: each `fn(epoch, history)` runs after each epoch and may raise StopTraining;
-                one with an `on_train_end(history)` method has it called at the end.
-            augment: `augment(x_batch)` transforms each training batch.
-            cuda_graph: True (CuPy backend) replays the full-size batches' steps from a CUDA graph
-                (see CapturedStep); a smaller last batch runs normally.
-            checkpoint: a path: the training state is saved there after each epoch (see
-                `save_checkpoint`).
+            progress: None: a bar on a terminal or in Jupyter, and a line per epoch; True: both; False: neither.
+            callbacks: `fn(epoch, history)` after each epoch, may raise StopTraining; `on_train_end(history)`.
+            augment: `augment(x_batch)` transforms each training batch (e.g. `TwoViews(...)`).
+            cuda_graph: replay the full-size batches' steps from a CUDA graph (CuPy; see CapturedStep).
+            checkpoint: a path: the training state is saved there after each epoch.
             resume: a path: continue the run checkpointed there (with the same arguments).
 
         Returns:
-            history: lists per epoch of "loss", "time" and, when measured, "accuracy", "val_loss",
-                "val_accuracy" (and what callbacks add, such as "best_epoch").
+            history: per-epoch lists of "loss", "time" and, if measured, "accuracy", "val_loss", "val_accuracy".
 
         Raises:
             TrainingDiverged: the loss became NaN or infinite.
-            ValueError: data that are empty, of mismatched lengths or not finite; targets missing
-                (or given) where the loss and metric need them (or none); checkpoint or resume with
-                data-parallel training.
         """
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
         x, y, validation_data = self._fit_data(x, y, validation_data, cuda_graph)
         step = training_step(self, batch_size, x.shape[0], cuda_graph)
         if self.communicator is not None:
-            if checkpoint is not None or resume is not None:
-                raise ValueError("checkpoint and resume are not supported with data-parallel training yet")
-            seed = self.communicator.broadcast_object(seed)  # every rank draws the same shuffled order
-            progress = progress if self.communicator.rank == 0 else False
+            seed, progress = self._data_parallel(seed, progress, checkpoint, resume)
         rng = self.backend.rng(seed)
         state = TrainingState(self, rng, augment, callbacks)
         first, history = state.restore(resume, epochs) if resume is not None else (1, {"loss": [], "time": []})
@@ -146,18 +132,21 @@ class Trainer:
             self._train_epoch(step, x, y, rng.permutation(x.shape[0]), batch_size, augment, bar, epoch, history)
             if validation_data is not None:
                 self._validate(validation_data, batch_size, epoch, history)
-            history["time"].append(time.perf_counter() - began)
-            if progress is not False:  # None: a bar on a terminal or in Jupyter and a line per epoch; True: both
-                print(f"epoch {epoch}/{epochs}: " + _summary(history), file=sys.stderr, flush=True)
+            _log_epoch(history, time.perf_counter() - began, f"epoch {epoch}/{epochs}", progress)
             stopped = _stopped_by(callbacks, epoch, history)
             if checkpoint is not None:
                 state.save(checkpoint, epoch, history, stopped)
             if stopped:
                 break
-        for callback in callbacks:
-            if hasattr(callback, "on_train_end"):
-                callback.on_train_end(history)
+        _ended(callbacks, history)
         return history
+
+    def _data_parallel(self, seed, progress, checkpoint, resume):
+        """(seed, progress) of a data-parallel fit: rank 0's seed, so that every rank draws the same
+        shuffled order, and a progress bar on rank 0 only."""
+        if checkpoint is not None or resume is not None:
+            raise ValueError("checkpoint and resume are not supported with data-parallel training yet")
+        return self.communicator.broadcast_object(seed), progress if self.communicator.rank == 0 else False
 
     def _fit_data(self, x, y, validation_data, cuda_graph):
         """(x, y, validation_data) prepared once for fit; a clear error where targets are missing
@@ -413,6 +402,20 @@ def _stopped_by(callbacks, epoch, history) -> bool:
     except StopTraining:
         return True
     return False
+
+
+def _ended(callbacks, history):
+    """Call `on_train_end(history)` of each callback that has one."""
+    for callback in callbacks:
+        if hasattr(callback, "on_train_end"):
+            callback.on_train_end(history)
+
+
+def _log_epoch(history, seconds, label, progress):
+    """Record the epoch's time in `history` and, unless `progress` is False, print its line to stderr."""
+    history["time"].append(seconds)
+    if progress is not False:  # None: a bar on a terminal or in Jupyter and a line per epoch; True: both
+        print(f"{label}: " + _summary(history), file=sys.stderr, flush=True)
 
 
 def _summary(history):
