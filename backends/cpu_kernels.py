@@ -25,12 +25,14 @@ except ImportError:  # the portable kernels run instead; set_kernels("compiled")
     numba = None
 
 parallel_range = numba.prange if numba is not None else range
+"""The loop of a kernel that runs in parallel when compiled (numba's prange; `range` without numba)."""
 NAMES = ("compiled", "portable")
 
 ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112  # CBLAS's enumerations
 # elementwise work on fewer elements than this runs faster in NumPy than through a parallel launch
 # (about 5 us a call): the biases' optimiser updates, a small batch's activations
 SMALLEST_PARALLEL_WORK = 2**14
+"""Elementwise work on fewer elements than this runs as portable NumPy code: a parallel launch costs ~5 us."""
 
 _setting: str | None = None
 _threads = 1  # numba's pool size while the compiled kernels are on
@@ -40,9 +42,18 @@ _blas_threads: dict = {}  # BLAS library file -> its thread count before the ker
 
 
 def kernel(function=None, *, reassociate=False):
-    """Mark `function` (plain loops over arrays) as a kernel that `compile_kernel` compiles, and
-    that other kernels may call. `@kernel(reassociate=True)` lets the compiler reorder its sums
-    (vectorised reductions; the rounding then differs from a sequential sum's)."""
+    """Mark `function` (plain loops over arrays) as a kernel that `compile_kernel` compiles and other kernels may call.
+
+    Use as `@kernel` or `@kernel(reassociate=True)`.
+
+    Args:
+        function: the kernel, a plain Python function.
+        reassociate: let the compiler reorder its sums (vectorised reductions; the rounding then
+            differs from a sequential sum's).
+
+    Returns:
+        function: the same function, marked.
+    """
     if function is None:
         return lambda function: kernel(function, reassociate=reassociate)
     function.is_kernel, function.reassociate = True, reassociate
@@ -57,7 +68,17 @@ def kernels() -> str:
 
 
 def set_kernels(name: str) -> str:
-    """Run the compiled kernels ("compiled") or only the portable array code ("portable")."""
+    """Run the compiled kernels ("compiled") or only the portable array code ("portable").
+
+    Args:
+        name: "compiled" or "portable".
+
+    Returns:
+        name: the setting now in use.
+
+    Raises:
+        BackendError: an unknown name, or "compiled" without numba installed.
+    """
     global _setting
     if name not in NAMES:
         raise BackendError(f"unknown kernels {name!r}; valid names are: {', '.join(NAMES)}")
@@ -81,8 +102,11 @@ def kernel_threads() -> int:
 
 @functools.lru_cache(maxsize=256)
 def chunk_bounds(count: int, parts: int):
-    """Bounds of `parts` (fewer if count is smaller) contiguous chunks of range(count), the larger
-    ones first: int64 array [0, ..., count] (shared between calls: read only)."""
+    """Bounds of `parts` contiguous chunks of range(count) (fewer if count is smaller), the larger ones first.
+
+    Returns:
+        bounds: int64 array [0, ..., count], shared between calls: read only.
+    """
     parts = max(1, min(parts, count))
     sizes = np.full(parts, count // parts, dtype=np.int64)
     sizes[: count % parts] += 1
@@ -92,8 +116,14 @@ def chunk_bounds(count: int, parts: int):
 
 
 def blas_gemm(dtype):
-    """NumPy's own BLAS `cblas_?gemm` for float32 or float64 `dtype`, callable from a compiled
-    kernel (a ctypes function; pass it in and call it through `matmul_into`)."""
+    """NumPy's own BLAS `cblas_?gemm` for float32 or float64 `dtype`, callable from a compiled kernel.
+
+    Returns:
+        gemm: a ctypes function; pass it in and call it through `matmul_into`.
+
+    Raises:
+        BackendError: the compiled kernels are off, or another dtype.
+    """
     gemm = _gemms.get(dtype)  # an array's dtype: the fast path of every compiled product
     if gemm is None:
         if _setting != "compiled":
@@ -249,9 +279,15 @@ def _give_back_cores() -> None:
 
 @kernel
 def matmul_into(gemm, a, b, out, accumulate):
-    """out (M, N) = a (M, K) @ b (K, N), or out += a @ b if `accumulate`, in one call of `gemm`
-    (from `blas_gemm`) on the calling thread. a and b may be row-major views with any row stride,
-    or transposes of such views (as x[:, j0:j1].T); out is row-major with unit column stride."""
+    """out = a @ b, or out += a @ b if `accumulate`, in one call of `gemm` on the calling thread (a kernel).
+
+    Args:
+        gemm: from `blas_gemm`, for the arrays' dtype.
+        a: (M, K), a row-major view with any row stride, or the transpose of one (as x[:, j0:j1].T).
+        b: (K, N), likewise.
+        out: (M, N), row-major with unit column stride.
+        accumulate: add the product to out instead of overwriting it.
+    """
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if m == 0 or n == 0:
         return

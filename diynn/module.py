@@ -23,6 +23,10 @@ class Parameter:
 
     `requires_grad = False` freezes it (as in PyTorch): layers skip its gradient, `accumulate`
     ignores one, and optimisers leave it alone; gradients still flow through to the layer's input.
+
+    Args:
+        data: the array.
+        requires_grad: False freezes it.
     """
 
     __slots__ = ("data", "grad", "requires_grad")
@@ -33,7 +37,15 @@ class Parameter:
         self.requires_grad = bool(requires_grad)
 
     def accumulate(self, grad) -> None:
-        """Add `grad` (same shape as `data`) to `self.grad`, taking it as is when empty (frozen: ignored)."""
+        """Add `grad` to `self.grad`, taking it as is when empty (frozen: ignored).
+
+        Args:
+            grad: of `data`'s shape and dtype.
+
+        Raises:
+            ValueError: another shape.
+            TypeError: another dtype, or not an array.
+        """
         if not self.requires_grad:
             return
         check_gradient(grad, self.data.shape, self.data.dtype, "Parameter.accumulate", "its parameter's")
@@ -44,6 +56,7 @@ class Parameter:
 
     @property
     def shape(self):
+        """`data`'s shape."""
         return self.data.shape
 
     def __repr__(self) -> str:
@@ -55,7 +68,8 @@ class Module(PendingCaches):
 
     Attributes that hold a `Parameter` or a `Module` are registered by assignment, as in
     PyTorch; non-trainable state saved with the model (running statistics) is registered
-    with `register_buffer`.
+    with `register_buffer`. Unlike PyTorch there is no autograd: `backward(grad_output)` is
+    called explicitly, after a forward, and returns d loss / d input.
     """
 
     registry: dict[str, type] = {}  # the library's own modules by name: what load_model builds
@@ -79,19 +93,40 @@ class Module(PendingCaches):
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, value) -> None:
-        """Keep array `value` as `self.<name>`, saved in `state_dict` but not trained."""
+        """Keep array `value` as `self.<name>`, saved in `state_dict` but not trained.
+
+        Args:
+            name: the attribute's name.
+            value: the array (running statistics, for example).
+        """
         self._buffers.add(name)
         object.__setattr__(self, name, value)
 
     # -- computation -------------------------------------------------------------------
     def forward(self, x):
+        """The module's output for input `x` (what a subclass writes).
+
+        A forward keeps its op's cache for `backward` while gradients are wanted: in training mode,
+        or under `diynn.enable_grad()`.
+        """
         raise NotImplementedError
 
     def backward(self, grad_output, input_grad=True):
-        """d loss / d input, given d loss / d output; adds parameter gradients to `.grad`.
+        """d loss / d input, given d loss / d output; adds the parameters' gradients to their `.grad`.
 
-        With input_grad=False the caller does not need d loss / d input (the model's first
-        layer): a layer may skip computing it and return None.
+        Each backward consumes the latest pending forward's cache.
+
+        Args:
+            grad_output: d loss / d output, of the output's shape and dtype.
+            input_grad: False when the caller does not need d loss / d input (the model's first
+                layer): a layer may skip computing it and return None.
+
+        Returns:
+            grad_input: d loss / d input, of the input's shape and dtype (or None).
+
+        Raises:
+            RuntimeError: no forward is pending (none ran, or it kept no cache: eval mode, or
+                `diynn.no_grad()`).
         """
         raise NotImplementedError
 
@@ -103,7 +138,11 @@ class Module(PendingCaches):
         return any(parameter.requires_grad for parameter in self._parameters.values())
 
     def accumulate_grads(self, **grads) -> None:
-        """Add each gradient given by name (None: not computed) to that parameter's `.grad`."""
+        """Add each gradient given by name to that parameter's `.grad`: `accumulate_grads(weight=gw, bias=gb)`.
+
+        Args:
+            **grads: {parameter name: its gradient}; None (not computed) is skipped.
+        """
         for name, grad in grads.items():
             if grad is not None:
                 self._parameters[name].accumulate(grad)
@@ -116,8 +155,17 @@ class Module(PendingCaches):
 
     # -- parameters and state ----------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) for each parameter once: a module shared by two branches has its
-        parameters under its first name only, so an optimiser updates them once per step."""
+        """(dotted name, parameter) for each parameter once, e.g. ("0.weight", Parameter).
+
+        A module shared by two branches has its parameters under its first name only, so an
+        optimiser updates them once per step.
+
+        Args:
+            prefix: put before every name.
+
+        Yields:
+            (name, parameter): a dotted name and its Parameter.
+        """
         seen = set()
         for name, parameter in self._every_parameter(prefix):
             if id(parameter) not in seen:
@@ -131,6 +179,7 @@ class Module(PendingCaches):
             yield from module._every_parameter(f"{prefix}{name}.")
 
     def parameters(self) -> list[Parameter]:
+        """Every parameter once, in the order of `named_parameters` (what an optimiser takes)."""
         return [parameter for _, parameter in self.named_parameters()]
 
     def modules(self) -> Iterator[Module]:
@@ -157,11 +206,17 @@ class Module(PendingCaches):
             parameter.grad = None
 
     def train(self, mode: bool = True) -> Module:
+        """Training mode (True) or eval mode (False) for this module and every one below; returns it.
+
+        Eval mode: batch norm uses its running statistics, dropout passes its input on, and a
+        forward keeps no cache (unless under `diynn.enable_grad()`).
+        """
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
 
     def eval(self) -> Module:
+        """`train(False)`: eval mode; returns the module."""
         return self.train(False)
 
     def _named_state(self, prefix: str = ""):
@@ -177,9 +232,14 @@ class Module(PendingCaches):
         return {name: backend_of(value).xp.asarray(value, copy=True) for name, value in self._named_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy arrays from `state` (backend or NumPy arrays) into the parameters and buffers.
+        """Copy arrays from `state` into the parameters and buffers, converted to their dtypes.
 
-        Raises KeyError naming missing or unexpected entries, ValueError on a shape mismatch.
+        Args:
+            state: {dotted name: array} (backend or NumPy arrays), as `state_dict` gives it.
+
+        Raises:
+            KeyError: missing or unexpected entries (named).
+            ValueError: an entry of another shape, or not real floating point.
         """
         current = dict(self._named_state())
         missing = sorted(set(current) - set(state))
@@ -214,7 +274,10 @@ class Module(PendingCaches):
         return owner, attribute
 
     def astype(self, dtype) -> Module:
-        """Convert every parameter and floating buffer to `dtype` (e.g. float64 for gradcheck)."""
+        """Convert every parameter and floating buffer to `dtype` (e.g. float64 for gradcheck), in place.
+
+        Gradients are dropped. Returns the module.
+        """
         for module in self.modules():
             for parameter in module._parameters.values():
                 parameter.data = backend_of(parameter.data).xp.astype(parameter.data, dtype)
@@ -247,7 +310,11 @@ class Module(PendingCaches):
 
     # -- architecture, for saving ------------------------------------------------------
     def config(self) -> dict:
-        """Constructor arguments that rebuild this module (JSON values or modules)."""
+        """Constructor arguments that rebuild this module (JSON values or modules), by name.
+
+        What `save_model` stores and `from_config` builds from; a layer of your own with constructor
+        arguments overrides it.
+        """
         return {}
 
     @classmethod
@@ -258,7 +325,7 @@ class Module(PendingCaches):
 
     @classmethod
     def from_config(cls, config: dict) -> Module:
-        """A new module built from `config()`'s output."""
+        """A new module built from `config()`'s output (fresh parameters)."""
         return cls(**config)
 
     def extra_repr(self) -> str:

@@ -16,11 +16,20 @@ from .functional.selection import Family, Implementation, compiles, fuses, selec
 
 
 class Optimizer:
-    """Base class: `step()` updates every parameter that has a gradient; `lr` may be changed
-    between steps (by a schedule).
+    """Base class of the optimisers: `step()` updates every parameter that has a gradient.
 
-    weight_decay: L2 decay, coupled (g <- g + wd p, added to the gradient) or, for an optimiser
-    with `decoupled_weight_decay = True`, decoupled (p <- p (1 - lr wd) before the update).
+    `lr` may be changed between steps (by a schedule). Subclasses write `update_one`, the formula
+    for one parameter.
+
+    Args:
+        parameters: the Parameters to update, e.g. `model.parameters()`; at least one.
+        lr: the learning rate, > 0.
+        weight_decay: wd >= 0, L2 decay: coupled (g <- g + wd p, added to the gradient) or, for an
+            optimiser with `decoupled_weight_decay = True`, decoupled (p <- p (1 - lr wd) before the
+            update).
+
+    Raises:
+        ValueError: no parameters, or an lr or weight_decay out of range.
     """
 
     decoupled_weight_decay = False
@@ -34,6 +43,7 @@ class Optimizer:
         self.state = {id(p): {} for p in self.parameters}
 
     def zero_grad(self):
+        """Forget every parameter's gradient (they become None, as in PyTorch's default)."""
         for parameter in self.parameters:
             parameter.grad = None
 
@@ -49,8 +59,12 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a `state_dict()` of an optimiser of the same kind over parameters of the
-        same shapes; ValueError naming the first mismatch."""
+        """Continue from a `state_dict()` of an optimiser of the same kind over parameters of the same shapes.
+
+        Raises:
+            ValueError: a state of another form, or for other parameters (the message names the first
+                mismatch).
+        """
         name = type(self).__name__
         if not isinstance(state, dict) or not isinstance(state.get("state"), list) or "lr" not in state:
             raise ValueError(f"{name}.load_state_dict expects a dict with 'lr' and a 'state' list")
@@ -74,6 +88,12 @@ class Optimizer:
             }
 
     def step(self):
+        """Update, in place, every parameter that has a gradient and is not frozen (weight decay first).
+
+        Raises:
+            ValueError: a gradient of another shape than its parameter.
+            TypeError: a gradient of another dtype than its parameter.
+        """
         for index, parameter in enumerate(self.parameters):
             if parameter.grad is None or not parameter.requires_grad:
                 continue
@@ -86,7 +106,13 @@ class Optimizer:
             self.update_one(parameter.data, grad, self.state[id(parameter)])
 
     def update_one(self, p, g, state):
-        """Update parameter array `p` in place from gradient `g`; `state` is p's own dict."""
+        """Update parameter array `p` in place from gradient `g` (what a subclass writes).
+
+        Args:
+            p: the parameter's data.
+            g: its gradient (weight decay included where it is coupled), of p's shape and dtype.
+            state: p's own dict (moments, step counts), kept between steps.
+        """
         raise NotImplementedError
 
 
@@ -102,6 +128,16 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay.
 
     b <- mu b + g (b = g on the first step);  p <- p - lr (g + mu b if nesterov else b)
+
+    Args:
+        parameters: the Parameters to update; at least one.
+        lr: the learning rate, > 0.
+        momentum: mu >= 0; 0 (default): plain SGD, p <- p - lr g.
+        nesterov: Nesterov momentum (needs momentum > 0).
+        weight_decay: coupled L2 decay wd >= 0, added to the gradient.
+
+    Raises:
+        ValueError: nesterov without momentum, or an argument out of range.
     """
 
     def __init__(self, parameters, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -223,11 +259,21 @@ SGD_MOMENTUM_UPDATE = _update_family(
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction; `weight_decay` is the coupled L2 term
-    added to the gradient (see AdamW for the decoupled form).
+    """Adam (Kingma & Ba 2015) with bias correction.
 
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+
+    Args:
+        parameters: the Parameters to update; at least one.
+        lr: the learning rate, > 0.
+        betas: (b1, b2), each in [0, 1).
+        eps: added to the denominator, >= 0.
+        weight_decay: the coupled L2 term wd >= 0 added to the gradient (see AdamW for the
+            decoupled form).
+
+    Raises:
+        ValueError: betas that are not a pair, or an argument out of range.
     """
 
     def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -312,7 +358,15 @@ ADAM_UPDATE = _update_family("adam", _adam_fused, _adam_compiled, _adam_in_place
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): p <- p (1 - lr wd), then Adam."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): p <- p (1 - lr wd), then Adam.
+
+    Args:
+        parameters: the Parameters to update; at least one.
+        lr: the learning rate, > 0.
+        betas: (b1, b2), each in [0, 1).
+        eps: added to Adam's denominator, >= 0.
+        weight_decay: wd >= 0 (default 0.01).
+    """
 
     decoupled_weight_decay = True
 

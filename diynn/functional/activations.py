@@ -13,13 +13,28 @@ from .selection import Family, Implementation, compiles, fuses, select_elementwi
 
 
 def relu(x):
-    """y = max(x, 0), any shape. Cache: y."""
+    """y = max(x, 0), elementwise.
+
+    Args:
+        x: any shape, floating point.
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `relu_backward`, y itself.
+    """
     backend = backend_of(x)
     return RELU.choose(backend, x.size).run(backend, x)
 
 
 def relu_backward(y, grad_y):
-    """dL/dx = grad_y where y > 0, else 0 (dy/dx = 1 for x > 0, else 0)."""
+    """The gradient of `relu`: dL/dx = dL/dy where y > 0, else 0 (dy/dx = 1 for x > 0, else 0).
+
+    Args:
+        y: the cache `relu` returned, its output.
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx, of y's shape and dtype.
+    """
     check_gradient(grad_y, y.shape, y.dtype, "relu_backward")
     backend = backend_of(y)
     return RELU.choose(backend, y.size).backward(backend, y, grad_y)
@@ -81,20 +96,44 @@ RELU = Family(
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """y = x if x > 0 else slope x, any shape. Cache: dy/dx (slope where x <= 0, 1 where x > 0)."""
+    """y = x if x > 0 else negative_slope x, elementwise.
+
+    Args:
+        x: any shape, floating point.
+        negative_slope: the slope for x <= 0.
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `leaky_relu_backward`, dy/dx
+            (negative_slope where x <= 0, 1 where x > 0).
+    """
     xp = backend_of(x).xp
     derivative = negative_slope + (1 - negative_slope) * xp.astype(x > 0, x.dtype)
     return x * derivative, derivative
 
 
 def leaky_relu_backward(derivative, grad_y):
-    """dL/dx = grad_y dy/dx."""
+    """The gradient of `leaky_relu`: dL/dx = dL/dy dy/dx.
+
+    Args:
+        derivative: the cache `leaky_relu` returned, dy/dx.
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx, of x's shape and dtype.
+    """
     check_gradient(grad_y, derivative.shape, derivative.dtype, "leaky_relu_backward")
     return grad_y * derivative
 
 
 def tanh(x):
-    """y = tanh(x), any shape. Cache: y."""
+    """y = tanh(x), elementwise.
+
+    Args:
+        x: any shape, floating point.
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `tanh_backward`, y itself.
+    """
     backend = backend_of(x)
     return TANH.choose(backend, x.size).run(backend, x)
 
@@ -108,7 +147,15 @@ TANH_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * (1 - y * y)", "diynn
 
 
 def tanh_backward(y, grad_y):
-    """dL/dx = grad_y (1 - y^2) (dy/dx = 1 - tanh(x)^2)."""
+    """The gradient of `tanh`: dL/dx = dL/dy (1 - y^2) (dy/dx = 1 - tanh(x)^2).
+
+    Args:
+        y: the cache `tanh` returned, its output.
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx, of y's shape and dtype.
+    """
     check_gradient(grad_y, y.shape, y.dtype, "tanh_backward")
     backend = backend_of(y)
     return TANH.choose(backend, y.size).backward(backend, y, grad_y)
@@ -123,7 +170,14 @@ def _tanh_backward_fused(backend, y, grad_y):
 
 
 def sigmoid(x):
-    """y = 1 / (1 + exp(-x)), any shape. Cache: y."""
+    """y = 1 / (1 + exp(-x)), elementwise, computed as (1 + tanh(x / 2)) / 2, which never overflows.
+
+    Args:
+        x: any shape, floating point.
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `sigmoid_backward`, y itself.
+    """
     backend = backend_of(x)
     return SIGMOID.choose(backend, x.size).run(backend, x)
 
@@ -139,7 +193,15 @@ SIGMOID_BACKWARD = Elementwise("T y, T gy", "T gx", "gx = gy * y * (1 - y)", "di
 
 
 def sigmoid_backward(y, grad_y):
-    """dL/dx = grad_y y (1 - y) (dy/dx = sigmoid(x) (1 - sigmoid(x)))."""
+    """The gradient of `sigmoid`: dL/dx = dL/dy y (1 - y) (dy/dx = sigmoid(x) (1 - sigmoid(x))).
+
+    Args:
+        y: the cache `sigmoid` returned, its output.
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx, of y's shape and dtype.
+    """
     check_gradient(grad_y, y.shape, y.dtype, "sigmoid_backward")
     backend = backend_of(y)
     return SIGMOID.choose(backend, y.size).backward(backend, y, grad_y)
@@ -172,7 +234,15 @@ SIGMOID = Family(
 
 
 def softmax(x, axis=-1):
-    """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along `axis`. Cache: (y, axis)."""
+    """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along `axis` (the shift keeps exp from overflowing).
+
+    Args:
+        x: any shape, floating point.
+        axis: the axis the probabilities sum to 1 along (default: the last).
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `softmax_backward`, (y, axis).
+    """
     xp = backend_of(x).xp
     y = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     y /= xp.sum(y, axis=axis, keepdims=True)
@@ -180,6 +250,15 @@ def softmax(x, axis=-1):
 
 
 def softmax_backward(cache, grad_y):
+    """The gradient of `softmax`: the vector-Jacobian product along its axis.
+
+    Args:
+        cache: the cache `softmax` returned, (y, axis).
+        grad_y: dL/dy, of y's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx, of y's shape and dtype.
+    """
     # dL/dx_i = y_i (g_i - sum_j g_j y_j)
     y, axis = cache
     check_gradient(grad_y, y.shape, y.dtype, "softmax_backward")

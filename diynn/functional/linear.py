@@ -26,15 +26,39 @@ class CompiledLinearCache(LinearCache):
 
 
 def linear(x, weight, bias=None):
-    """y = x W^T + b. x: (N, in), weight: (out, in), bias: (out,) or None -> y: (N, out).
-    Returns (y, cache): the cache type of the implementation LINEAR chose."""
+    """y = x W^T + b, the fully connected layer.
+
+    Args:
+        x: (N, in) input, of the weight's dtype.
+        weight: W (out, in), as in PyTorch.
+        bias: b (out,) or None.
+
+    Returns:
+        (y, cache): y (N, out) of x's dtype; the cache for `linear_backward`, of the type of the
+            implementation LINEAR chose.
+
+    Raises:
+        ValueError: shapes that do not fit together.
+        TypeError: operands of different backends or dtypes.
+    """
     check_weighted("linear", x, weight, bias, ndim=2)
     backend = backend_of(x)
     return LINEAR.choose(backend, x.shape[0] * weight.shape[0] * weight.shape[1]).run(backend, x, weight, bias)
 
 
 def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
-    """(dL/dx, dL/dW, dL/db) from dL/dy (N, out); a gradient not asked for (or db without a bias) is None."""
+    """The gradients of `linear`.
+
+    Args:
+        cache: the cache `linear` returned.
+        grad_y: dL/dy (N, out), of the weight's dtype.
+        input_grad: False skips dL/dx.
+        param_grads: False skips dL/dW and dL/db.
+
+    Returns:
+        (grad_x, grad_weight, grad_bias): dL/dx (N, in), dL/dW (out, in) and dL/db (out,); None for
+            those not asked for (dL/db also without a bias).
+    """
     # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
     backward = LINEAR.backward_of(cache)
     check_gradient(grad_y, (cache.x.shape[0], cache.weight.shape[0]), cache.weight.dtype, "linear_backward")

@@ -17,22 +17,60 @@ def _scaled(grad, grad_value):
 
 
 def mse_loss(prediction, target):
-    """mean((prediction - target)^2) over all elements; both of the same shape. Cache: p - t."""
+    """Mean squared error: mean((prediction - target)^2) over all elements.
+
+    Args:
+        prediction: p, any shape, floating point.
+        target: t, of the prediction's shape (no broadcasting).
+
+    Returns:
+        (loss, cache): loss a 0-d array of the prediction's dtype; the cache for `mse_loss_backward`,
+            the difference p - t.
+
+    Raises:
+        ValueError: the shapes differ, or the prediction is empty.
+    """
     check_same_shape(prediction, target, "MSELoss")
     difference = prediction - target
     return backend_of(prediction).xp.mean(difference * difference), difference
 
 
 def mse_loss_backward(difference, grad_value=1.0):
+    """The gradient of `mse_loss` with respect to the prediction.
+
+    Args:
+        difference: the cache `mse_loss` returned, p - t.
+        grad_value: dL/d(loss), the factor the gradient is scaled by (1.0: the loss's own gradient).
+
+    Returns:
+        grad: 2 (p - t) grad_value / size, of the prediction's shape and dtype.
+    """
     # d/dp mean((p - t)^2) = 2 (p - t) / size
     return difference * (2 * grad_value / difference.size)
 
 
 def cross_entropy(logits, target, label_smoothing=0.0):
-    """Softmax cross-entropy on logits, averaged over the batch, with its gradient computed in the
-    same pass. logits: (N, C) float; target: (N,) integer labels or (N, C) class probabilities.
+    """Softmax cross-entropy on logits, averaged over the batch, with its gradient computed in the same pass.
+
     label_smoothing = e mixes the target with the uniform distribution, t' = (1 - e) t + e / C.
-    A label outside [0, C) raises ValueError (NaN on the GPU's fused kernel). Cache: the gradient."""
+    Soft targets' rows must each sum to 1: the cached gradient (softmax(z) - t) / N is the loss's
+    gradient only then (in general it is (sum_j t_j) softmax(z) - t, over N).
+
+    Args:
+        logits: z (N, C), floating point.
+        target: (N,) integer labels in [0, C), or (N, C) class probabilities of a real floating dtype,
+            each row summing to 1.
+        label_smoothing: e in [0, 1].
+
+    Returns:
+        (loss, cache): loss a 0-d array of the logits' dtype; the cache for `cross_entropy_backward`,
+            the gradient (softmax(z) - t) / N, (N, C).
+
+    Raises:
+        ValueError: logits that are not (N, C) or are empty, a target of another shape or dtype, or a
+            label outside [0, C) (on CuPy the fused kernel gives a NaN loss instead: checking would
+            cost a synchronisation).
+    """
     xp = backend_of(logits).xp
     if logits.ndim != 2:
         raise ValueError(f"CrossEntropyLoss expects logits (N, C), got shape {tuple(logits.shape)}")
@@ -57,6 +95,15 @@ def cross_entropy(logits, target, label_smoothing=0.0):
 
 
 def cross_entropy_backward(grad, grad_value=1.0):
+    """The gradient of `cross_entropy` with respect to the logits: the one computed with the loss.
+
+    Args:
+        grad: the cache `cross_entropy` returned, (softmax(z) - t) / N, (N, C).
+        grad_value: dL/d(loss), the factor the gradient is scaled by (1.0: the loss's own gradient).
+
+    Returns:
+        grad_logits: (N, C), `grad` scaled by grad_value (the cached array itself for 1.0).
+    """
     # d loss / d logits = (softmax(z) - t) / N, computed with the loss
     return _scaled(grad, grad_value)
 
@@ -196,8 +243,22 @@ def _raise_for_bad_labels(xp, labels, classes: int):
 
 
 def binary_cross_entropy(p, target, eps=1e-7):
-    """-mean(t log p + (1 - t) log(1 - p)) on probabilities p, clipped to [eps, 1 - eps] so that
-    log never sees 0. Shapes must match. Cache: (clipped p, t)."""
+    """Binary cross-entropy on probabilities: -mean(t log p + (1 - t) log(1 - p)).
+
+    p is clipped to [eps, 1 - eps] so that log never sees 0.
+
+    Args:
+        p: probabilities in (0, 1), any shape, floating point.
+        target: t in [0, 1], of p's shape (no broadcasting).
+        eps: the clipping margin.
+
+    Returns:
+        (loss, cache): loss a 0-d array of p's dtype; the cache for `binary_cross_entropy_backward`,
+            (the clipped p, t).
+
+    Raises:
+        ValueError: the shapes differ, or p is empty.
+    """
     check_same_shape(p, target, "BCELoss")
     xp = backend_of(p).xp
     p = xp.clip(p, eps, 1 - eps)
@@ -205,20 +266,55 @@ def binary_cross_entropy(p, target, eps=1e-7):
 
 
 def binary_cross_entropy_backward(cache, grad_value=1.0):
+    """The gradient of `binary_cross_entropy` with respect to p, evaluated at the clipped p.
+
+    Where p was clipped, the gradient is the formula's value at eps or 1 - eps (not the 0 of the
+    flat, clipped loss).
+
+    Args:
+        cache: the cache `binary_cross_entropy` returned, (the clipped p, t).
+        grad_value: dL/d(loss), the factor the gradient is scaled by (1.0: the loss's own gradient).
+
+    Returns:
+        grad: (p - t) / (p (1 - p) size) grad_value, of p's shape and dtype.
+    """
     # d/dp = (p - t) / (p (1 - p)) / size
     p, target = cache
     return (p - target) * grad_value / (p * (1 - p) * p.size)
 
 
 def binary_cross_entropy_with_logits(z, target):
-    """Binary cross-entropy on logits z, fused with the sigmoid and stable for any |z|:
-    mean(max(z, 0) - z t + log(1 + exp(-|z|))). Shapes must match. Cache: (z, t)."""
+    """Binary cross-entropy on logits z, fused with the sigmoid and stable for any |z|.
+
+    loss = mean(max(z, 0) - z t + log(1 + exp(-|z|))), which is
+    -mean(t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))).
+
+    Args:
+        z: logits, any shape, floating point.
+        target: t in [0, 1], of z's shape (no broadcasting).
+
+    Returns:
+        (loss, cache): loss a 0-d array of z's dtype; the cache for
+            `binary_cross_entropy_with_logits_backward`, (z, t).
+
+    Raises:
+        ValueError: the shapes differ, or z is empty.
+    """
     check_same_shape(z, target, "BCEWithLogitsLoss")
     xp = backend_of(z).xp
     return xp.mean(xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))), (z, target)
 
 
 def binary_cross_entropy_with_logits_backward(cache, grad_value=1.0):
+    """The gradient of `binary_cross_entropy_with_logits` with respect to the logits.
+
+    Args:
+        cache: the cache `binary_cross_entropy_with_logits` returned, (z, t).
+        grad_value: dL/d(loss), the factor the gradient is scaled by (1.0: the loss's own gradient).
+
+    Returns:
+        grad: (sigmoid(z) - t) grad_value / size, of z's shape and dtype.
+    """
     # d/dz = (sigmoid(z) - t) / size
     z, target = cache
     return (sigmoid(z)[0] - target) * (grad_value / z.size)
@@ -227,9 +323,20 @@ def binary_cross_entropy_with_logits_backward(cache, grad_value=1.0):
 def nt_xent(z, temperature=0.5):
     """SimCLR's normalised-temperature cross-entropy (Chen et al. 2020) for two views of N images.
 
-    z: (2N, D) projections, rows a and a + N the two views of one image (the positive pair).
     u = z / |z|, s = u u^T / temperature with the diagonal left out; the loss is the mean over the
-    2N rows of -log softmax(s_a)[positive(a)]. Cache: (dL/ds, u, |z|, temperature).
+    2N rows of -log softmax(s_a)[positive(a)].
+
+    Args:
+        z: (2N, D) projections, N >= 2, rows a and a + N the two views of one image (the positive
+            pair), floating point.
+        temperature: tau > 0.
+
+    Returns:
+        (loss, cache): loss a 0-d array of z's dtype; the cache for `nt_xent_backward`,
+            (dL/ds, u, |z|, temperature).
+
+    Raises:
+        ValueError: z is not (2N, D) with N >= 2.
     """
     xp = backend_of(z).xp
     if z.ndim != 2 or z.shape[0] % 2 or z.shape[0] < 4:
@@ -251,6 +358,15 @@ def nt_xent(z, temperature=0.5):
 
 
 def nt_xent_backward(cache, grad_value=1.0):
+    """The gradient of `nt_xent` with respect to the projections z.
+
+    Args:
+        cache: the cache `nt_xent` returned.
+        grad_value: dL/d(loss), the factor the gradient is scaled by (1.0: the loss's own gradient).
+
+    Returns:
+        grad_z: (2N, D), of z's dtype.
+    """
     # dL/ds = (softmax(s) - onehot) / 2N (diagonal 0); s = U U^T / tau gives
     # dL/dU = (G + G^T) U / tau; u = z / |z| gives dL/dz = (dL/du - u (u . dL/du)) / |z|
     g, u, norm, temperature = cache

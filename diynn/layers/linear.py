@@ -9,11 +9,18 @@ from ..module import Module, Parameter
 
 
 class Linear(Module):
-    """y = x W^T + b.
+    """y = x W^T + b, the fully connected layer.
 
-    x: (N, in_features) -> y: (N, out_features), both of the parameters' dtype (float32).
-    W: (out_features, in_features) as in PyTorch; b: (out_features,).
-    init: "kaiming" (default, for ReLU) or "xavier" (for tanh/sigmoid); rng: seed or Generator.
+    Shapes: x (N, in_features) -> y (N, out_features), both of the parameters' dtype (float32 by
+    default). W (`weight`): (out_features, in_features) as in PyTorch; b (`bias`): (out_features,).
+
+    Args:
+        in_features: the input's features.
+        out_features: the output's features.
+        bias: whether to add a learned bias b (initialised to zeros).
+        init: the weight's initialisation, "kaiming" (default, for ReLU) or "xavier" (for tanh/sigmoid).
+        rng: seed or Generator for the initial weight.
+        dtype: the parameters' dtype (default float32).
     """
 
     def __init__(self, in_features, out_features, bias=True, init="kaiming", rng=None, dtype=None):
