@@ -1,7 +1,7 @@
 """Run under `mpiexec -n 2` by tests/training/test_distributed.py: data-parallel training of a small model
 on fixed data; each rank saves its final state (and the history) to <out>/rank<r>.npz.
 
-    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,die,kill,nccl}
+    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,resnet,die,kill,nccl}
 
 nccl: the MLP on the active backend (DIYNN_BACKEND=cupy) with `communicator(backend)`, NCCL's.
 """
@@ -27,6 +27,8 @@ def data(model_kind):
 def model_for(kind, seed):
     if kind == "mlp":
         return diynn.mlp([12, 16, 3], rng=seed)
+    if kind == "resnet":  # branches: a residual block with a strided 1x1 shortcut, one without
+        return diynn.resnet(widths=(4, 8), blocks=1, classes=3, rng=seed)
     return diynn.Sequential(
         diynn.Conv2d(1, 4, 3, padding=1, rng=seed),
         diynn.BatchNorm2d(4),
@@ -38,11 +40,11 @@ def model_for(kind, seed):
 
 
 def train(kind, communicator=None, seed=0, callbacks=()):
-    model = model_for("cnn" if kind == "cnn" else "mlp", seed)
+    model = model_for(kind if kind in ("cnn", "resnet") else "mlp", seed)
     trainer = diynn.Trainer(
         model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.01), communicator=communicator
     )
-    x, y = data("cnn" if kind == "cnn" else "mlp")
+    x, y = data(kind if kind in ("cnn", "resnet") else "mlp")
     history = trainer.fit(x, y, epochs=3, batch_size=15, seed=0, progress=False, callbacks=callbacks)
     return model, history
 

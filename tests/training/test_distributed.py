@@ -59,6 +59,19 @@ def test_batch_norm_statistics_are_averaged_across_ranks(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_model_that_branches_trains_data_parallel(tmp_path):
+    """A ResNet (Residual blocks, a strided shortcut, batch norms): every rank ends with the same
+    weights, the shortcuts' included, and it learns."""
+    result = _two_ranks(tmp_path, "resnet")
+    assert result.returncode == 0, result.stderr
+    (first, history), (second, _) = _rank(tmp_path, 0), _rank(tmp_path, 1)
+    assert any("shortcut" in name for name in first)
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert history["loss"][-1] < history["loss"][0]
+
+
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_job_instead_of_hanging_it(tmp_path):
     result = _two_ranks(tmp_path, "die", timeout=60)  # a hang would raise TimeoutExpired
     assert result.returncode != 0
