@@ -110,6 +110,25 @@ def test_replayed_steps_equal_ordinary_steps(optimiser):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
+def test_a_model_that_branches_replays_as_it_steps():
+    """A ResNet (Residual blocks, a strided shortcut) recorded and replayed: the same
+    losses and weights as eager steps."""
+    with _gpu() as backend:
+        rng = np.random.default_rng(2)
+        batches = [(rng.normal(size=(8, 1, 8, 8)), rng.integers(0, 3, 8)) for _ in range(6)]
+        trainers = []
+        for _ in range(2):
+            model = diynn.resnet(widths=(4, 8), blocks=1, classes=3, rng=0)
+            trainers.append(diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.01)))
+        eager, graphed = trainers
+        captured = diynn.CapturedStep(graphed, warmup=2)
+        for batch in batches:
+            batch = eager.prepare(*batch)
+            np.testing.assert_allclose(float(captured(*batch)[0]), float(eager.step(*batch)[0]), rtol=1e-5)
+        for a, b in zip(_weights(eager.model, backend), _weights(graphed.model, backend)):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
 def test_fit_with_a_cuda_graph_matches_fit_without():
     with _gpu():
         rng = np.random.default_rng(1)
