@@ -12,6 +12,7 @@ import diynn
 from diynn import functional as F
 
 torch = pytest.importorskip("torch", reason="the parity tests compare with PyTorch (pip install torch==2.13.0)")
+from torch_references import torch_copy  # noqa: E402  (needs torch)
 
 
 def smooth_block(channels, rng):
@@ -135,54 +136,6 @@ def test_resampling_gradients_in_float64(backend):
 
 
 # -- ResNet and U-Net: every gradient equals PyTorch's -----------------------------------------
-
-
-class TorchResidual(torch.nn.Module):
-    def __init__(self, block, shortcut):
-        super().__init__()
-        self.block, self.shortcut = block, shortcut
-
-    def forward(self, x):
-        return self.block(x) + self.shortcut(x)
-
-
-class TorchConcat(torch.nn.Module):
-    def __init__(self, branches, axis):
-        super().__init__()
-        self.branches, self.axis = torch.nn.ModuleList(branches), axis
-        for index, branch in enumerate(branches):  # PyTorch's names are diynn's: "0", "1", ...
-            self.add_module(str(index), branch)
-        del self._modules["branches"]
-
-    def forward(self, x):
-        return torch.cat([getattr(self, str(i))(x) for i in range(len(self._modules))], dim=self.axis)
-
-
-def torch_copy(module):
-    """The torch.nn module that computes what `module` (built from library layers) computes, with
-    the same parameter names (weights not yet loaded)."""
-    nn = torch.nn
-    kind = type(module).__name__
-    if kind == "Sequential":
-        return nn.Sequential(*[torch_copy(layer) for layer in module.layers])
-    if kind == "Residual":
-        return TorchResidual(torch_copy(module.block), torch_copy(module.shortcut))
-    if kind == "Concat":
-        return TorchConcat([torch_copy(branch) for branch in module.branches], module.axis)
-    if kind in ("Conv2d", "ConvTranspose2d"):
-        geometry = (module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding)
-        if kind == "Conv2d":
-            geometry += (module.dilation, module.groups)
-        return getattr(nn, kind)(*geometry, bias=module.bias is not None)
-    if kind == "Linear":
-        return nn.Linear(module.in_features, module.out_features)
-    if kind == "BatchNorm2d":
-        return nn.BatchNorm2d(module.num_features, eps=module.eps, momentum=module.momentum)
-    if kind == "AdaptiveAvgPool2d":
-        return nn.AdaptiveAvgPool2d(module.output_size)
-    if kind == "MaxPool2d":
-        return nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
-    return {"ReLU": nn.ReLU, "Sigmoid": nn.Sigmoid, "Identity": nn.Identity, "Flatten": nn.Flatten}[kind]()
 
 
 def assert_gradients_match(ours, x, seed=1):
