@@ -18,6 +18,7 @@ from .activations import (
     tanh,
     tanh_backward,
 )
+from .attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
 from .branches import add, add_backward, concat, concat_backward
 from .convolution import conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward
 from .dropout import dropout, dropout_backward
@@ -75,6 +76,8 @@ __all__ = [
     "nt_xent_backward",
     "relu",
     "relu_backward",
+    "scaled_dot_product_attention",
+    "scaled_dot_product_attention_backward",
     "sigmoid",
     "sigmoid_backward",
     "softmax",

@@ -4,7 +4,9 @@ in eval mode, so that onnxruntime, Netron or any deployment runtime can read it.
     diynn.onnx.export(model, "cnn.onnx", input_shape=(1, 28, 28))  # one sample's shape
 
 Needs the `onnx` package (pip install -e ".[onnx]"). The batch axis is dynamic ("batch"); each
-layer maps to one ONNX operator (Dropout to Identity); a layer without one is a ValueError naming it.
+layer maps to one ONNX operator (Dropout to Identity), MultiheadAttention to its products
+(MatMul, Reshape, Transpose, Softmax; its masks, graph inputs, as Where or Add); a layer without one
+is a ValueError naming it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..layers import (
     Linear,
     MaxPool1d,
     MaxPool2d,
+    MultiheadAttention,
     ReLU,
     Residual,
     Sequential,
@@ -45,9 +48,10 @@ from ..module import Module
 from .files import atomic_write
 
 OPSET = 17
+MASKS = ("key_padding_mask", "attn_mask")  # the masks a graph may take as inputs, for its attention layers
 
 
-def export(model: Module, path, input_shape) -> Path:
+def export(model: Module, path, input_shape, *, masks=None) -> Path:
     """Write `model` to `path` as ONNX (opset 17), as it computes in eval mode.
 
     The model's own mode is left as it was. The graph is checked with onnx.checker before the file
@@ -58,6 +62,10 @@ def export(model: Module, path, input_shape) -> Path:
         model: a Module with parameters, built from the layers that have an ONNX operator.
         path: the .onnx file to write.
         input_shape: one sample's shape, e.g. (784,) or (1, 28, 28).
+        masks: None, or the masks the graph takes as inputs after "input", each applied by every
+            MultiheadAttention in it as its forward argument of that name (torch.nn.MultiheadAttention's
+            convention: a boolean True masks a key out, a float mask is added), as {name: "bool" or
+            "float"}: "key_padding_mask" ((batch, S)), "attn_mask" ((L, S)).
 
     Returns:
         path: the file written, as a Path.
@@ -75,7 +83,11 @@ def export(model: Module, path, input_shape) -> Path:
         raise TypeError(f"export needs a diynn model with parameters, got {type(model).__name__}")
     if not isinstance(input_shape, (tuple, list)) or not all(isinstance(s, int) and s > 0 for s in input_shape):
         raise ValueError(f"input_shape must be one sample's shape, positive integers, got {input_shape!r}")
-    graph = _Graph(onnx)
+    masks = dict(masks or {})
+    for name, kind in masks.items():
+        if name not in MASKS or kind not in ("bool", "float"):
+            raise ValueError(f"masks names {', '.join(MASKS)}, each 'bool' or 'float'; got {name!r}: {kind!r}")
+    graph = _Graph(onnx, masks)
     output = graph.add(model, "input")
     parameter = model.parameters()[0].data
     element = onnx.helper.np_dtype_to_tensor_dtype(graph.numpy(parameter).dtype)
@@ -84,7 +96,15 @@ def export(model: Module, path, input_shape) -> Path:
         onnx.helper.make_graph(
             graph.nodes,
             type(model).__name__,
-            [onnx.helper.make_tensor_value_info("input", element, ["batch", *input_shape])],
+            [onnx.helper.make_tensor_value_info("input", element, ["batch", *input_shape])]
+            + [
+                onnx.helper.make_tensor_value_info(
+                    name,
+                    onnx.TensorProto.BOOL if kind == "bool" else element,
+                    ["batch", "keys"] if name == "key_padding_mask" else ["length", "keys"],
+                )
+                for name, kind in masks.items()
+            ],
             [onnx.helper.make_tensor_value_info(output, element, ["batch", *output_shape])],
             graph.initializers,
         ),
@@ -113,8 +133,9 @@ def _output_shape(model, input_shape, parameter) -> tuple:
 class _Graph:
     """The nodes and initialisers built so far; `add(module, input)` appends a module's nodes."""
 
-    def __init__(self, onnx):
+    def __init__(self, onnx, masks=None):
         self.onnx, self.nodes, self.initializers, self.count = onnx, [], [], 0
+        self.masks = masks or {}  # graph inputs the attention layers apply: {name: "bool" or "float"}
 
     def numpy(self, array):
         return backend_of(array).to_numpy(array)
@@ -224,6 +245,49 @@ def _upsample(graph, module, x):
     return graph.node("Resize", [x, "", scales], **attributes)
 
 
+def _multihead_attention(graph, module, x):
+    """x (N, L, E) -> q, k, v = x W^T + b split into heads, softmax(q k^T / sqrt(D) + masks) v, the
+    heads side by side, out_proj: the graph's masks applied as Where (boolean: True masks out) or Add."""
+    if not module.batch_first:
+        raise ValueError(
+            "MultiheadAttention with batch_first=False cannot be exported to ONNX (the graph's batch axis is the first)"
+        )
+    e, h = module.embed_dim, module.num_heads
+    weight = graph.numpy(module.in_proj_weight.data)
+    bias = None if module.in_proj_bias is None else graph.numpy(module.in_proj_bias.data)
+    heads = graph.constant(np.asarray([0, 0, h, e // h], np.int64), "heads")  # (N, L, E) -> (N, L, H, D)
+    projected = []
+    for i, order in enumerate(([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3])):  # q (N, H, L, D), k^T (N, H, D, S), v
+        rows = slice(i * e, (i + 1) * e)
+        p = graph.node("MatMul", [x, graph.constant(np.ascontiguousarray(weight[rows].T), "weight")])
+        if bias is not None:
+            p = graph.node("Add", [p, graph.constant(bias[rows], "bias")])
+        projected.append(graph.node("Transpose", [graph.node("Reshape", [p, heads])], perm=order))
+    q, k_transposed, v = projected
+    dtype = weight.dtype
+    logits = graph.node(
+        "Mul",
+        [graph.node("MatMul", [q, k_transposed]), graph.constant(np.asarray(1 / np.sqrt(e // h), dtype), "scale")],
+    )
+    for name, kind in graph.masks.items():
+        mask = name
+        if name == "key_padding_mask":  # (N, S) -> (N, 1, 1, S)
+            mask = graph.node("Unsqueeze", [name, graph.constant(np.asarray([1, 2], np.int64), "axes")])
+        if kind == "bool":
+            logits = graph.node("Where", [mask, graph.constant(np.asarray(-np.inf, dtype), "minus_infinity"), logits])
+        else:
+            logits = graph.node("Add", [logits, mask])
+    weights = graph.node("Softmax", [logits], axis=-1)
+    if graph.masks:  # a query with every key masked: Softmax gives NaN (0 / 0), diynn weights 0
+        zero = graph.constant(np.asarray(0, dtype), "zero")
+        weights = graph.node("Where", [graph.node("IsNaN", [weights]), zero, weights])
+    y = graph.node("Transpose", [graph.node("MatMul", [weights, v])], perm=[0, 2, 1, 3])  # (N, L, H, D)
+    y = graph.node("Reshape", [y, graph.constant(np.asarray([0, 0, e], np.int64), "shape")])
+    out = module.out_proj
+    y = graph.node("MatMul", [y, graph.constant(np.ascontiguousarray(graph.numpy(out.weight.data).T), "weight")])
+    return y if out.bias is None else graph.node("Add", [y, graph.constant(out.bias.data, "bias")])
+
+
 EXPORTERS = {
     Sequential: _sequence,
     Residual: _residual,
@@ -233,6 +297,7 @@ EXPORTERS = {
     Upsample: _upsample,
     Autoencoder: lambda graph, module, x: graph.add(module.decoder, graph.add(module.encoder, x)),
     Linear: lambda graph, module, x: graph.node("Gemm", [x, *graph.weights(module)], transB=1),
+    MultiheadAttention: _multihead_attention,
     Conv2d: _convolution("Conv"),
     Conv1d: _convolution("Conv"),
     ConvTranspose2d: _convolution("ConvTranspose"),

@@ -1,6 +1,7 @@
 """Layers: each a Module with its forward and hand-derived backward side by side."""
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiheadAttention
 from .containers import Concat, Identity, Residual, Sequential
 from .convolution import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
@@ -28,6 +29,7 @@ __all__ = [
     "Linear",
     "MaxPool1d",
     "MaxPool2d",
+    "MultiheadAttention",
     "ReLU",
     "Sequential",
     "Sigmoid",
