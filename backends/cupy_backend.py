@@ -78,6 +78,14 @@ class CupyBackend(Backend):
     def synchronize(self):
         self._cupy.cuda.get_current_stream().synchronize()
 
+    def erf(self, x):
+        from cupyx.scipy.special import erf
+
+        return erf(x)
+
+    def index_add(self, target, indices, values):
+        self._cupy.add.at(target, indices, values)
+
     def library(self, name):
         if name not in self._libraries:
             self._libraries[name] = _import_library(self, name)

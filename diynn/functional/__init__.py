@@ -7,12 +7,16 @@ with the derivation beside the code. The layers in `diynn.layers` are thin modul
 """
 
 from .activations import (
+    gelu,
+    gelu_backward,
     leaky_relu,
     leaky_relu_backward,
     relu,
     relu_backward,
     sigmoid,
     sigmoid_backward,
+    silu,
+    silu_backward,
     softmax,
     softmax_backward,
     tanh,
@@ -22,6 +26,7 @@ from .attention import scaled_dot_product_attention, scaled_dot_product_attentio
 from .branches import add, add_backward, concat, concat_backward
 from .convolution import conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward
 from .dropout import dropout, dropout_backward
+from .embedding import embedding, embedding_backward
 from .linear import linear, linear_backward
 from .losses import (
     binary_cross_entropy,
@@ -35,7 +40,7 @@ from .losses import (
     nt_xent,
     nt_xent_backward,
 )
-from .normalisation import batch_norm, batch_norm_backward
+from .normalisation import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .resampling import adaptive_avg_pool2d, adaptive_avg_pool2d_backward, upsample, upsample_backward
 
@@ -64,7 +69,13 @@ __all__ = [
     "cross_entropy_backward",
     "dropout",
     "dropout_backward",
+    "embedding",
+    "embedding_backward",
+    "gelu",
+    "gelu_backward",
     "leaky_relu",
+    "layer_norm",
+    "layer_norm_backward",
     "leaky_relu_backward",
     "linear",
     "linear_backward",
@@ -80,6 +91,8 @@ __all__ = [
     "scaled_dot_product_attention_backward",
     "sigmoid",
     "sigmoid_backward",
+    "silu",
+    "silu_backward",
     "softmax",
     "softmax_backward",
     "tanh",

@@ -4,8 +4,12 @@
 The backward of ReLU, Tanh and Sigmoid is one elementwise formula of the output y and the
 incoming gradient; on CuPy each runs as one fused kernel (the CUDA source beside the portable code),
 and ReLU runs as compiled loops on the CPU: each family (RELU, TANH, SIGMOID) chooses with one
-selection (selection.py).
+selection (selection.py). GELU and SiLU cache their input x (their derivatives are written in it);
+each runs forward and backward as fused kernels on CuPy, and GELU as compiled loops on the CPU too
+(GELU, SILU).
 """
+
+import math
 
 from ..backends import Elementwise, backend_of, kernel, parallel_range
 from ..checks import check_gradient
@@ -264,3 +268,215 @@ def softmax_backward(cache, grad_y):
     check_gradient(grad_y, y.shape, y.dtype, "softmax_backward")
     inner = backend_of(grad_y).xp.sum(grad_y * y, axis=axis, keepdims=True)
     return y * (grad_y - inner)
+
+
+# GELU's constants: 1 / sqrt(2), 1 / sqrt(2 pi), and the tanh form's sqrt(2 / pi) and cubic coefficient
+SQRT_HALF, INV_SQRT_2PI = 0.7071067811865476, 0.3989422804014327
+TANH_SCALE, TANH_CUBIC = 0.7978845608028654, 0.044715
+GELU_FORMS = ("none", "tanh")
+
+
+def gelu(x, approximate="none"):
+    """y = x Phi(x), Phi the standard normal distribution function, elementwise (PyTorch's GELU).
+
+    Phi(x) = (1 + erf(x / sqrt(2))) / 2 exactly ("none"), or the tanh approximation
+    (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2 ("tanh"). erf comes from the backend
+    (`Backend.erf`: the standard has none) on the portable path, from the C library inside the
+    compiled CPU kernels and from CUDA's inside the fused ones.
+
+    Args:
+        x: input of any shape, floating point.
+        approximate: "none" or "tanh".
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `gelu_backward`, (x, approximate).
+
+    Raises:
+        ValueError: an unknown `approximate`.
+    """
+    if approximate not in GELU_FORMS:
+        raise ValueError(f"gelu's approximate must be one of {', '.join(GELU_FORMS)}, got {approximate!r}")
+    backend = backend_of(x)
+    return GELU.choose(backend, x.size).run(backend, x, approximate == "tanh"), (x, approximate)
+
+
+def gelu_backward(cache, grad_y):
+    """The gradient of `gelu` with respect to its input.
+
+    Args:
+        cache: the cache `gelu` returned, (x, approximate).
+        grad_y: dL/dy, of x's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx = dL/dy (Phi(x) + x phi(x)), phi the normal density (with the tanh form, the
+            derivative of x times its Phi), of x's shape and dtype.
+    """
+    x, approximate = cache
+    check_gradient(grad_y, x.shape, x.dtype, "gelu_backward")
+    backend = backend_of(x)
+    return GELU.choose(backend, x.size).backward(backend, x, approximate == "tanh", grad_y)
+
+
+def _gelu_portable(backend, x, tanh_form):
+    return x * _normal_cdf_portable(backend, x, tanh_form)
+
+
+def _gelu_backward_portable(backend, x, tanh_form, grad_y):
+    xp = backend.xp
+    if tanh_form:  # y = x (1 + t) / 2, t = tanh(k (x + c x^3)): dy/dx = (1 + t) / 2 + x (1 - t^2) k (1 + 3 c x^2) / 2
+        t = xp.tanh(TANH_SCALE * (x + TANH_CUBIC * x * x * x))
+        derivative = (1 + t) / 2 + x * (1 - t * t) * (TANH_SCALE / 2) * (1 + 3 * TANH_CUBIC * x * x)
+    else:  # dy/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        derivative = _normal_cdf_portable(backend, x, False) + x * xp.exp(-x * x / 2) * INV_SQRT_2PI
+    return grad_y * derivative
+
+
+def _normal_cdf_portable(backend, x, tanh_form):
+    """Phi(x), or its tanh approximation."""
+    t = backend.xp.tanh(TANH_SCALE * (x + TANH_CUBIC * x * x * x)) if tanh_form else backend.erf(x * SQRT_HALF)
+    return (1 + t) / 2
+
+
+def _gelu_compiled(backend, x, tanh_form):
+    xp = backend.xp
+    y = xp.empty(x.shape, dtype=x.dtype)
+    backend.compiled(_gelu_flat)(xp.reshape(x, (-1,)), tanh_form, xp.reshape(y, (-1,)))
+    return y
+
+
+def _gelu_backward_compiled(backend, x, tanh_form, grad_y):
+    xp = backend.xp
+    grad_x = xp.empty(x.shape, dtype=x.dtype)
+    flat = (xp.reshape(x, (-1,)), xp.reshape(grad_y, (-1,)), tanh_form, xp.reshape(grad_x, (-1,)))
+    backend.compiled(_gelu_backward_flat)(*flat)
+    return grad_x
+
+
+@kernel
+def _normal_cdf(x, tanh_form):
+    """Phi(x) of one value (in float64), or its tanh approximation, written as the logistic function
+    (1 + tanh(u)) / 2 = 1 / (1 + exp(-2u)): numba's exp is much faster than its tanh."""
+    if tanh_form:
+        return 1.0 / (1.0 + math.exp(-2.0 * TANH_SCALE * (x + TANH_CUBIC * x * x * x)))
+    return 0.5 * (1.0 + math.erf(x * SQRT_HALF))
+
+
+@kernel
+def _gelu_flat(x1, tanh_form, y1):
+    for i in parallel_range(x1.shape[0]):
+        y1[i] = x1[i] * _normal_cdf(x1[i], tanh_form)
+
+
+@kernel
+def _gelu_backward_flat(x1, grad_y1, tanh_form, grad_x1):
+    for i in parallel_range(x1.shape[0]):
+        x = x1[i]
+        cdf = _normal_cdf(x, tanh_form)
+        if tanh_form:  # 1 - tanh(u)^2 = 4 cdf (1 - cdf)
+            slope = 2.0 * x * cdf * (1.0 - cdf) * TANH_SCALE * (1.0 + 3.0 * TANH_CUBIC * x * x)
+        else:
+            slope = x * math.exp(-0.5 * x * x) * INV_SQRT_2PI
+        grad_x1[i] = grad_y1[i] * (cdf + slope)
+
+
+_TANH_CDF = f"T(0.5) * (T(1) + tanh(T({TANH_SCALE!r}) * (x + T({TANH_CUBIC!r}) * x * x * x)))"
+_ERF_CDF = f"T(0.5) * (T(1) + erf(x * T({SQRT_HALF!r})))"
+GELU_FORWARD = Elementwise(
+    "T x, int32 tanh_form", "T y", f"y = x * (tanh_form ? {_TANH_CDF} : {_ERF_CDF});", "diynn_gelu"
+)
+GELU_BACKWARD = Elementwise(
+    "T x, T gy, int32 tanh_form",
+    "T gx",
+    f"""T derivative;
+    if (tanh_form) {{
+        T t = tanh(T({TANH_SCALE!r}) * (x + T({TANH_CUBIC!r}) * x * x * x));
+        derivative = T(0.5) * (T(1) + t)
+            + T(0.5) * x * (T(1) - t * t) * T({TANH_SCALE!r}) * (T(1) + T({3 * TANH_CUBIC!r}) * x * x);
+    }} else {{
+        derivative = {_ERF_CDF} + x * exp(T(-0.5) * x * x) * T({INV_SQRT_2PI!r});
+    }}
+    gx = gy * derivative;""",
+    "diynn_gelu_backward",
+)
+
+
+def _gelu_fused(backend, x, tanh_form):
+    return backend.elementwise(GELU_FORWARD)(x, int(tanh_form))
+
+
+def _gelu_backward_fused(backend, x, tanh_form, grad_y):
+    return backend.elementwise(GELU_BACKWARD)(x, grad_y, int(tanh_form))
+
+
+# the cache is (x, approximate): the backward selects again from the same facts (backend, size)
+GELU = Family(
+    "gelu",
+    select_elementwise,
+    {
+        "fused": Implementation(_gelu_fused, _gelu_backward_fused, serves=fuses),
+        "compiled": Implementation(_gelu_compiled, _gelu_backward_compiled, serves=compiles),
+        "portable": Implementation(_gelu_portable, _gelu_backward_portable),
+    },
+)
+
+
+def silu(x):
+    """y = x sigmoid(x), elementwise (SiLU, or Swish with beta = 1). Cache: x.
+
+    Args:
+        x: input of any shape, floating point.
+
+    Returns:
+        (y, cache): y of x's shape and dtype; the cache for `silu_backward`, x.
+    """
+    backend = backend_of(x)
+    return SILU.choose(backend, x.size).run(backend, x), x
+
+
+def silu_backward(x, grad_y):
+    """The gradient of `silu` with respect to its input.
+
+    Args:
+        x: the cache `silu` returned (its input).
+        grad_y: dL/dy, of x's shape and dtype.
+
+    Returns:
+        grad_x: dL/dx = dL/dy s (1 + x (1 - s)), s = sigmoid(x), of x's shape and dtype.
+    """
+    check_gradient(grad_y, x.shape, x.dtype, "silu_backward")
+    backend = backend_of(x)
+    return SILU.choose(backend, x.size).backward(backend, x, grad_y)
+
+
+def _silu_portable(backend, x):
+    return x * _sigmoid_portable(backend, x)[0]
+
+
+def _silu_backward_portable(backend, x, grad_y):
+    # dy/dx = s + x s (1 - s) = s (1 + x (1 - s))
+    s = _sigmoid_portable(backend, x)[0]
+    return grad_y * s * (1 + x * (1 - s))
+
+
+SILU_FORWARD = Elementwise("T x", "T y", "y = x / (T(1) + exp(-x))", "diynn_silu")
+SILU_BACKWARD = Elementwise(
+    "T x, T gy", "T gx", "T s = T(1) / (T(1) + exp(-x)); gx = gy * s * (T(1) + x * (T(1) - s))", "diynn_silu_backward"
+)
+
+
+def _silu_fused(backend, x):
+    return backend.elementwise(SILU_FORWARD)(x)
+
+
+def _silu_backward_fused(backend, x, grad_y):
+    return backend.elementwise(SILU_BACKWARD)(x, grad_y)
+
+
+SILU = Family(
+    "silu",
+    select_fused,
+    {
+        "fused": Implementation(_silu_fused, _silu_backward_fused, serves=fuses),
+        "portable": Implementation(_silu_portable, _silu_backward_portable),
+    },
+)

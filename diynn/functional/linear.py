@@ -4,7 +4,7 @@ their threads, or the backend's matmul, behind one selection (LINEAR)."""
 from typing import NamedTuple
 
 from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
-from ..checks import check_gradient, check_weighted
+from ..checks import check_gradient, check_input, check_weighted
 from .selection import Family, Implementation, compiles
 
 # Below this many multiply-adds (N * in * out: the forward's, and each backward product's) a product
@@ -14,11 +14,13 @@ SMALLEST_SPLIT_PRODUCT = 2**20
 
 
 class LinearCache(NamedTuple):
-    """What the backward needs: the input x (N, in), the weight (out, in), whether there was a bias."""
+    """What the backward needs: the input x (N, in) (an input with more axes, (N, ..., in), as
+    rows), the weight (out, in), whether there was a bias, and such an input's shape (else None)."""
 
     x: object
     weight: object
     has_bias: bool
+    shape: tuple | None = None
 
 
 class CompiledLinearCache(LinearCache):
@@ -29,18 +31,21 @@ def linear(x, weight, bias=None):
     """y = x W^T + b, the fully connected layer.
 
     Args:
-        x: (N, in) input, of the weight's dtype.
+        x: (N, in) input, or (N, ..., in) (each position along the middle axes a row), of the
+            weight's dtype.
         weight: W (out, in), as in PyTorch.
         bias: b (out,) or None.
 
     Returns:
-        (y, cache): y (N, out) of x's dtype; the cache for `linear_backward`, of the type of the
-            implementation LINEAR chose.
+        (y, cache): y (N, out), or (N, ..., out), of x's dtype; the cache for `linear_backward`, of
+            the type of the implementation LINEAR chose.
 
     Raises:
         ValueError: shapes that do not fit together.
         TypeError: operands of different backends or dtypes.
     """
+    if getattr(x, "ndim", 2) > 2:
+        return _linear_rows(x, weight, bias)
     check_weighted("linear", x, weight, bias, ndim=2)
     backend = backend_of(x)
     return LINEAR.choose(backend, x.shape[0] * weight.shape[0] * weight.shape[1]).run(backend, x, weight, bias)
@@ -51,18 +56,39 @@ def linear_backward(cache, grad_y, input_grad=True, param_grads=True):
 
     Args:
         cache: the cache `linear` returned.
-        grad_y: dL/dy (N, out), of the weight's dtype.
+        grad_y: dL/dy (N, out), or (N, ..., out) as y, of the weight's dtype.
         input_grad: False skips dL/dx.
         param_grads: False skips dL/dW and dL/db.
 
     Returns:
-        (grad_x, grad_weight, grad_bias): dL/dx (N, in), dL/dW (out, in) and dL/db (out,); None for
-            those not asked for (dL/db also without a bias).
+        (grad_x, grad_weight, grad_bias): dL/dx of x's shape, dL/dW (out, in) and dL/db (out,); None
+            for those not asked for (dL/db also without a bias).
     """
-    # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W
+    # dL/dW = g^T x, dL/db = sum_n g, dL/dx = g W (the sums over every row, the middle axes' too)
     backward = LINEAR.backward_of(cache)
+    if cache.shape is not None:
+        return _linear_backward_rows(backward, cache, grad_y, input_grad, param_grads)
     check_gradient(grad_y, (cache.x.shape[0], cache.weight.shape[0]), cache.weight.dtype, "linear_backward")
     return backward(backend_of(grad_y), cache, grad_y, input_grad, param_grads)
+
+
+def _linear_rows(x, weight, bias):
+    """`linear` of x (N, ..., in) as the rows of x (N ..., in): a view where x is contiguous."""
+    check_input(weight, ndim=2, name="linear's weight")
+    check_input(x, ndim=x.ndim, name="linear", sizes={x.ndim - 1: weight.shape[1]}, like=weight)
+    xp = backend_of(x).xp
+    y, cache = linear(xp.reshape(x, (-1, x.shape[-1])), weight, bias)
+    return xp.reshape(y, (*x.shape[:-1], weight.shape[0])), cache._replace(shape=tuple(x.shape))
+
+
+def _linear_backward_rows(backward, cache, grad_y, input_grad, param_grads):
+    shape, out = cache.shape, cache.weight.shape[0]
+    check_gradient(grad_y, (*shape[:-1], out), cache.weight.dtype, "linear_backward")
+    backend = backend_of(grad_y)
+    grad_x, grad_weight, grad_bias = backward(
+        backend, cache, backend.xp.reshape(grad_y, (-1, out)), input_grad, param_grads
+    )
+    return (None if grad_x is None else backend.xp.reshape(grad_x, shape)), grad_weight, grad_bias
 
 
 def select_linear(backend, multiply_adds: int) -> str:
@@ -83,7 +109,7 @@ def _linear_portable(backend, x, weight, bias):
 
 
 def _linear_backward_portable(backend, cache, grad_y, input_grad, param_grads):
-    x, weight, has_bias = cache
+    x, weight, has_bias, _ = cache
     grad_weight = backend.matmul(grad_y.T, x) if param_grads else None
     grad_bias = backend.xp.sum(grad_y, axis=0) if param_grads and has_bias else None
     grad_x = backend.matmul(grad_y, weight) if input_grad else None
@@ -98,7 +124,7 @@ def _linear_compiled(backend, x, weight, bias):
 
 
 def _linear_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
-    x, weight, has_bias = cache
+    x, weight, has_bias, _ = cache
     grad_weight = _transposed_times(backend, grad_y, x) if param_grads else None
     grad_bias = backend.xp.sum(grad_y, axis=0) if param_grads and has_bias else None
     grad_x = _rows_times(backend, grad_y, weight) if input_grad else None

@@ -4,9 +4,11 @@ in eval mode, so that onnxruntime, Netron or any deployment runtime can read it.
     diynn.onnx.export(model, "cnn.onnx", input_shape=(1, 28, 28))  # one sample's shape
 
 Needs the `onnx` package (pip install -e ".[onnx]"). The batch axis is dynamic ("batch"); each
-layer maps to one ONNX operator (Dropout to Identity), MultiheadAttention to its products
-(MatMul, Reshape, Transpose, Softmax; its masks, graph inputs, as Where or Add); a layer without one
-is a ValueError naming it.
+layer maps to one ONNX operator (Dropout to Identity, Embedding to Gather, LayerNorm to
+LayerNormalization) or a few (Linear to MatMul and Add, GELU and SiLU to their formulas: opset 17 has
+no Gelu), MultiheadAttention to its products (MatMul, Reshape, Transpose, Softmax; its masks, graph
+inputs, as Where or Add); a layer without one is a ValueError naming it. A model that starts with an
+Embedding takes int64 indices.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import numpy as np
 
 from ..autoencoder import Autoencoder
 from ..backends import backend_of
+from ..functional.activations import SQRT_HALF, TANH_CUBIC, TANH_SCALE
 from ..grad_mode import no_grad
 from ..layers import (
+    GELU,
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
@@ -28,8 +32,10 @@ from ..layers import (
     Conv2d,
     ConvTranspose2d,
     Dropout,
+    Embedding,
     Flatten,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
     MaxPool1d,
@@ -39,6 +45,7 @@ from ..layers import (
     Residual,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
     Tanh,
     Unflatten,
@@ -55,8 +62,8 @@ def export(model: Module, path, input_shape, *, masks=None) -> Path:
     """Write `model` to `path` as ONNX (opset 17), as it computes in eval mode.
 
     The model's own mode is left as it was. The graph is checked with onnx.checker before the file
-    is written (atomically); its input is (batch, *input_shape) of the model's dtype, the batch axis
-    dynamic.
+    is written (atomically); its input is (batch, *input_shape) of the model's dtype (int64 token ids
+    for a model that starts with an Embedding), the batch axis dynamic.
 
     Args:
         model: a Module with parameters, built from the layers that have an ONNX operator.
@@ -87,24 +94,17 @@ def export(model: Module, path, input_shape, *, masks=None) -> Path:
     for name, kind in masks.items():
         if name not in MASKS or kind not in ("bool", "float"):
             raise ValueError(f"masks names {', '.join(MASKS)}, each 'bool' or 'float'; got {name!r}: {kind!r}")
-    graph = _Graph(onnx, masks)
-    output = graph.add(model, "input")
     parameter = model.parameters()[0].data
-    element = onnx.helper.np_dtype_to_tensor_dtype(graph.numpy(parameter).dtype)
-    output_shape = _output_shape(model, input_shape, parameter)
+    graph = _Graph(onnx, masks, backend_of(parameter).to_numpy(parameter).dtype)
+    output = graph.add(model, "input")
+    element = onnx.helper.np_dtype_to_tensor_dtype(graph.dtype)
+    indices = isinstance(_first_layer(model), Embedding)  # the graph takes integer indices (int64)
+    output_shape = _output_shape(model, input_shape, parameter, indices)
     proto = onnx.helper.make_model(
         onnx.helper.make_graph(
             graph.nodes,
             type(model).__name__,
-            [onnx.helper.make_tensor_value_info("input", element, ["batch", *input_shape])]
-            + [
-                onnx.helper.make_tensor_value_info(
-                    name,
-                    onnx.TensorProto.BOOL if kind == "bool" else element,
-                    ["batch", "keys"] if name == "key_padding_mask" else ["length", "keys"],
-                )
-                for name, kind in masks.items()
-            ],
+            _graph_inputs(onnx, element, input_shape, indices, masks),
             [onnx.helper.make_tensor_value_info(output, element, ["batch", *output_shape])],
             graph.initializers,
         ),
@@ -118,13 +118,26 @@ def export(model: Module, path, input_shape, *, masks=None) -> Path:
     return path
 
 
-def _output_shape(model, input_shape, parameter) -> tuple:
-    """One sample's output shape: the model run in eval mode on one zero sample."""
+def _graph_inputs(onnx, element, input_shape, indices, masks) -> list:
+    """The graph's inputs: "input" (batch, *input_shape), int64 where the model starts with an
+    Embedding (token ids), else of the model's dtype; then the masks its attention layers apply."""
+    make = onnx.helper.make_tensor_value_info
+    inputs = [make("input", onnx.TensorProto.INT64 if indices else element, ["batch", *input_shape])]
+    for name, kind in masks.items():
+        shape = ["batch", "keys"] if name == "key_padding_mask" else ["length", "keys"]
+        inputs.append(make(name, onnx.TensorProto.BOOL if kind == "bool" else element, shape))
+    return inputs
+
+
+def _output_shape(model, input_shape, parameter, indices=False) -> tuple:
+    """One sample's output shape: the model run in eval mode on one zero sample (of indices where
+    the model starts with an Embedding)."""
     xp = backend_of(parameter).xp
+    dtype = xp.int64 if indices else parameter.dtype
     was_training = model.training
     try:
         with no_grad():
-            y = model.eval()(xp.zeros((1, *input_shape), dtype=parameter.dtype, device=parameter.device))
+            y = model.eval()(xp.zeros((1, *input_shape), dtype=dtype, device=parameter.device))
     finally:
         model.train(was_training)
     return tuple(y.shape[1:])
@@ -133,8 +146,9 @@ def _output_shape(model, input_shape, parameter) -> tuple:
 class _Graph:
     """The nodes and initialisers built so far; `add(module, input)` appends a module's nodes."""
 
-    def __init__(self, onnx, masks=None):
+    def __init__(self, onnx, masks=None, dtype=np.float32):
         self.onnx, self.nodes, self.initializers, self.count = onnx, [], [], 0
+        self.dtype = np.dtype(dtype)  # the model's: that of the constants in formulas (GELU's)
         self.masks = masks or {}  # graph inputs the attention layers apply: {name: "bool" or "float"}
 
     def numpy(self, array):
@@ -145,6 +159,10 @@ class _Graph:
         self.count += 1
         self.initializers.append(self.onnx.numpy_helper.from_array(self.numpy(array), name))
         return name
+
+    def scalar(self, value: float, name: str) -> str:
+        """A constant number of the model's dtype."""
+        return self.constant(np.asarray(value, self.dtype), name)
 
     def node(self, operator: str, inputs: list[str], **attributes) -> str:
         output = f"{operator.lower()}_{self.count}"
@@ -165,6 +183,13 @@ class _Graph:
         if module.bias is not None:
             names.append(self.constant(module.bias.data, "bias"))
         return names
+
+
+def _first_layer(module):
+    """The layer a model's input goes to first (through Sequentials)."""
+    while isinstance(module, Sequential) and module.layers:
+        module = module.layers[0]
+    return module
 
 
 def _sequence(graph, module, x):
@@ -288,6 +313,36 @@ def _multihead_attention(graph, module, x):
     return y if out.bias is None else graph.node("Add", [y, graph.constant(out.bias.data, "bias")])
 
 
+def _linear(graph, module, x):  # MatMul rather than Gemm, which takes 2-D inputs only: x (N, ..., in)
+    y = graph.node("MatMul", [x, graph.constant(np.ascontiguousarray(graph.numpy(module.weight.data).T), "weight")])
+    return y if module.bias is None else graph.node("Add", [y, graph.constant(module.bias.data, "bias")])
+
+
+def _layer_norm(graph, module, x):
+    shape = module.normalized_shape
+    scale = np.ones(shape, graph.dtype) if module.weight is None else module.weight.data
+    inputs = [x, graph.constant(scale, "scale")]
+    if module.bias is not None:
+        inputs.append(graph.constant(module.bias.data, "shift"))
+    return graph.node("LayerNormalization", inputs, axis=-len(shape), epsilon=module.eps)
+
+
+def _gelu(graph, module, x):
+    """x (1 + t) / 2, t = Erf(x / sqrt(2)), or Tanh(sqrt(2 / pi) (x + 0.044715 x^3)) (opset 20 has Gelu; 17 not)."""
+    if module.approximate == "tanh":
+        cube = graph.node("Mul", [graph.node("Mul", [x, x]), x])
+        inner = graph.node("Add", [x, graph.node("Mul", [cube, graph.scalar(TANH_CUBIC, "cubic")])])
+        t = graph.node("Tanh", [graph.node("Mul", [inner, graph.scalar(TANH_SCALE, "scale")])])
+    else:
+        t = graph.node("Erf", [graph.node("Mul", [x, graph.scalar(SQRT_HALF, "sqrt_half")])])
+    cdf = graph.node("Mul", [graph.node("Add", [t, graph.scalar(1, "one")]), graph.scalar(0.5, "half")])
+    return graph.node("Mul", [x, cdf])
+
+
+def _embedding(graph, module, x):
+    return graph.node("Gather", [graph.constant(module.weight.data, "weight"), x], axis=0)
+
+
 EXPORTERS = {
     Sequential: _sequence,
     Residual: _residual,
@@ -296,7 +351,7 @@ EXPORTERS = {
     AdaptiveAvgPool2d: _adaptive_avg_pool,
     Upsample: _upsample,
     Autoencoder: lambda graph, module, x: graph.add(module.decoder, graph.add(module.encoder, x)),
-    Linear: lambda graph, module, x: graph.node("Gemm", [x, *graph.weights(module)], transB=1),
+    Linear: _linear,
     MultiheadAttention: _multihead_attention,
     Conv2d: _convolution("Conv"),
     Conv1d: _convolution("Conv"),
@@ -313,5 +368,9 @@ EXPORTERS = {
     LeakyReLU: lambda graph, module, x: graph.node("LeakyRelu", [x], alpha=module.negative_slope),
     Tanh: lambda graph, module, x: graph.node("Tanh", [x]),
     Sigmoid: lambda graph, module, x: graph.node("Sigmoid", [x]),
+    SiLU: lambda graph, module, x: graph.node("Mul", [x, graph.node("Sigmoid", [x])]),
+    GELU: _gelu,
+    LayerNorm: _layer_norm,
+    Embedding: _embedding,
     Softmax: lambda graph, module, x: graph.node("Softmax", [x], axis=module.axis),
 }

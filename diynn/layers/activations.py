@@ -92,3 +92,43 @@ class Softmax(Module):
 
     def config(self):
         return {"axis": self.axis}
+
+
+class GELU(Module):
+    """y = x Phi(x), Phi the standard normal distribution function, elementwise: x of any shape -> y of
+    its shape and dtype.
+
+    Phi(x) = (1 + erf(x / sqrt(2))) / 2 ("none"), or its tanh approximation
+    (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2 ("tanh"), as PyTorch's GELU.
+
+    Args:
+        approximate: "none" (default) or "tanh".
+    """
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.approximate = arguments.choice("approximate", approximate, F.activations.GELU_FORMS)
+
+    def forward(self, x):
+        y, cache = F.gelu(x, self.approximate)
+        self.save_for_backward(cache)
+        return y
+
+    def backward(self, grad_output, input_grad=True):
+        return F.gelu_backward(self.saved_for_backward(), grad_output)
+
+    def config(self):
+        return {"approximate": self.approximate}
+
+
+class SiLU(Module):
+    """y = x sigmoid(x) (SiLU, or Swish with beta = 1), elementwise: x of any shape -> y of its shape
+    and dtype."""
+
+    def forward(self, x):
+        y, cache = F.silu(x)
+        self.save_for_backward(cache)
+        return y
+
+    def backward(self, grad_output, input_grad=True):
+        return F.silu_backward(self.saved_for_backward(), grad_output)

@@ -11,8 +11,10 @@ from ..module import Module, Parameter
 class Linear(Module):
     """y = x W^T + b, the fully connected layer.
 
-    Shapes: x (N, in_features) -> y (N, out_features), both of the parameters' dtype (float32 by
-    default). W (`weight`): (out_features, in_features) as in PyTorch; b (`bias`): (out_features,).
+    Shapes: x (N, in_features) -> y (N, out_features), or x (N, ..., in_features) -> y (N, ...,
+    out_features) (each position along the middle axes a row), both of the parameters' dtype
+    (float32 by default). W (`weight`): (out_features, in_features) as in PyTorch; b (`bias`):
+    (out_features,).
 
     Args:
         in_features: the input's features.
@@ -42,7 +44,10 @@ class Linear(Module):
         self.bias = Parameter(xp.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x):
-        check_input(x, ndim=2, name="Linear", sizes={1: self.in_features}, like=self.weight.data)
+        ndim = getattr(x, "ndim", 2)
+        if ndim < 2:
+            raise ValueError(f"Linear expects an input with at least 2 axes (N, ..., in), got shape {tuple(x.shape)}")
+        check_input(x, ndim=ndim, name="Linear", sizes={ndim - 1: self.in_features}, like=self.weight.data)
         y, cache = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
         self.save_for_backward(cache)
         return y

@@ -48,6 +48,10 @@ def test_every_fused_kernel_is_checked():
         "diynn_relu_backward",
         "diynn_tanh_backward",
         "diynn_sigmoid_backward",
+        "diynn_gelu",
+        "diynn_gelu_backward",
+        "diynn_silu",
+        "diynn_silu_backward",
         "diynn_softmax_cross_entropy",
         "diynn_sgd",
         "diynn_sgd_momentum",
@@ -70,6 +74,38 @@ def test_activation_backward(emulator, numpy_rng, dtype, kernel, portable, forwa
     result = np.full_like(y, np.nan)
     emulator.run(kernel, y, grad_output, result)
     np.testing.assert_allclose(result, portable(y, grad_output), **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tanh_form", [0, 1])
+def test_gelu(emulator, numpy_rng, dtype, tanh_form):
+    x = (numpy_rng.normal(size=(33, 7)) * 3).astype(dtype)
+    grad_output = numpy_rng.normal(size=(33, 7)).astype(dtype)
+    y, grad_x = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    emulator.run(activations.GELU_FORWARD, x, tanh_form, y)
+    emulator.run(activations.GELU_BACKWARD, x, grad_output, tanh_form, grad_x)
+    with use("numpy") as backend:
+        expected = activations._gelu_portable(backend, x, bool(tanh_form))
+        expected_grad = activations._gelu_backward_portable(backend, x, bool(tanh_form), grad_output)
+    # float32's 1 + tanh(u) near u = -4 keeps a few bits: an ulp of tanh is 1e-6 of y there
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else _tolerance(dtype)
+    np.testing.assert_allclose(y, expected, **tolerance)
+    np.testing.assert_allclose(grad_x, expected_grad, **tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu(emulator, numpy_rng, dtype):
+    x = (numpy_rng.normal(size=(33, 7)) * 5).astype(dtype)
+    x[0, :3] = [-100, 100, 0]  # exp(-x) overflows to infinity in float32: y = -0
+    grad_output = numpy_rng.normal(size=(33, 7)).astype(dtype)
+    y, grad_x = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    emulator.run(activations.SILU_FORWARD, x, y)
+    emulator.run(activations.SILU_BACKWARD, x, grad_output, grad_x)
+    with use("numpy") as backend:
+        expected = activations._silu_portable(backend, x)
+        expected_grad = activations._silu_backward_portable(backend, x, grad_output)
+    np.testing.assert_allclose(y, expected, **_tolerance(dtype))
+    np.testing.assert_allclose(grad_x, expected_grad, **_tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -192,6 +228,20 @@ def test_fused_activation_backward(fused_on_the_cpu, numpy_rng, name):
     result = function(y, grad_output)
     assert fused_on_the_cpu == [f"diynn_{name}_backward"]
     np.testing.assert_allclose(result, _portable(lambda: function(y, grad_output)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, arguments", [("gelu", ()), ("gelu", ("tanh",)), ("silu", ())])
+def test_fused_gelu_and_silu(fused_on_the_cpu, numpy_rng, name, arguments):
+    x, grad_output = (numpy_rng.normal(size=(5, 6)).astype(np.float32) for _ in range(2))
+
+    def run():
+        y, cache = getattr(activations, name)(x, *arguments)
+        return y, getattr(activations, f"{name}_backward")(cache, grad_output)
+
+    result = run()
+    assert fused_on_the_cpu == [f"diynn_{name}", f"diynn_{name}_backward"]
+    for ours, expected in zip(result, _portable(run)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_fused_cross_entropy_loss(fused_on_the_cpu, numpy_rng):

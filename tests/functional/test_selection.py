@@ -91,6 +91,31 @@ def activation_cases(name):
     return cases
 
 
+def layer_norm_cases(backend):
+    """Gamma and beta over one axis, none over two (large enough for the compiled rows to split)."""
+    for shape, normalized, affine in [((4, 3, 5), (5,), True), ((40, 30, 4, 6), (4, 6), False)]:
+        x, weight, bias, grad = _arrays(backend, shape, normalized, normalized, shape)
+        weight, bias = (weight, bias) if affine else (None, None)
+
+        def run(x=x, normalized=normalized, weight=weight, bias=bias, grad=grad):
+            y, cache = F.layer_norm(x, normalized, weight, bias)
+            return (y, *F.layer_norm_backward(cache, grad))
+
+        yield (backend,), run
+
+
+def gelu_cases(backend):
+    for shape in [(4, 5), (64, 300)]:  # small, and large enough for a parallel launch
+        for approximate in ("none", "tanh"):
+            x, grad = _arrays(backend, shape, shape)
+
+            def run(x=x, grad=grad, approximate=approximate):
+                y, cache = F.gelu(3 * x, approximate)
+                return y, F.gelu_backward(cache, grad)
+
+            yield (backend, x.size), run
+
+
 def softmax_cross_entropy_cases(backend):
     (logits,) = _arrays(backend, (6, 4))
     labels = backend.asarray(np.array([0, 3, 1, 2, 2, 0]))
@@ -124,10 +149,13 @@ CASES = {
     "conv_transpose2d": conv_transpose2d_cases,
     "max_pool2d": max_pool2d_cases,
     "batch_norm": batch_norm_cases,
+    "layer_norm": layer_norm_cases,
     "linear": linear_cases,
     "relu": activation_cases("relu"),
     "tanh": activation_cases("tanh"),
     "sigmoid": activation_cases("sigmoid"),
+    "gelu": gelu_cases,
+    "silu": activation_cases("silu"),
     "softmax_cross_entropy": softmax_cross_entropy_cases,
     "sgd": optimiser_cases(lambda p: optim.SGD(p, lr=0.1)),
     "sgd_momentum": optimiser_cases(lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
