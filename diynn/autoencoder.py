@@ -37,10 +37,10 @@ class Autoencoder(Module):
         if self.training and self.noise_std > 0:
             self.rng = following(self.rng, x)
             x = x + self.rng.normal(tuple(x.shape), std=self.noise_std, dtype=x.dtype)
-        return self.decoder.forward(self.encoder.forward(x))
+        return self.decoder(self.encoder(x))
 
     def backward(self, grad_output, input_grad=True):
-        return self.encoder.backward(self.decoder.backward(grad_output), input_grad)
+        return self.encoder.run_backward(self.decoder.run_backward(grad_output), input_grad)
 
     def encode(self, x):
         """Latent codes of x (no noise).

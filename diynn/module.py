@@ -6,11 +6,16 @@ keeps that cache (`save_for_backward`) while gradients are wanted (see `grad_mod
 `backward(grad_output)` consumes the latest one, returns the gradient with respect to the input
 and adds the parameters' gradients to their `.grad`. A module called twice before its backwards
 holds two caches; the backwards consume them latest first, as autograd does for a shared layer.
+
+Hooks (PyTorch's `register_forward_hook` and `register_backward_hook`) run where a module is called
+as `module(x)` and `module.run_backward(grad)`: the way every container calls its children, and
+Trainer the model. Calling `forward` or `backward` directly runs no hooks, as in PyTorch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 
 from . import backends
 from .backends import backend_of
@@ -63,6 +68,20 @@ class Parameter:
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
 
+class RemovableHandle:
+    """What `register_forward_hook` and `register_backward_hook` return: `remove()` takes the hook
+    off its module (a second `remove()` does nothing)."""
+
+    __slots__ = ("_hooks", "_key")
+    _keys = itertools.count()
+
+    def __init__(self, hooks: dict):
+        self._hooks, self._key = hooks, next(RemovableHandle._keys)
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
 class Module(PendingCaches):
     """A differentiable function with parameters, buffers and child modules.
 
@@ -73,6 +92,10 @@ class Module(PendingCaches):
     """
 
     registry: dict[str, type] = {}  # the library's own modules by name: what load_model builds
+    # Hooks by key, in the order registered; None until the first is registered, so a call without
+    # hooks costs one attribute test.
+    _forward_hooks: dict | None = None
+    _backward_hooks: dict | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -131,7 +154,57 @@ class Module(PendingCaches):
         raise NotImplementedError
 
     def __call__(self, x):
-        return self.forward(x)
+        """`forward(x)`, then the forward hooks: how containers call their children."""
+        y = self.forward(x)
+        if self._forward_hooks:
+            for hook in tuple(self._forward_hooks.values()):  # a hook may remove itself
+                result = hook(self, (x,), y)
+                if result is not None:
+                    y = result
+        return y
+
+    def run_backward(self, grad_output, input_grad=True):
+        """`backward(grad_output, input_grad)`, then the backward hooks: how containers call their
+        children's backward (and `Trainer` the model's). Returns d loss / d input (or None)."""
+        grad_input = self.backward(grad_output, input_grad)
+        if self._backward_hooks:
+            for hook in tuple(self._backward_hooks.values()):
+                result = hook(self, (grad_input,), (grad_output,))
+                if result is not None:
+                    grad_input = _one_gradient(result, self)
+        return grad_input
+
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """Call `hook(module, input, output)` after each forward of this module run as `module(x)`.
+
+        As in PyTorch, `input` is a tuple (here always of one array, x) and a return value other
+        than None replaces the output. Hooks run in the order registered; they are not saved with the
+        model and not part of its `state_dict`.
+
+        Args:
+            hook: a callable of (module, input, output).
+
+        Returns:
+            handle: its `remove()` unregisters the hook.
+        """
+        return _registered(self, "_forward_hooks", hook)
+
+    def register_backward_hook(self, hook: Callable) -> RemovableHandle:
+        """Call `hook(module, grad_input, grad_output)` after each backward run as `run_backward`.
+
+        As in PyTorch, `grad_input` and `grad_output` are tuples (here of one array each: d loss /
+        d input, None where the caller asked for none, and d loss / d output), and a return value
+        other than None replaces grad_input (a tuple of one array, or the array). The hook runs
+        after the module has added its parameters' gradients to their `.grad`. Hooks run in the
+        order registered; they are not saved with the model.
+
+        Args:
+            hook: a callable of (module, grad_input, grad_output).
+
+        Returns:
+            handle: its `remove()` unregisters the hook.
+        """
+        return _registered(self, "_backward_hooks", hook)
 
     def wants_parameter_grads(self) -> bool:
         """Whether any of this module's own parameters is trained (not frozen)."""
@@ -187,6 +260,21 @@ class Module(PendingCaches):
         yield self
         for module in self._modules.values():
             yield from module.modules()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module (named `prefix`) and its descendants, depth first,
+        each once: a module shared by two branches under its first name only (as PyTorch's)."""
+        seen = set()
+
+        def visit(module, name):
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            yield name, module
+            for child_name, child in module._modules.items():
+                yield from visit(child, f"{name}.{child_name}" if name else child_name)
+
+        yield from visit(self, prefix)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze (False) or unfreeze (True) every parameter, in place; returns the module. A frozen
@@ -336,6 +424,31 @@ class Module(PendingCaches):
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"  ({name}): {module!r}".replace("\n", "\n  ") for name, module in self._modules.items()]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _registered(module, attribute: str, hook) -> RemovableHandle:
+    """Add `hook` to the module's hooks named `attribute` (made on the first); its handle."""
+    if not callable(hook):
+        raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
+    hooks = module.__dict__.get(attribute)
+    if hooks is None:
+        hooks = {}
+        object.__setattr__(module, attribute, hooks)
+    handle = RemovableHandle(hooks)
+    hooks[handle._key] = hook
+    return handle
+
+
+def _one_gradient(result, module):
+    """The input gradient a backward hook returned: a tuple of one (as PyTorch's), or the array."""
+    if isinstance(result, (tuple, list)):
+        if len(result) != 1:
+            raise ValueError(
+                f"a backward hook of {type(module).__name__} returned {len(result)} input gradients; "
+                "a module has one input: return a tuple of one array, or the array"
+            )
+        return result[0]
+    return result
 
 
 def _moved(array, target):

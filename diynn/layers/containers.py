@@ -31,15 +31,15 @@ class Sequential(Module):
 
     def forward(self, x):
         for layer in self.layers:
-            x = layer.forward(x)
+            x = layer(x)
         return x
 
     def backward(self, grad_output, input_grad=True):
         if not self.layers:
             return grad_output
         for layer in reversed(self.layers[1:]):
-            grad_output = layer.backward(grad_output)
-        return self.layers[0].backward(grad_output, input_grad)
+            grad_output = layer.run_backward(grad_output)
+        return self.layers[0].run_backward(grad_output, input_grad)
 
     def config(self):
         return {"layers": list(self.layers)}
@@ -114,7 +114,7 @@ class Residual(Module):
         self.shortcut = shortcut if shortcut is not None else Identity()
 
     def forward(self, x):
-        block, shortcut = self.block.forward(x), self.shortcut.forward(x)
+        block, shortcut = self.block(x), self.shortcut(x)
         if tuple(block.shape) != tuple(shortcut.shape):
             raise ValueError(
                 f"Residual: the block's output {tuple(block.shape)} and the shortcut's {tuple(shortcut.shape)} "
@@ -127,8 +127,8 @@ class Residual(Module):
     def backward(self, grad_output, input_grad=True):
         grad_block, grad_shortcut = F.add_backward(self.saved_for_backward(), grad_output)
         # the reverse of the forward's order: a module in both branches pops its caches last-in first
-        from_shortcut = self.shortcut.backward(grad_shortcut, input_grad)
-        return _add_up([self.block.backward(grad_block, input_grad), from_shortcut])
+        from_shortcut = self.shortcut.run_backward(grad_shortcut, input_grad)
+        return _add_up([self.block.run_backward(grad_block, input_grad), from_shortcut])
 
     def config(self):
         shortcut = None if isinstance(self.shortcut, Identity) else self.shortcut
@@ -166,14 +166,14 @@ class Concat(Module):
         self.axis = axis
 
     def forward(self, x):
-        y, cache = F.concat([branch.forward(x) for branch in self.branches], axis=self.axis)
+        y, cache = F.concat([branch(x) for branch in self.branches], axis=self.axis)
         self.save_for_backward(cache)
         return y
 
     def backward(self, grad_output, input_grad=True):
         grads = F.concat_backward(self.saved_for_backward(), grad_output)
         # the reverse of the forward's order: a module in several branches pops its caches last-in first
-        returned = [branch.backward(grad, input_grad) for branch, grad in reversed(list(zip(self.branches, grads)))]
+        returned = [branch.run_backward(grad, input_grad) for branch, grad in reversed(list(zip(self.branches, grads)))]
         return _add_up(returned)
 
     def config(self):

@@ -22,6 +22,7 @@ from ..io.files import atomic_write
 from ..io.model_files import error_message, read_npz
 
 FORMAT = "diynn-checkpoint-1"
+HOOKS = ("_forward_hooks", "_backward_hooks")  # a module's hooks are not part of its training state
 _HEADER = "__checkpoint__"
 
 
@@ -52,7 +53,8 @@ def generators_in(root, name: str) -> dict[str, Generator]:
         elif hasattr(value, "__dict__"):
             seen.add(id(value))
             for key, item in vars(value).items():
-                visit(item, f"{where}.{key.lstrip('_')}")
+                if key not in HOOKS:
+                    visit(item, f"{where}.{key.lstrip('_')}")
             code = getattr(value, "__code__", None)  # a function: the variables it captures or names
             if code is not None:
                 for variable, cell in zip(code.co_freevars, value.__closure__ or ()):

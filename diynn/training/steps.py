@@ -15,9 +15,9 @@ def optimisation_step(trainer, x, y, share=None):
     rank's part of a global batch and `share` its fraction of it (default: 1 / ranks): the
     gradients are averaged across ranks before the update."""
     model = trainer.model
-    output = model.forward(x)
+    output = model(x)
     value = trainer.loss.forward(output, y)
-    model.backward(trainer.loss.backward(), input_grad=False)  # each layer adds dL/dW to W.grad
+    model.run_backward(trainer.loss.backward(), input_grad=False)  # each layer adds dL/dW to W.grad
     if trainer.communicator is not None:
         share = 1 / trainer.communicator.size if share is None else share
         trainer.communicator.allreduce_gradients(model.parameters(), share)
@@ -60,6 +60,35 @@ class GraphStep(PlainStep):
         if xb.shape[0] == self.batch_size:
             return self.captured(xb, yb)
         return super().__call__(xb, yb, share)
+
+
+class CheckedStep(PlainStep):
+    """`optimisation_step` with a check after each stage, for the re-run of an epoch that diverged.
+
+    `watch` (a `diynn.inspection.divergence.Watch`, which holds a forward and a backward hook on
+    every module) raises NonFinite at the first NaN or infinity, before that step's update. The
+    per-step callbacks are not called again; a data-parallel run is not re-run.
+    """
+
+    def __init__(self, trainer, watch):
+        super().__init__(trainer)
+        self.watch = watch
+
+    def __call__(self, xb, yb, share):
+        trainer, model, watch = self.trainer, self.trainer.model, self.watch
+        watch.batch(xb)
+        output = model(xb)  # the hooks check each module's output
+        value = watch.loss_value(trainer.loss.forward(output, yb), output, yb)
+        model.run_backward(watch.loss_gradient(trainer.loss.backward()), input_grad=False)  # and each gradient
+        if trainer.penalty is not None:
+            value = value + trainer.penalty.apply(model.parameters())
+        if trainer.clip_norm is not None:
+            clip_grad_norm(model.parameters(), trainer.clip_norm)
+        watch.gradients(value)
+        trainer.optimizer.step()
+        watch.updated(trainer.optimizer, value)
+        trainer.optimizer.zero_grad()
+        return value, output
 
 
 class DataParallelStep(PlainStep):

@@ -11,9 +11,11 @@ import time
 from .. import arguments
 from ..backends import backend_of, get_backend
 from ..grad_mode import no_grad
+from ..inspection import divergence
+from ..inspection.divergence import EpochStart
 from .checkpoint import TrainingState
 from .progress import progress_bar
-from .steps import optimisation_step, training_step
+from .steps import CheckedStep, optimisation_step, training_step
 
 # Batches for evaluation and prediction: large enough that the per-batch Python cost vanishes. An
 # evaluation keeps no cache, so only one layer's buffers live at a time: predict on 10,000 images
@@ -116,7 +118,7 @@ class Trainer:
             history: per-epoch lists of "loss", "time" and, if measured, "accuracy", "val_loss", "val_accuracy".
 
         Raises:
-            TrainingDiverged: the loss became NaN or infinite.
+            TrainingDiverged: the loss or the weights became NaN or infinite; it names where that began.
         """
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
         x, y, validation_data = self._fit_data(x, y, validation_data, cuda_graph)
@@ -129,7 +131,7 @@ class Trainer:
         for epoch in range(first, epochs + 1):
             began, steps = time.perf_counter(), range(math.ceil(x.shape[0] / batch_size))
             bar = progress_bar(steps, progress, desc=f"epoch {epoch}/{epochs}", leave=False)
-            self._train_epoch(step, x, y, rng.permutation(x.shape[0]), batch_size, augment, bar, epoch, history)
+            self._train_epoch(step, x, y, rng.permutation(x.shape[0]), batch_size, augment, bar, epoch, history, state)
             if validation_data is not None:
                 self._validate(validation_data, batch_size, epoch, history)
             _log_epoch(history, time.perf_counter() - began, f"epoch {epoch}/{epochs}", progress)
@@ -167,9 +169,28 @@ class Trainer:
             validation_data = self.prepare(*validation_data, name="validation_data")
         return (*self.prepare(x, y), validation_data)
 
-    def _train_epoch(self, step, x, y, order, batch_size, augment, bar, epoch, history):
+    def _train_epoch(self, step, x, y, order, batch_size, augment, bar, epoch, history, state=None):
         """One pass over the shuffled rows `order` in batches; appends the epoch's mean loss (and
-        accuracy) to `history`, reading the device once."""
+        accuracy) to `history`, reading the device once.
+
+        Where a step's loss or, at the end, a weight is not finite, the epoch is run again from its
+        start (an EpochStart, kept on the device) with each stage of each step checked, and
+        TrainingDiverged names where the first NaN or infinity arose.
+        """
+        start = EpochStart(self, state.generators if state else {}) if self.communicator is None else None
+        with self.backend.float_errors_ignored():  # a NaN or an infinity is reported below, where it arose
+            totals, seen, done = self._run_epoch(step, x, y, order, batch_size, augment, bar)
+        diverged = _divergence(totals[:done], totals[done], epoch, batch_size, x.shape[0])
+        if diverged is not None:
+            text, detected = diverged
+            raise TrainingDiverged(text + self._origin(start, detected, x, y, order, batch_size, augment, history))
+        history["loss"].append(float(totals[:done].sum()) / seen)
+        if self.metric:
+            history.setdefault("accuracy", []).append(float(totals[done + 1]) / seen)
+
+    def _run_epoch(self, step, x, y, order, batch_size, augment, bar):
+        """The steps of one epoch; (host totals: the step losses times their samples, the parameters'
+        check (NaN where one is not finite), the correct count; the samples seen; the number of steps)."""
         xp, n = self.backend.xp, x.shape[0]
         self.model.train()
         losses, correct, seen = [], [], 0
@@ -184,15 +205,31 @@ class Trainer:
             seen += index.shape[0]
             if self.metric:
                 correct.append(count_correct(output, yb))
-        totals = xp.stack(losses)  # one transfer per epoch: the step losses, then the correct count
+        totals = xp.stack(losses)  # one transfer per epoch: the step losses, the weights' check, the correct count
+        totals = xp.concat([totals, _parameters_check(self.model, totals.dtype)])
         if self.metric:
             totals = xp.concat([totals, xp.reshape(xp.astype(xp.sum(xp.stack(correct)), totals.dtype), (1,))])
         totals, seen = step.totals(totals, seen)
-        totals, done = self.backend.to_numpy(totals), len(losses)
-        _check_finite(totals[:done], epoch, batch_size, n)
-        history["loss"].append(float(totals[:done].sum()) / seen)
-        if self.metric:
-            history.setdefault("accuracy", []).append(float(totals[done]) / seen)
+        return self.backend.to_numpy(totals), seen, len(losses)
+
+    def _origin(self, start, detected, x, y, order, batch_size, augment, history) -> str:
+        """Where the epoch's first NaN or infinity arose (the end of a TrainingDiverged message): the
+        epoch re-run from `start` with each stage checked (`detected`: the step whose loss was not
+        finite, or None)."""
+        if start is None:  # data-parallel: a re-run would need every rank
+            return f"; {divergence.LEARNING_RATE}"
+        start.restore()
+        watch = divergence.Watch(self.model, self.loss, first_update=not history["loss"], losses=history["loss"])
+        try:
+            with self.backend.float_errors_ignored(), watch:
+                self._run_epoch(CheckedStep(self, watch), x, y, order, batch_size, augment, None)
+        except divergence.NonFinite as found:
+            return divergence.located(found, watch.step, detected)
+        return (
+            "; re-run from the epoch's start with a check after each module, it stayed finite (a random draw "
+            f"or a layer's state differed), so where it began is not known; {divergence.LEARNING_RATE} (on the "
+            "GPU, a class label outside the model's outputs also gives a NaN loss)"
+        )
 
     def _validate(self, validation_data, batch_size, epoch, history):
         """Append the validation loss (and accuracy) to `history`; TrainingDiverged if it is not finite."""
@@ -265,7 +302,7 @@ class Trainer:
             for start in range(0, x.shape[0], batch_size):
                 stop = min(x.shape[0], start + batch_size)
                 xb, yb = x[start:stop, ...], y[start:stop, ...]
-                output = self.model.forward(xb)
+                output = self.model(xb)
                 losses.append(self.loss.forward(output, yb) * xb.shape[0])
                 if self.metric:
                     correct.append(count_correct(output, yb))
@@ -308,7 +345,7 @@ def predict(model, x, batch_size: int = EVALUATION_BATCH):
     _check_samples(x, "predict: x")
     with evaluating(model):
         n = x.shape[0]
-        outputs = [model.forward(x[start : min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
+        outputs = [model(x[start : min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
     return xp.concat(outputs, axis=0)
 
 
@@ -381,17 +418,28 @@ def _check_samples(array, name):
         )
 
 
-def _check_finite(losses, epoch, batch_size, n):
-    """Raise TrainingDiverged naming the first step whose loss is NaN or infinite."""
+def _divergence(losses, parameters_check, epoch, batch_size, n):
+    """(what went wrong, the step whose loss was not finite, counted from 0, or None) where a step's
+    loss or, at the end of the epoch, a parameter is NaN or infinite (`parameters_check` not finite);
+    None where all are finite."""
     bad = [step for step, value in enumerate(losses) if not math.isfinite(float(value))]
     if bad:
         first = bad[0]
-        raise TrainingDiverged(
+        return (
             f"loss became {float(losses[first])} at epoch {epoch}, step {first + 1} of {len(losses)} "
-            f"(samples {first * batch_size}..{min(n, (first + 1) * batch_size) - 1} of the shuffled "
-            "epoch); try a smaller learning rate (on the GPU, a class label outside the model's outputs "
-            "also gives a NaN loss)"
+            f"(samples {first * batch_size}..{min(n, (first + 1) * batch_size) - 1} of the shuffled epoch)",
+            first,
         )
+    if not math.isfinite(float(parameters_check)):
+        return f"the weights became NaN or infinite in epoch {epoch}, whose losses were all finite", None
+    return None
+
+
+def _parameters_check(model, dtype):
+    """0 where every parameter of the model is finite, NaN where one is not: a (1,) array of `dtype`
+    left on the device (the sum of every parameter times 0: a single pass, and no overflow)."""
+    xp = model.backend.xp
+    return xp.reshape(xp.astype(sum(xp.sum(parameter.data * 0) for parameter in model.parameters()), dtype), (1,))
 
 
 def _stopped_by(callbacks, epoch, history) -> bool:
