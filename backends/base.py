@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import special
 from .elementwise import Elementwise
+
+ONE_HOT_BLOCK = 2**22  # the most entries of a one-hot block in the portable index_add
 
 
 class BackendError(RuntimeError):
@@ -215,6 +218,31 @@ class Backend:
         """a (M, K) @ b (K, N). The CuPy backend records it in CUDA graphs through a cuBLAS handle
         of its own (backends.cublas); everywhere else it is a @ b."""
         return a @ b
+
+    def erf(self, x):
+        """The error function, elementwise, in x's dtype (the array API standard has none): the
+        rational approximations of backends.special (about 1e-16 relative in float64) in the
+        standard's functions; CuPy's backend calls cupyx.scipy.special.erf."""
+        return special.erf(self.xp, x)
+
+    def index_add(self, target, indices, values) -> None:
+        """target[indices[k]] += values[k] along axis 0, in place, where repeated indices add up
+        (an indexed assignment would keep one of them): the gradient of a gather such as an
+        embedding's lookup.
+
+        target: (V, ...), indices: (M,) integers in [0, V), values: (M, ...) of target's dtype.
+        Fallback: products of one-hot (V, m) blocks with m of the values' rows at a time (NumPy
+        and CuPy override it with their `add.at`).
+        """
+        xp, rows = self.xp, target.shape[0]
+        flat = xp.reshape(values, (values.shape[0], -1))
+        block = max(1, ONE_HOT_BLOCK // max(rows, 1))
+        total = xp.zeros((rows, flat.shape[1]), dtype=target.dtype, device=self.device)
+        for start in range(0, indices.shape[0], block):
+            stop = min(start + block, indices.shape[0])
+            one_hot = xp.arange(rows, device=self.device)[:, None] == indices[None, start:stop]
+            total += xp.astype(one_hot, target.dtype) @ flat[start:stop, ...]
+        target += xp.reshape(total, target.shape)
 
     def library(self, name: str):
         """A vendor library this backend can call ("cudnn": cuDNN's convolution graphs on CuPy, see
