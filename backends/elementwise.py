@@ -23,7 +23,7 @@ class Elementwise(NamedTuple):
         in_params: typed input parameters, e.g. "T y, T gy" ("raw T x": a whole array indexed by hand).
         out_params: typed output parameters, e.g. "T gx".
         operation: the C++ body, run once per index `i`.
-        name: the kernel's name, e.g. "diynn_relu_backward".
+        name: the kernel's name, e.g. "diynn_scaled_sum".
     """
 
     in_params: str
