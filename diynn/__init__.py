@@ -16,7 +16,7 @@ from .autoencoder import Autoencoder, add_noise
 from .backends import BackendError, get_backend, kernels, set_backend, set_kernels, use
 from .grad_mode import enable_grad, no_grad
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
-from .inspection import Comparison, Summary, compare_with_torch, summary
+from .inspection import Comparison, Monitor, Summary, compare_with_torch, summary
 from .io import ModelFileError, load_model, load_weights, onnx, save_model
 from .layers import (
     GELU,
@@ -74,6 +74,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison",
+    "Monitor",
     "Summary",
     "compare_with_torch",
     "summary",

@@ -1,4 +1,21 @@
-"""Epoch callbacks for `Trainer.fit` (schedules live in schedules.py)."""
+"""Callbacks for `Trainer.fit` (schedules live in schedules.py, `diynn.Monitor` in diynn/inspection/).
+
+A callback is any object given in `fit(callbacks=[...])`; `fit` calls what it has of:
+
+- `callback(epoch, history)` (a callable callback): after each epoch (and its validation); may
+  raise StopTraining.
+- `callback.on_train_end(history)`: once, when training ends (not after an exception).
+- Per step, each `method(trainer)`, collected once per fit (a fit without them calls nothing per step):
+    - `on_step_begin(trainer)`: before the step's forward;
+    - `on_before_optimizer_step(trainer)`: after the backward (and the gradients' averaging across
+      ranks, the penalty and clipping), before `optimizer.step()`: each parameter's `.grad` holds
+      the gradient the update will use, `.data` the weights before it;
+    - `on_step_end(trainer)`: after `optimizer.step()` and `zero_grad()`: `.data` holds the updated
+      weights.
+
+  `fit(cuda_graph=True)` refuses callbacks with per-step methods (a replayed step runs no Python);
+  `Trainer.step` outside a fit calls none.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +23,7 @@ from .. import arguments
 from .trainer import StopTraining
 
 
-class Monitor:
+class BestValue:
     """The best value so far of one history entry; lower is better, except for accuracies."""
 
     def __init__(self, name: str, min_delta: float = 0.0):
@@ -43,7 +60,7 @@ class EarlyStopping:
     def __init__(self, model, monitor="val_loss", patience=3, min_delta=0.0, restore_best=True):
         patience = arguments.integer("patience", patience)
         min_delta = arguments.real("min_delta", min_delta, low=0)
-        self.model, self.monitor, self.patience = model, Monitor(monitor, min_delta), patience
+        self.model, self.monitor, self.patience = model, BestValue(monitor, min_delta), patience
         self.restore_best = restore_best
         self.best_epoch, self.best_state, self.bad_epochs = None, None, 0
 

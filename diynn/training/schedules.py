@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .. import arguments
-from .callbacks import Monitor
+from .callbacks import BestValue
 
 
 class Schedule:
@@ -129,7 +129,7 @@ class ReduceLROnPlateau:
     """
 
     def __init__(self, optimizer, monitor="val_loss", factor=0.1, patience=3, threshold=1e-4, min_lr=0.0):
-        self.optimizer, self.monitor = optimizer, Monitor(monitor, arguments.real("threshold", threshold, low=0))
+        self.optimizer, self.monitor = optimizer, BestValue(monitor, arguments.real("threshold", threshold, low=0))
         self.factor = arguments.real("factor", factor, low=0, high=1, low_open=True, high_open=True)
         self.patience = arguments.integer("patience", patience, minimum=0)
         self.min_lr = arguments.real("min_lr", min_lr, low=0)

@@ -108,7 +108,7 @@ class Trainer:
             validation_data: (x_val, y_val), evaluated after each epoch.
             seed: seeds the shuffling (None: unseeded).
             progress: None: a bar on a terminal or in Jupyter, and a line per epoch; True: both; False: neither.
-            callbacks: `fn(epoch, history)` after each epoch, may raise StopTraining; `on_train_end(history)`.
+            callbacks: `fn(epoch, history)` each epoch, may raise StopTraining; `on_train_end`, per-step: callbacks.py.
             augment: `augment(x_batch)` transforms each training batch (e.g. `TwoViews(...)`).
             cuda_graph: replay the full-size batches' steps from a CUDA graph (CuPy; see CapturedStep).
             checkpoint: a path: the training state is saved there after each epoch.
@@ -122,7 +122,7 @@ class Trainer:
         """
         epochs, batch_size = arguments.integer("epochs", epochs), arguments.integer("batch_size", batch_size)
         x, y, validation_data = self._fit_data(x, y, validation_data, cuda_graph)
-        step = training_step(self, batch_size, x.shape[0], cuda_graph)
+        step = training_step(self, batch_size, x.shape[0], cuda_graph, callbacks)
         if self.communicator is not None:
             seed, progress = self._data_parallel(seed, progress, checkpoint, resume)
         rng = self.backend.rng(seed)
@@ -443,10 +443,12 @@ def _parameters_check(model, dtype):
 
 
 def _stopped_by(callbacks, epoch, history) -> bool:
-    """Run each epoch callback; True when one raised StopTraining."""
+    """Run each epoch callback (each callable one: a callback may watch steps only); True when one
+    raised StopTraining."""
     try:
         for callback in callbacks:
-            callback(epoch, history)
+            if callable(callback):
+                callback(epoch, history)
     except StopTraining:
         return True
     return False

@@ -19,7 +19,7 @@ SOURCES = notebooks.sources()
 
 
 def test_there_is_a_notebook_per_seed_notebook_and_for_the_later_work():
-    assert len(SOURCES) == 7
+    assert len(SOURCES) == 8
     assert all((NOTEBOOKS / f"{source.stem}.ipynb").is_file() for source in SOURCES)
 
 
