@@ -101,7 +101,8 @@ class Trainer:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
         Args:
-            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype.
+            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype
+                (integers, e.g. token ids, stay integers).
             y: (N,) labels or (N, ...) targets; None for a loss that needs none (NTXentLoss, metric None).
             epochs: passes over the data.
             batch_size: samples per step.
@@ -253,8 +254,8 @@ class Trainer:
             name: names the data in errors.
 
         Returns:
-            (x, y): x in the model's dtype; integer labels as int64, other targets in the model's
-                dtype (y None stays None).
+            (x, y): x in the model's dtype (integer x, token ids, stays integer); integer labels as
+                int64, other targets in the model's dtype (y None stays None).
 
         Raises:
             TypeError: data that are not numeric.
@@ -332,7 +333,8 @@ def predict(model, x, batch_size: int = EVALUATION_BATCH):
 
     Args:
         model: a Module.
-        x: (N, ...) inputs (any backend, or nested lists), converted to the model's dtype and backend.
+        x: (N, ...) inputs (any backend, or nested lists), converted to the model's backend and, unless
+            integers (token ids), to its dtype.
         batch_size: samples per forward.
 
     Returns:
@@ -388,16 +390,21 @@ def accuracy(model, x, y, batch_size: int = EVALUATION_BATCH) -> float:
 
 
 def _on(backend, values, dtype=None, name="data"):
-    """`values` (an array of any backend, or nested lists of numbers) as an array of `backend`."""
+    """`values` (an array of any backend, or nested lists of numbers) as an array of `backend`; with
+    `dtype` (the model's), real and boolean values converted to it, integers kept: token ids for an
+    Embedding stay integers."""
     source = backend_of(values) if hasattr(values, "__array_namespace__") or hasattr(values, "ndim") else None
     if source is not None and source is not backend:
         values = source.to_numpy(values)
     try:
-        array = backend.asarray(values, dtype=dtype)
+        array = backend.asarray(values)
     except (TypeError, ValueError, OverflowError) as error:
         raise TypeError(f"{name} must be numeric array data, got {type(values).__name__} ({error})") from None
-    if not backend.xp.isdtype(array.dtype, ("integral", "real floating", "bool")):
+    xp = backend.xp
+    if not xp.isdtype(array.dtype, ("integral", "real floating", "bool")):
         raise TypeError(f"{name} must be numeric array data, got dtype {array.dtype}")
+    if dtype is not None and not xp.isdtype(array.dtype, "integral"):
+        array = xp.astype(array, dtype, copy=False)
     return array
 
 

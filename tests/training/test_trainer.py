@@ -54,6 +54,38 @@ def test_inputs_are_converted_once_to_float32(backend, numpy_rng):
     assert output.dtype == backend.xp.float32 and tuple(output.shape) == (len(x), 3)
 
 
+class TokenMean(diynn.Module):
+    """(N, L, E) -> (N, E), the mean over the tokens."""
+
+    def forward(self, x):
+        self.save_for_backward(x.shape[1])
+        return backend_xp(x).mean(x, axis=1)
+
+    def backward(self, grad_output, input_grad=True):
+        length = self.saved_for_backward()
+        xp = backend_xp(grad_output)
+        return xp.expand_dims(grad_output / length, axis=1) * xp.ones((1, length, 1), dtype=grad_output.dtype)
+
+
+def backend_xp(array):
+    return diynn.backends.backend_of(array).xp
+
+
+def test_integer_tokens_stay_integers_through_fit_and_predict(backend, numpy_rng):
+    """Token ids are not converted to the parameters' dtype (an Embedding refuses floats); the
+    class of a sequence is whether token 1 occurs more often than token 2."""
+    tokens = numpy_rng.integers(0, 4, size=(96, 6))
+    labels = ((tokens == 1).sum(axis=1) > (tokens == 2).sum(axis=1)).astype(np.int64)
+    model = diynn.Sequential(diynn.Embedding(4, 8, rng=0), TokenMean(), diynn.Linear(8, 2, rng=1))
+    trainer = Trainer(model, CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.05))
+    x, _ = trainer.prepare(tokens.astype(np.int32), labels)
+    assert x.dtype == backend.xp.int32
+    history = trainer.fit(tokens, labels, epochs=10, batch_size=16, validation_data=(tokens, labels), progress=False)
+    assert history["loss"][-1] < 0.5 * history["loss"][0] and history["val_accuracy"][-1] > 0.9
+    assert diynn.accuracy(model, tokens.tolist(), labels) == history["val_accuracy"][-1]
+    assert diynn.predict(model, tokens).dtype == backend.xp.float32
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
 def test_divergence_names_epoch_and_step(numpy_rng):
     x, y = blobs(numpy_rng)
