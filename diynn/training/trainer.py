@@ -101,8 +101,7 @@ class Trainer:
         """Train for `epochs` passes over (x, y) in shuffled mini-batches.
 
         Args:
-            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype
-                (integers, e.g. token ids, stay integers).
+            x: (N, ...) features (any backend, or nested lists), converted once to the model's dtype; ids stay integers.
             y: (N,) labels or (N, ...) targets; None for a loss that needs none (NTXentLoss, metric None).
             epochs: passes over the data.
             batch_size: samples per step.
