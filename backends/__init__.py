@@ -24,6 +24,7 @@ from .cpu_kernels import (
     set_kernels,
 )
 from .elementwise import Elementwise
+from .fast_math import erf_float32, exp_float32
 
 __all__ = [
     "Backend",
@@ -35,6 +36,8 @@ __all__ = [
     "backend_of",
     "blas_gemm",
     "chunk_bounds",
+    "erf_float32",
+    "exp_float32",
     "get",
     "kernel",
     "kernel_threads",

@@ -14,6 +14,7 @@ import diynn
 from diynn import backends
 from diynn import functional as F
 from diynn.functional.convolution import CONV2D
+from diynn.functional.selection import forced
 
 
 @pytest.fixture(autouse=True)
@@ -182,6 +183,26 @@ def test_relu_on_a_transposed_array(dtype, numpy_rng):
         return y, F.relu_backward(cache, grad)
 
     assert_same(*both_paths(run), dtype)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_in_float32_is_within_2e_6_of_the_c_librarys_erf_and_exp(approximate, numpy_rng):
+    """float32 runs loops of its own (erf and exp as float32 polynomials); the float64 loops call the
+    C library's erf and exp: on the same float32 values, tails, zeros, NaN and infinities included
+    (NaN where the float64 loops give NaN: -inf's forward 0 * -inf, both infinities' gradients)."""
+    magnitudes = np.geomspace(1e-30, 3e38, 300)
+    x = np.concatenate([np.linspace(-12, 12, 48001), 4 * numpy_rng.standard_normal(16384), magnitudes, -magnitudes])
+    x = np.concatenate([x, [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    grad = numpy_rng.standard_normal(x.shape).astype(np.float32)
+    backends.set_kernels("compiled")
+    with forced("gelu", "compiled"):
+        y, cache = F.gelu(x, approximate)
+        y64, cache64 = F.gelu(x.astype(np.float64), approximate)
+        grad_x, grad_x64 = F.gelu_backward(cache, grad), F.gelu_backward(cache64, grad.astype(np.float64))
+    assert y.dtype == grad_x.dtype == np.float32
+    np.testing.assert_allclose(y, y64, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(grad_x, grad_x64, rtol=2e-6, atol=2e-6)
+    assert np.isnan(y[-1]) and np.isnan(grad_x[-1]) and y[-5] == 0 and y[-3] == np.inf
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
