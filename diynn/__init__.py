@@ -24,6 +24,7 @@ from .layers import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    ClassToken,
     Concat,
     Conv1d,
     Conv2d,
@@ -38,6 +39,8 @@ from .layers import (
     MaxPool1d,
     MaxPool2d,
     MultiheadAttention,
+    Permute,
+    PositionEmbedding,
     ReLU,
     Residual,
     Sequential,
@@ -45,11 +48,12 @@ from .layers import (
     SiLU,
     Softmax,
     Tanh,
+    TokenPool,
     Unflatten,
     Upsample,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NTXentLoss, PerceptualLoss
-from .models import cnn, cnn_encoder, conv_autoencoder, dense_autoencoder, mlp, resnet, unet
+from .models import cnn, cnn_encoder, conv_autoencoder, dense_autoencoder, encoder_block, mlp, resnet, unet, vit
 from .module import Module, Parameter
 from .optim import SGD, Adam, AdamW, Optimizer
 from .training import (
@@ -100,6 +104,7 @@ __all__ = [
     "BackendError",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ClassToken",
     "Compose",
     "Conv1d",
     "Conv2d",
@@ -129,6 +134,8 @@ __all__ = [
     "Optimizer",
     "Parameter",
     "PerceptualLoss",
+    "Permute",
+    "PositionEmbedding",
     "RandomBrightnessContrast",
     "RandomErasing",
     "RandomHorizontalFlip",
@@ -145,6 +152,7 @@ __all__ = [
     "StepLR",
     "StopTraining",
     "Tanh",
+    "TokenPool",
     "Trainer",
     "TrainingDiverged",
     "TwoViews",
@@ -156,6 +164,7 @@ __all__ = [
     "cnn_encoder",
     "conv_autoencoder",
     "dense_autoencoder",
+    "encoder_block",
     "get_backend",
     "gradcheck",
     "gradcheck_loss",
@@ -164,6 +173,7 @@ __all__ = [
     "mlp",
     "resnet",
     "unet",
+    "vit",
     "predict",
     "save_model",
     "set_backend",

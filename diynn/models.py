@@ -4,22 +4,29 @@ from . import arguments
 from .autoencoder import Autoencoder
 from .init import as_generator
 from .layers import (
+    GELU,
     AdaptiveAvgPool2d,
     BatchNorm2d,
+    ClassToken,
     Concat,
     Conv2d,
     ConvTranspose2d,
     Dropout,
     Flatten,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
     MaxPool2d,
+    MultiheadAttention,
+    Permute,
+    PositionEmbedding,
     ReLU,
     Residual,
     Sequential,
     Sigmoid,
     Tanh,
+    TokenPool,
     Unflatten,
 )
 
@@ -269,3 +276,110 @@ def _double_conv(in_channels, out_channels, rng) -> Sequential:
         BatchNorm2d(out_channels),
         ReLU(),
     )
+
+
+POOLINGS = {"mean": "mean", "class": "first"}  # vit's pooling: the TokenPool mode it takes
+
+
+def encoder_block(embed_dim, num_heads, mlp_ratio=4, dropout=0.0, rng=None) -> Sequential:
+    """A pre-norm transformer encoder block: x + MHA(LN(x)), then x + MLP(LN(x)).
+
+    Two Residual blocks with identity shortcuts. The first is LayerNorm, self-attention
+    (MultiheadAttention called with one input) and Dropout; the second LayerNorm, Linear(E, hidden),
+    GELU, Dropout, Linear(hidden, E), Dropout, with hidden = mlp_ratio E. It computes what PyTorch's
+    nn.TransformerEncoderLayer(E, num_heads, hidden, dropout, activation="gelu", batch_first=True,
+    norm_first=True) computes; the parameters are named by position (`0.block.1.in_proj_weight`).
+    The MLP's Linears are Xavier-uniform, as the attention's projections.
+
+    Args:
+        embed_dim: E, the features of a token.
+        num_heads: the attention heads; they divide embed_dim.
+        mlp_ratio: the MLP's hidden features per embed_dim feature, > 0.
+        dropout: the probability of the Dropouts and of the attention's dropout; 0 (default): none
+            (no Dropout layers).
+        rng: seed or Generator for the weights and the dropout masks.
+
+    Returns:
+        model: a Sequential of two Residuals, x (N, L, E) -> (N, L, E).
+
+    Raises:
+        ValueError: num_heads that does not divide embed_dim, an mlp_ratio that leaves no hidden
+            feature, a dropout outside [0, 1).
+    """
+    rng = as_generator(rng)
+    embed_dim = arguments.integer("embed_dim", embed_dim)
+    hidden = int(arguments.real("mlp_ratio", mlp_ratio, low=0, low_open=True) * embed_dim)
+    if hidden < 1:
+        raise ValueError(f"mlp_ratio {mlp_ratio} leaves no hidden feature for embed_dim {embed_dim}")
+
+    def drop():  # a Dropout of its own at each place (none without dropout)
+        return [Dropout(dropout, rng=rng)] if dropout else []
+
+    attention = MultiheadAttention(embed_dim, num_heads, dropout=dropout, rng=rng)
+    mlp = [Linear(embed_dim, hidden, init="xavier", rng=rng), GELU(), *drop()]
+    mlp += [Linear(hidden, embed_dim, init="xavier", rng=rng), *drop()]
+    return Sequential(
+        Residual(Sequential(LayerNorm(embed_dim), attention, *drop())),
+        Residual(Sequential(LayerNorm(embed_dim), *mlp)),
+    )
+
+
+def vit(
+    image_size=28,
+    patch_size=7,
+    in_channels=1,
+    classes=10,
+    embed_dim=64,
+    depth=4,
+    num_heads=4,
+    mlp_ratio=2,
+    dropout=0.0,
+    pooling="mean",
+    rng=None,
+) -> Sequential:
+    """A vision transformer (Dosovitskiy et al. 2021) for small square images.
+
+    The image is cut into (image_size / patch_size)^2 patches, each embedded linearly by a Conv2d of
+    kernel and stride patch_size; the feature map becomes a sequence of tokens (Flatten(2), then
+    Permute((0, 2, 1)): (N, E, h, w) -> (N, h w, E)), a learned class token goes in front where
+    pooling is "class", learned position embeddings are added, `depth` pre-norm `encoder_block`s
+    follow, then a LayerNorm, the pooling of the tokens (their mean, or the class token's output)
+    and a Linear head.
+
+    Args:
+        image_size: S of the (S, S) input images.
+        patch_size: P, the side of a patch; it divides image_size.
+        in_channels: the input images' channels.
+        classes: the number of outputs.
+        embed_dim: E, the features of a token.
+        depth: the number of encoder blocks.
+        num_heads: the attention heads of each block; they divide embed_dim.
+        mlp_ratio: the blocks' MLP hidden features per embed_dim feature.
+        dropout: the blocks' dropout probability (0: none).
+        pooling: "mean" (default): the mean of the tokens; "class": a class token's output.
+        rng: seed or Generator for the weights and the dropout masks.
+
+    Returns:
+        model: a Sequential, x (N, in_channels, S, S) -> logits (N, classes).
+
+    Raises:
+        ValueError: a patch_size that does not divide image_size, an unknown pooling, or a block's
+            ValueError.
+    """
+    rng = as_generator(rng)
+    image_size = arguments.integer("image_size", image_size)
+    patch_size = arguments.integer("patch_size", patch_size)
+    if image_size % patch_size:
+        raise ValueError(f"vit's patch_size must divide image_size, got {patch_size} and {image_size}")
+    mode = POOLINGS[arguments.choice("pooling", pooling, POOLINGS)]
+    length = (image_size // patch_size) ** 2
+    layers = [Conv2d(in_channels, embed_dim, patch_size, stride=patch_size, rng=rng), Flatten(2), Permute((0, 2, 1))]
+    if mode == "first":
+        layers.append(ClassToken(embed_dim))
+        length += 1
+    layers.append(PositionEmbedding(length, embed_dim, rng=rng))
+    blocks = [
+        encoder_block(embed_dim, num_heads, mlp_ratio, dropout, rng) for _ in range(arguments.integer("depth", depth))
+    ]
+    head = [LayerNorm(embed_dim), TokenPool(mode), Linear(embed_dim, classes, init="xavier", rng=rng)]
+    return Sequential(*layers, *blocks, *head)

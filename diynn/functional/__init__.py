@@ -43,6 +43,14 @@ from .losses import (
 from .normalisation import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .resampling import adaptive_avg_pool2d, adaptive_avg_pool2d_backward, upsample, upsample_backward
+from .tokens import (
+    class_token,
+    class_token_backward,
+    position_embedding,
+    position_embedding_backward,
+    token_pool,
+    token_pool_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -61,6 +69,8 @@ __all__ = [
     "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
+    "class_token",
+    "class_token_backward",
     "conv2d",
     "conv2d_backward",
     "conv_transpose2d",
@@ -85,6 +95,8 @@ __all__ = [
     "mse_loss_backward",
     "nt_xent",
     "nt_xent_backward",
+    "position_embedding",
+    "position_embedding_backward",
     "relu",
     "relu_backward",
     "scaled_dot_product_attention",
@@ -97,4 +109,6 @@ __all__ = [
     "softmax_backward",
     "tanh",
     "tanh_backward",
+    "token_pool",
+    "token_pool_backward",
 ]

@@ -230,7 +230,7 @@ _BUILT_IN = {
     Upsample: _upsample,
     Dropout: lambda m, child: _nn().Dropout(m.p),  # compared in eval mode: the identity
     Identity: lambda m, child: _nn().Identity(),
-    Flatten: lambda m, child: _nn().Flatten(),
+    Flatten: lambda m, child: _nn().Flatten(m.start_dim, m.end_dim),
     Unflatten: lambda m, child: _nn().Unflatten(1, m.shape),
     ReLU: lambda m, child: _nn().ReLU(),
     LeakyReLU: lambda m, child: _nn().LeakyReLU(m.negative_slope),

@@ -5,7 +5,8 @@ in eval mode, so that onnxruntime, Netron or any deployment runtime can read it.
 
 Needs the `onnx` package (pip install -e ".[onnx]"). The batch axis is dynamic ("batch"); each
 layer maps to one ONNX operator (Dropout to Identity, Embedding to Gather, LayerNorm to
-LayerNormalization) or a few (Linear to MatMul and Add, GELU and SiLU to their formulas: opset 17 has
+LayerNormalization, Permute to Transpose, PositionEmbedding to Add, TokenPool to ReduceMean or
+Gather) or a few (Linear to MatMul and Add, GELU and SiLU to their formulas: opset 17 has
 no Gelu), MultiheadAttention to its products (MatMul, Reshape, Transpose, Softmax; its masks, graph
 inputs, as Where or Add); a layer without one is a ValueError naming it. A model that starts with an
 Embedding takes int64 indices.
@@ -27,6 +28,7 @@ from ..layers import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    ClassToken,
     Concat,
     Conv1d,
     Conv2d,
@@ -41,6 +43,8 @@ from ..layers import (
     MaxPool1d,
     MaxPool2d,
     MultiheadAttention,
+    Permute,
+    PositionEmbedding,
     ReLU,
     Residual,
     Sequential,
@@ -48,6 +52,7 @@ from ..layers import (
     SiLU,
     Softmax,
     Tanh,
+    TokenPool,
     Unflatten,
     Upsample,
 )
@@ -56,6 +61,7 @@ from .files import atomic_write
 
 OPSET = 17
 MASKS = ("key_padding_mask", "attn_mask")  # the masks a graph may take as inputs, for its attention layers
+SLICE_FIRST = ((0, "starts"), (1, "ends"), (1, "axes"))  # Slice's operands for x[:, 0:1]
 
 
 def export(model: Module, path, input_shape, *, masks=None) -> Path:
@@ -238,6 +244,33 @@ def _batch_norm(graph, module, x):
     return graph.node("BatchNormalization", inputs, epsilon=module.eps)
 
 
+def _flatten(graph, module, x):
+    """Flatten(1): ONNX's Flatten; Flatten(k) for k >= 0 to the last axis: Reshape to k axes kept, then -1."""
+    if (module.start_dim, module.end_dim) == (1, -1):
+        return graph.node("Flatten", [x], axis=1)
+    if module.start_dim < 0 or module.end_dim != -1:
+        raise ValueError(
+            f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}) cannot be exported to ONNX: "
+            "only a start_dim >= 0 with end_dim -1 (the shape's rank is not tracked)"
+        )
+    shape = graph.constant(np.asarray([0] * module.start_dim + [-1], np.int64), "shape")
+    return graph.node("Reshape", [x, shape])
+
+
+def _class_token(graph, module, x):
+    """[c; x]: the token (1, 1, E) expanded to the shape of x[:, :1] (N, 1, E), put in front along axis 1."""
+    starts, ends, axes = (graph.constant(np.asarray([v], np.int64), name) for v, name in SLICE_FIRST)
+    first = graph.node("Slice", [x, starts, ends, axes])
+    token = graph.node("Expand", [graph.constant(module.weight.data, "token"), graph.node("Shape", [first])])
+    return graph.node("Concat", [token, x], axis=1)
+
+
+def _token_pool(graph, module, x):
+    if module.mode == "mean":
+        return graph.node("ReduceMean", [x], axes=[1], keepdims=0)
+    return graph.node("Gather", [x, graph.constant(np.asarray(0, np.int64), "first")], axis=1)
+
+
 def _unflatten(graph, module, x):  # the shape operand of Reshape: 0 keeps the batch axis
     return graph.node("Reshape", [x, graph.constant(np.asarray([0, *module.shape], np.int64), "shape")])
 
@@ -362,7 +395,11 @@ EXPORTERS = {
     BatchNorm1d: _batch_norm,
     BatchNorm2d: _batch_norm,
     Dropout: lambda graph, module, x: graph.node("Identity", [x]),
-    Flatten: lambda graph, module, x: graph.node("Flatten", [x], axis=1),
+    Flatten: _flatten,
+    Permute: lambda graph, module, x: graph.node("Transpose", [x], perm=list(module.dims)),
+    PositionEmbedding: lambda graph, module, x: graph.node("Add", [x, graph.constant(module.weight.data, "position")]),
+    ClassToken: _class_token,
+    TokenPool: _token_pool,
     Unflatten: _unflatten,
     ReLU: lambda graph, module, x: graph.node("Relu", [x]),
     LeakyReLU: lambda graph, module, x: graph.node("LeakyRelu", [x], alpha=module.negative_slope),

@@ -10,7 +10,8 @@ from .linear import Linear
 from .normalisation import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, MaxPool1d, MaxPool2d
 from .resampling import AdaptiveAvgPool2d, Upsample
-from .reshape import Flatten, Unflatten
+from .reshape import Flatten, Permute, Unflatten
+from .tokens import ClassToken, PositionEmbedding, TokenPool
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -21,6 +22,7 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ClassToken",
     "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
@@ -34,11 +36,14 @@ __all__ = [
     "MaxPool1d",
     "MaxPool2d",
     "MultiheadAttention",
+    "Permute",
+    "PositionEmbedding",
     "ReLU",
     "Sequential",
     "Sigmoid",
     "SiLU",
     "Softmax",
     "Tanh",
+    "TokenPool",
     "Unflatten",
 ]

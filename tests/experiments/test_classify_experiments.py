@@ -63,6 +63,24 @@ def test_the_resnet_trains_on_either_data_set(generated, tmp_path, monkeypatch, 
     assert 0 <= metrics["test_accuracy"] <= 1
 
 
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "kmnist"])
+def test_the_vit_trains_on_either_data_set(generated, tmp_path, monkeypatch, dataset):
+    spec = spec_for(generated, n_train=N_TRAIN, n_test=N_TEST)
+    monkeypatch.setattr(loaders, "FASHION_MNIST" if dataset == "fashion-mnist" else "KMNIST", spec)
+    out = tmp_path / "out"
+    arguments = ["--data-dir", str(generated), "--model", "vit", "--embed-dim", "8", "--depth", "1", "--heads", "2"]
+    arguments += ["--epochs", "4", "--shift", "0", "--no-flip", "--out", str(out), "--no-progress"]
+    metrics = classify.main(dataset, arguments)
+    assert EXPECTED_FILES <= {p.name for p in out.iterdir()}
+    model = diynn.load_model(out / "model.npz")
+    assert [type(model[i]).__name__ for i in (0, 3, 4)] == ["Conv2d", "PositionEmbedding", "Sequential"]
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert (config["optimizer"], config["weight_decay"], config["warmup"]) == ("adamw", 0.05, 3)  # the ViT's recipe
+    loss = json.loads((out / "metrics.json").read_text())["history"]["loss"]
+    assert loss[-1] < loss[0]
+    assert 0 <= metrics["test_accuracy"] <= 1
+
+
 def test_compare_activations_table(generated, tmp_path, monkeypatch):
     monkeypatch.setattr(loaders, "KMNIST", spec_for(generated, n_train=N_TRAIN, n_test=N_TEST))
     out = tmp_path / "out"
