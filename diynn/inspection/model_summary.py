@@ -13,25 +13,34 @@ from ..autoencoder import Autoencoder
 from ..backends import get_backend
 from ..grad_mode import enable_grad
 from ..layers import (
+    GELU,
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    ClassToken,
     Concat,
     Conv2d,
     ConvTranspose2d,
     Dropout,
+    Embedding,
     Flatten,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
     MaxPool2d,
+    MultiheadAttention,
+    Permute,
+    PositionEmbedding,
     ReLU,
     Residual,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
     Tanh,
+    TokenPool,
     Unflatten,
     Upsample,
 )
@@ -90,22 +99,27 @@ class Summary:
     - FLOPs per sample of the forward: 2 x the multiply-adds of Linear, Conv1d, Conv2d (C_in /
       groups x kh x kw per output element, whatever the dilation) and ConvTranspose2d, plus one
       per output element for a bias; one per output element for elementwise work (activations,
-      Softmax, batch normalisation, Dropout with p > 0, a Residual's sum, an Autoencoder's
-      noise); pooling one per window element read (kh x kw per output; adaptive average pooling
-      one per input element); bilinear upsampling 8 per output element (4 taps, a multiply-add
-      each); 0 for moving data (Flatten, Unflatten, Identity, Concat, nearest upsampling,
-      containers). A subclass counts as its library class; a layer of another kind has an unknown
-      cost: its FLOPs are None ("?" in the table) and the total leaves it out.
+      Softmax, batch and layer normalisation, Dropout with p > 0, a Residual's sum, an
+      Autoencoder's noise, a PositionEmbedding's sum); pooling one per window element read (kh x
+      kw per output; adaptive average pooling and TokenPool's mean one per input element);
+      bilinear upsampling 8 per output element (4 taps, a multiply-add each); MultiheadAttention
+      (self-attention of L tokens of E features, H heads) per token 2 x 3E^2 + 3E for the input
+      projections, 2 x 2 L E for the scores and the weighted sum of values, H L for the softmax
+      and H L for a dropout (its out_proj is a Linear of its own row); 0 for moving data (Flatten, Unflatten, Permute,
+      Identity, Concat, nearest upsampling, an Embedding's lookup, a ClassToken, containers). A
+      subclass counts as its library class; a layer of another kind has an unknown cost: its FLOPs
+      are None ("?" in the table) and the total leaves it out.
 
     Attributes:
         rows: one `LayerSummary` per module and place, parents before their children.
         input_shape: the shape fed in, (batch_size, *input_shape).
-        dtype: the name of the input's and parameters' dtype in the measurement.
+        dtype: the name of the parameters' dtype in the measurement.
         total_parameters: the elements of every parameter, each parameter once.
         trainable_parameters: those of parameters that are not frozen.
         backward_bytes: the sum over modules of `LayerSummary.backward_bytes`, at the batch given.
         flops: the forward FLOPs per sample, summed over the layers whose cost is known.
         unknown_cost: the class names of layers whose FLOPs are unknown (left out of `flops`).
+        input_dtype: the name of the input's dtype (that of the parameters, or int64 token ids).
     """
 
     rows: tuple[LayerSummary, ...]
@@ -116,6 +130,7 @@ class Summary:
     backward_bytes: int
     flops: int
     unknown_cost: tuple[str, ...] = ()
+    input_dtype: str | None = None
 
     def __str__(self) -> str:
         cells = [_cells(row) for row in self.rows]
@@ -124,7 +139,8 @@ class Summary:
         lines = [
             table(headers, cells, right={2, 4, 5}),
             "",
-            f"Input: {self.input_shape} {self.dtype}",
+            f"Input: {self.input_shape} {self.input_dtype or self.dtype}"
+            + (f", parameters {self.dtype}" if self.input_dtype not in (None, self.dtype) else ""),
             f"Parameters: {self.total_parameters:,} ({self.trainable_parameters:,} trainable, {frozen:,} frozen)",
             f"Kept for backward at batch {self.input_shape[0]}: {byte_size(self.backward_bytes)} "
             f"({self.backward_bytes:,} bytes, summed over layers)",
@@ -154,7 +170,7 @@ def _cells(row: LayerSummary) -> list[str]:
     return [name, shape, parameters, trainable, byte_size(row.backward_bytes), flops]
 
 
-def summary(model: Module, input_shape, batch_size: int = 1, dtype=None) -> Summary:
+def summary(model: Module, input_shape, batch_size: int = 1, dtype=None, input_dtype=None) -> Summary:
     """Each layer's output shape, parameters, memory kept for the backward and forward FLOPs.
 
     Runs one training-mode forward on zeros of shape (batch_size, *input_shape), observing every
@@ -171,6 +187,9 @@ def summary(model: Module, input_shape, batch_size: int = 1, dtype=None) -> Summ
         dtype: the dtype of the zeros and of the parameters in the measurement (the model is
             converted for it, then restored), a dtype of the model's backend or its name
             ("float64"); None: the parameters' dtype (float32 unless converted).
+        input_dtype: the dtype of the zeros (or its name) where it is not `dtype`'s; None: int64
+            where the model begins with an Embedding (token ids: (L,) is the input_shape of a
+            sequence of L tokens), else the parameters' dtype.
 
     Returns:
         summary: a `Summary`; `str(summary)` is a table.
@@ -193,7 +212,7 @@ def summary(model: Module, input_shape, batch_size: int = 1, dtype=None) -> Summ
             model.astype(getattr(backend.xp, dtype) if isinstance(dtype, str) else dtype)
         parameters = model.parameters()
         dtype = parameters[0].data.dtype if parameters else backend.xp.float32
-        x = backend.xp.zeros((batch_size, *input_shape), dtype=dtype)
+        x = _zeros(model, backend.xp, (batch_size, *input_shape), dtype, input_dtype)
         model.train()
         with enable_grad(), recording(model) as (forwards, _):
             model(x)
@@ -203,12 +222,24 @@ def summary(model: Module, input_shape, batch_size: int = 1, dtype=None) -> Summ
         rows=tuple(rows),
         input_shape=tuple(x.shape),
         dtype=str(dtype).rpartition(".")[2],
+        input_dtype=str(x.dtype).rpartition(".")[2],
         total_parameters=sum(_size(p.data) for p in counted),
         trainable_parameters=sum(_size(p.data) for p in counted if p.requires_grad),
         backward_bytes=sum(row.backward_bytes for row in rows),
         flops=sum(row.flops or 0 for row in rows),
         unknown_cost=tuple(dict.fromkeys(unknown)),
     )
+
+
+def _zeros(model, xp, shape, dtype, input_dtype):
+    """The measurement's input: zeros of `input_dtype` (a dtype or its name), else int64 token ids
+    where the model begins with an Embedding, else of the parameters' `dtype`."""
+    if input_dtype is None:
+        first = model
+        while isinstance(first, Sequential) and first.layers:
+            first = first.layers[0]
+        input_dtype = xp.int64 if isinstance(first, Embedding) else dtype
+    return xp.zeros(shape, dtype=getattr(xp, input_dtype) if isinstance(input_dtype, str) else input_dtype)
 
 
 def _shape(input_shape) -> tuple:
@@ -320,9 +351,11 @@ def _shape_of(value):
 def _flops(module, x, y):
     """The forward FLOPs of one call on the whole batch (input shape x, output shape y), or None."""
     for cls in type(module).__mro__:
-        rule = _RULES.get(cls)
-        if rule is not None:
-            return None if x is None or y is None else rule(module, math.prod(x), math.prod(y))
+        rule, shaped = _RULES.get(cls), _FROM_SHAPES.get(cls)
+        if rule is not None or shaped is not None:
+            if x is None or y is None:
+                return None
+            return shaped(module, x, y) if shaped is not None else rule(module, math.prod(x), math.prod(y))
     return None
 
 
@@ -336,6 +369,14 @@ def _transposed_convolution(module, inputs, outputs):
     # each input element is spread over C_out / groups channels x kh x kw output positions
     taps = module.out_channels // module.groups * math.prod(module.kernel_size)
     return 2 * inputs * taps + (outputs if module.bias is not None else 0)
+
+
+def _self_attention(module, x, y):
+    # x: (N, L, E), or (L, N, E) sequence first; the keys are the L queries (self-attention)
+    tokens, length, e = math.prod(x[:-1]), x[1] if module.batch_first else x[0], module.embed_dim
+    projections = 2 * tokens * e * 3 * e + (3 * e * tokens if module.in_proj_bias is not None else 0)
+    weights = tokens * module.num_heads * length  # each head's L weights per query: the softmax, the dropout
+    return projections + 2 * 2 * tokens * length * e + weights * (2 if module.dropout else 1)
 
 
 def _elementwise(module, inputs, outputs):
@@ -356,6 +397,9 @@ _RULES = {
     Upsample: lambda m, inputs, outputs: 8 * outputs if m.mode == "bilinear" else 0,
     Dropout: lambda m, inputs, outputs: outputs if m.p else 0,
     Autoencoder: lambda m, inputs, outputs: inputs if m.noise_std > 0 else 0,
-    **dict.fromkeys((ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, BatchNorm1d, BatchNorm2d, Residual), _elementwise),
-    **dict.fromkeys((Sequential, Concat, Identity, Flatten, Unflatten), _nothing),
+    TokenPool: lambda m, inputs, outputs: inputs if m.mode == "mean" else 0,
+    **dict.fromkeys((ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Softmax), _elementwise),
+    **dict.fromkeys((BatchNorm1d, BatchNorm2d, LayerNorm, Residual, PositionEmbedding), _elementwise),
+    **dict.fromkeys((Sequential, Concat, Identity, Flatten, Unflatten, Permute, Embedding, ClassToken), _nothing),
 }
+_FROM_SHAPES = {MultiheadAttention: _self_attention}  # rules of (module, x's shape, y's shape)

@@ -12,12 +12,13 @@ gradients of all the layers before it).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from ..autoencoder import Autoencoder
 from ..backends import backend_of, get_backend
 from ..grad_mode import enable_grad
-from ..layers import Dropout
+from ..layers import Dropout, MultiheadAttention
 from ..losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from ..module import Module
 from .probe import preserved, recording, tree, unique_modules
@@ -134,18 +135,19 @@ def compare_with_torch(model: Module, x, y=None, loss=None, modules=None, atol=1
     compares per layer the output, the input gradient and each parameter's gradient. The model is
     left untouched (its parameters, gradients, modes, caches and random streams).
 
-    Supported: Sequential, Residual, Concat, Identity, Autoencoder, Flatten, Unflatten, Linear,
-    Conv1d, Conv2d (stride, padding, dilation, groups), ConvTranspose2d, MaxPool1d, MaxPool2d,
+    Supported: Sequential, Residual, Concat, Identity, Autoencoder, Flatten, Unflatten, Permute,
+    Linear, Conv1d, Conv2d (stride, padding, dilation, groups), ConvTranspose2d, MaxPool1d, MaxPool2d,
     AvgPool2d, AdaptiveAvgPool2d, Upsample, BatchNorm1d and BatchNorm2d (each module in its own
     mode: training uses the batch's statistics; the running statistics are compared after the
-    forward), ReLU, LeakyReLU, Tanh, Sigmoid, Softmax; losses MSELoss, CrossEntropyLoss, BCELoss and
-    BCEWithLogitsLoss. Dropout and an Autoencoder's noise are random: both sides run them in eval
-    mode (the identity), whatever the model's mode.
+    forward), LayerNorm, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Softmax, Embedding (x integer
+    ids), MultiheadAttention (self-attention, compared whole), PositionEmbedding, ClassToken,
+    TokenPool; losses MSELoss, CrossEntropyLoss, BCELoss and BCEWithLogitsLoss. Dropout, an
+    attention's dropout and an Autoencoder's noise are random: both sides run them in eval mode.
 
     Args:
         model: a Module made of those layers and of classes in `modules`.
         x: the input, an array of the model's backend (or NumPy), e.g. (N, 1, 28, 28); converted
-            to float64.
+            to float64 (integers, token ids, stay integers).
         y: the target the loss takes (labels (N,) int, or an array of the output's shape).
         loss: a diynn loss of a class listed above; None: the gradient of sum(output), ones.
         modules: {diynn class: factory} for layers of other classes (a layer of your own):
@@ -173,13 +175,13 @@ def compare_with_torch(model: Module, x, y=None, loss=None, modules=None, atol=1
     with preserved(model, *([loss] if loss is not None else [])):
         model.astype(xp.float64).zero_grad()
         for module in unique_modules(model):
-            if isinstance(module, (Dropout, Autoencoder)):
+            if isinstance(module, (Dropout, Autoencoder, MultiheadAttention)):
                 object.__setattr__(module, "training", False)  # random: compared as the identity
         copy = torch_copy(model, modules)
         _mirror_modes(model, copy)
         x, y = _float64(backend, x), None if y is None else _float64(backend, y)
         ours = _run_ours(model, x, y, loss)
-        theirs = _run_theirs(torch, copy, as_torch(x), y, theirs_loss)
+        theirs = _run_theirs(torch, copy, _labels(torch, x) if _integral(x) else as_torch(x), y, theirs_loss)
         return _compare(torch, model, copy, loss, ours, theirs, atol, rtol)
 
 
@@ -278,20 +280,27 @@ def _run_theirs(torch, copy, x, y, loss) -> _Run:
     for copied in {id(c): c for c in copy.torch_of.values()}.values():
         handles += [copied.register_forward_hook(forward_hook), copied.register_full_backward_hook(backward_hook)]
     try:
-        x = x.requires_grad_()
-        output = copy.root(x)
-        if loss is not None:
-            output.retain_grad()
-            target = as_torch(y) if str(y.dtype).rpartition(".")[2].startswith("float") else _labels(torch, y)
-            run.loss = loss(output, target)
-            run.loss.backward()
-            run.loss_grad = output.grad
-        else:
-            output.backward(torch.ones_like(output))
+        with warnings.catch_warnings():
+            # token ids have no gradient (torch warns that the hooks of the modules they enter see none)
+            warnings.filterwarnings("ignore", "Full backward hook is firing when gradients are computed with respect")
+            x = x.requires_grad_() if x.is_floating_point() else x
+            output = copy.root(x)
+            if loss is not None:
+                output.retain_grad()
+                target = as_torch(y) if str(y.dtype).rpartition(".")[2].startswith("float") else _labels(torch, y)
+                run.loss = loss(output, target)
+                run.loss.backward()
+                run.loss_grad = output.grad
+            else:
+                output.backward(torch.ones_like(output))
     finally:
         for handle in handles:
             handle.remove()
     return run
+
+
+def _integral(x):
+    return backend_of(x).xp.isdtype(x.dtype, "integral")
 
 
 def _labels(torch, y):

@@ -9,27 +9,36 @@ from __future__ import annotations
 from ..autoencoder import Autoencoder
 from ..backends import backend_of
 from ..layers import (
+    GELU,
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    ClassToken,
     Concat,
     Conv1d,
     Conv2d,
     ConvTranspose2d,
     Dropout,
+    Embedding,
     Flatten,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
     MaxPool1d,
     MaxPool2d,
+    MultiheadAttention,
+    Permute,
+    PositionEmbedding,
     ReLU,
     Residual,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
     Tanh,
+    TokenPool,
     Unflatten,
     Upsample,
 )
@@ -85,7 +94,7 @@ class Copy:
                 f"with modules={{{name}: factory}}, factory({name} module) -> a torch.nn.Module computing the "
                 "same function, with the weights copied (diynn.inspection.as_torch converts an array)"
             )
-        if type(module) in self.users or not module._modules:
+        if type(module) in self.users or type(module) in _WHOLE or not module._modules:
             self.leaves.add(id(module))
         copied = factory(module, lambda child, name: self.build(child, f"{path}.{name}" if path else name))
         if not isinstance(copied, import_torch().nn.Module):
@@ -178,6 +187,63 @@ def _torch_modules():
 _CONTAINERS = None
 
 
+def _torch_layers():
+    """torch.nn classes for the layers torch.nn lacks or calls otherwise (made on first use)."""
+    global _LAYERS
+    if _LAYERS is None:
+        torch, nn = import_torch(), import_torch().nn
+
+        class TorchSelfAttention(nn.MultiheadAttention):
+            """Called as diynn's in a Sequential: self-attention of one input, the output alone."""
+
+            def forward(self, x):
+                return super().forward(x, x, x, need_weights=False)[0]
+
+        class TorchPermute(nn.Module):
+            def __init__(self, dims):
+                super().__init__()
+                self.dims = dims
+
+            def forward(self, x):
+                return x.permute(*self.dims)
+
+        class TorchPositionEmbedding(nn.Module):
+            def __init__(self, length, embed_dim):
+                super().__init__()
+                self.weight = nn.Parameter(torch.zeros(1, length, embed_dim))
+
+            def forward(self, x):
+                return x + self.weight
+
+        class TorchClassToken(nn.Module):
+            def __init__(self, embed_dim):
+                super().__init__()
+                self.weight = nn.Parameter(torch.zeros(1, 1, embed_dim))
+
+            def forward(self, x):
+                return torch.cat([self.weight.expand(x.shape[0], -1, -1), x], dim=1)
+
+        class TorchTokenPool(nn.Module):
+            def __init__(self, mode):
+                super().__init__()
+                self.mode = mode
+
+            def forward(self, x):
+                return x.mean(dim=1) if self.mode == "mean" else x[:, 0]
+
+        _LAYERS = {
+            "SelfAttention": TorchSelfAttention,
+            "Permute": TorchPermute,
+            "PositionEmbedding": TorchPositionEmbedding,
+            "ClassToken": TorchClassToken,
+            "TokenPool": TorchTokenPool,
+        }
+    return _LAYERS
+
+
+_LAYERS = None
+
+
 def _nn():
     return import_torch().nn
 
@@ -202,6 +268,19 @@ def _conv_transpose2d(m, child):
 
 def _batch_norm(kind):
     return lambda m, child: _weights(getattr(_nn(), kind)(m.num_features, eps=m.eps, momentum=m.momentum), m)
+
+
+def _layer_norm(m, child):
+    bias = m.bias is not None
+    return _weights(_nn().LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine, bias=bias), m)
+
+
+def _self_attention(m, child):
+    # torch's forward uses out_proj's weights without calling it: the attention is compared whole
+    bias = m.in_proj_bias is not None
+    copied = _torch_layers()["SelfAttention"](m.embed_dim, m.num_heads, m.dropout, bias, batch_first=m.batch_first)
+    _weights(copied.out_proj, m.out_proj)
+    return _weights(copied, m)
 
 
 def _upsample(m, child):
@@ -237,4 +316,17 @@ _BUILT_IN = {
     Tanh: lambda m, child: _nn().Tanh(),
     Sigmoid: lambda m, child: _nn().Sigmoid(),
     Softmax: lambda m, child: _nn().Softmax(dim=m.axis),
+    GELU: lambda m, child: _nn().GELU(m.approximate),
+    SiLU: lambda m, child: _nn().SiLU(),
+    LayerNorm: _layer_norm,
+    Embedding: lambda m, child: _weights(
+        _nn().Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx), m
+    ),
+    MultiheadAttention: _self_attention,  # self-attention only: one input, as in a Sequential
+    Permute: lambda m, child: _torch_layers()["Permute"](m.dims),
+    PositionEmbedding: lambda m, child: _weights(_torch_layers()["PositionEmbedding"](m.length, m.embed_dim), m),
+    ClassToken: lambda m, child: _weights(_torch_layers()["ClassToken"](m.embed_dim), m),
+    TokenPool: lambda m, child: _torch_layers()["TokenPool"](m.mode),
 }
+# library classes whose torch module runs their children inside it, unobserved: compared as a whole
+_WHOLE = {MultiheadAttention}

@@ -13,6 +13,7 @@ BUILDERS = {
     "conv_autoencoder": (lambda: diynn.conv_autoencoder(8, channels=(4, 8), noise_std=0.1, rng=0), (1, 28, 28)),
     "resnet": (lambda: diynn.resnet(widths=(4, 8), blocks=2, rng=0), (1, 12, 12)),
     "unet": (lambda: diynn.unet(channels=(4, 6, 8), rng=0), (1, 8, 8)),
+    "vit": (lambda: diynn.vit(8, 4, embed_dim=8, depth=2, num_heads=2, pooling="class", rng=0), (1, 8, 8)),
 }
 
 
@@ -105,6 +106,8 @@ def forward_shapes(module, x, path=""):
             parts = [(str(i), branch, x) for i, branch in enumerate(module.branches)]
         elif kind == "Autoencoder":
             parts = [("encoder", module.encoder, x), ("decoder", module.decoder, module.encoder(x))]
+        elif kind == "MultiheadAttention":  # out_proj takes the heads side by side, (N L, E)
+            shapes[f"{path}.out_proj"] = (x.shape[0] * x.shape[1], module.embed_dim)
         for name, part, given in parts:
             shapes.update(forward_shapes(part, given, f"{path}.{name}" if path else name))
     shapes[path] = tuple(module(x).shape)
@@ -143,6 +146,36 @@ def test_flops_follow_the_convention():
         "5": 2 * 5 * 108 + 5,
     }
     assert found.flops == sum(flops.values()) and found.unknown_cost == ()
+
+
+def test_a_token_model_is_measured_on_integer_ids_and_the_transformer_layers_follow_the_convention():
+    model = diynn.Sequential(
+        diynn.Embedding(10, 8, rng=0),
+        diynn.LayerNorm(8),
+        diynn.MultiheadAttention(8, 2, rng=1),
+        diynn.GELU(),
+        diynn.SiLU(),
+        diynn.TokenPool(),
+        diynn.Linear(8, 3, rng=2),
+    )
+    found = diynn.summary(model, (5,), batch_size=2)  # 5 tokens of 8 features, 2 heads
+    assert (found.input_dtype, found.dtype) == ("int64", "float32")
+    assert "Input: (2, 5) int64, parameters float32" in str(found)
+    attention = 2 * 5 * 8 * 24 + 24 * 5 + 2 * 2 * 5 * 5 * 8 + 5 * 2 * 5  # projections, q k^T and a v, softmax
+    flops = {row.path: row.flops for row in found.rows}
+    assert flops == {
+        "": 0,
+        "0": 0,
+        "1": 40,
+        "2": attention,
+        "2.out_proj": 2 * 5 * 8 * 8 + 40,
+        "3": 40,
+        "4": 40,
+        "5": 40,
+        "6": 2 * 3 * 8 + 3,
+    }
+    assert diynn.summary(model, (5,), input_dtype="int32").input_dtype == "int32"
+    assert diynn.summary(diynn.vit(8, 4, embed_dim=8, depth=1, num_heads=2, rng=0), (1, 8, 8)).unknown_cost == ()
 
 
 class Doubler(diynn.Module):
