@@ -1,8 +1,13 @@
 """Shared fixtures: `backend` runs a test once per available backend (NumPy, the strict array-API
 stand-in, and CuPy when a GPU is present). Tests without the fixture run on the active backend,
-DIYNN_BACKEND's (NumPy by default): `DIYNN_BACKEND=cupy python -m pytest` runs them on the GPU."""
+DIYNN_BACKEND's (NumPy by default): `DIYNN_BACKEND=cupy python -m pytest` runs them on the GPU.
+`site` is the documentation site, built once per session for the tests that read it."""
 
 import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +87,19 @@ def assert_same_weights(path, other):
     assert list(first) == list(second)
     for name in first:
         np.testing.assert_array_equal(second[name], first[name], err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """The built documentation site's folder (`mkdocs build --strict`: about 5 s, the notebooks
+    converted but not run). A build that fails, strict mode's warnings included, fails every test
+    that uses it, with MkDocs' messages."""
+    pytest.importorskip("mkdocs", reason='the docs need MkDocs (pip install -e ".[test]")')
+    folder = tmp_path_factory.mktemp("docs") / "site"
+    environment = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)]
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"mkdocs build --strict failed:\n{result.stderr[-3000:]}", pytrace=False)
+    return folder
