@@ -39,7 +39,8 @@ def test_vit_gradients_in_float64(backend, pooling):
 
 def test_encoder_block_gradients_in_float64(backend):
     block = randomised(diynn.encoder_block(8, 4, mlp_ratio=1.5, rng=0), np.random.default_rng(2))
-    assert diynn.gradcheck(block, backend.asarray(np.random.default_rng(3).standard_normal((2, 5, 8))))
+    x = backend.asarray(np.random.default_rng(3).standard_normal((2, 5, 8)))
+    assert diynn.gradcheck(block, x, max_checks=60)  # 60 entries of the input and of each of its 12 parameters
 
 
 def test_encoder_block_is_torchs_pre_norm_encoder_layer():
