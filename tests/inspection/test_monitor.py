@@ -141,6 +141,7 @@ def test_arguments_are_checked():
         diynn.Monitor().figure("never.png")
 
 
+@pytest.mark.slow  # a float64 gradcheck or sweep of seconds; the full suite runs it
 def test_the_figure_is_written(tmp_path):
     pytest.importorskip("matplotlib")
     model = diynn.mlp([8, 16, 16, 2], rng=0)

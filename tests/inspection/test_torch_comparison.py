@@ -235,6 +235,7 @@ def test_frozen_and_shared_layers(backend):
     assert {"1.block", "1.block #2"} <= set(rows)
 
 
+@pytest.mark.slow  # a float64 gradcheck or sweep of seconds; the full suite runs it
 def test_diynn_does_not_import_torch():
     code = "import sys, diynn; diynn.summary(diynn.mlp([3, 2]), 3); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -402,6 +402,7 @@ def multihead_case(draw):
     )
 
 
+@pytest.mark.slow  # a float64 gradcheck or sweep of seconds; the full suite runs it
 @needs_torch
 @pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 @settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

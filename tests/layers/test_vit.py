@@ -30,6 +30,7 @@ def randomised(model, rng):
     return model
 
 
+@pytest.mark.slow  # a float64 gradcheck or sweep of seconds; the full suite runs it
 @pytest.mark.parametrize("pooling", ["mean", "class"])
 def test_vit_gradients_in_float64(backend, pooling):
     model = randomised(tiny_vit(pooling, depth=1), np.random.default_rng(1))  # the blocks: checked below
@@ -37,6 +38,7 @@ def test_vit_gradients_in_float64(backend, pooling):
     assert diynn.gradcheck(model, backend.asarray(images), max_checks=10)
 
 
+@pytest.mark.slow  # a float64 gradcheck or sweep of seconds; the full suite runs it
 def test_encoder_block_gradients_in_float64(backend):
     block = randomised(diynn.encoder_block(8, 4, mlp_ratio=1.5, rng=0), np.random.default_rng(2))
     x = backend.asarray(np.random.default_rng(3).standard_normal((2, 5, 8)))
