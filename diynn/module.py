@@ -91,6 +91,9 @@ class Module(PendingCaches):
     called explicitly, after a forward, and returns d loss / d input.
     """
 
+    # whether the input is integer indices (token ids): fit, predict and summary then keep integer
+    # inputs integer instead of converting them to the parameters' dtype (an Embedding's is)
+    takes_indices = False
     registry: dict[str, type] = {}  # the library's own modules by name: what load_model builds
     # Hooks by key, in the order registered; None until the first is registered, so a call without
     # hooks costs one attribute test.

@@ -235,10 +235,7 @@ def _zeros(model, xp, shape, dtype, input_dtype):
     """The measurement's input: zeros of `input_dtype` (a dtype or its name), else int64 token ids
     where the model begins with an Embedding, else of the parameters' `dtype`."""
     if input_dtype is None:
-        first = model
-        while isinstance(first, Sequential) and first.layers:
-            first = first.layers[0]
-        input_dtype = xp.int64 if isinstance(first, Embedding) else dtype
+        input_dtype = xp.int64 if model.takes_indices else dtype
     return xp.zeros(shape, dtype=getattr(xp, input_dtype) if isinstance(input_dtype, str) else input_dtype)
 
 

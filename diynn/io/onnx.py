@@ -104,7 +104,7 @@ def export(model: Module, path, input_shape, *, masks=None) -> Path:
     graph = _Graph(onnx, masks, backend_of(parameter).to_numpy(parameter).dtype)
     output = graph.add(model, "input")
     element = onnx.helper.np_dtype_to_tensor_dtype(graph.dtype)
-    indices = isinstance(_first_layer(model), Embedding)  # the graph takes integer indices (int64)
+    indices = model.takes_indices  # the graph takes integer indices (int64)
     output_shape = _output_shape(model, input_shape, parameter, indices)
     proto = onnx.helper.make_model(
         onnx.helper.make_graph(
@@ -189,13 +189,6 @@ class _Graph:
         if module.bias is not None:
             names.append(self.constant(module.bias.data, "bias"))
         return names
-
-
-def _first_layer(module):
-    """The layer a model's input goes to first (through Sequentials)."""
-    while isinstance(module, Sequential) and module.layers:
-        module = module.layers[0]
-    return module
 
 
 def _sequence(graph, module, x):

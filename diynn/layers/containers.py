@@ -29,6 +29,11 @@ class Sequential(Module):
             setattr(self, str(index), layer)
         object.__setattr__(self, "layers", list(layers))
 
+    @property
+    def takes_indices(self) -> bool:
+        """Whether the first layer takes integer indices (an Embedding's token ids)."""
+        return bool(self.layers) and self.layers[0].takes_indices
+
     def forward(self, x):
         for layer in self.layers:
             x = layer(x)

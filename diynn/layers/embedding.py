@@ -29,6 +29,8 @@ class Embedding(Module):
         ValueError: a padding_idx outside [-num_embeddings, num_embeddings).
     """
 
+    takes_indices = True
+
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None, dtype=None):
         super().__init__()
         dtype = get_backend().xp.float32 if dtype is None else dtype

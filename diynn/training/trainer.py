@@ -253,7 +253,8 @@ class Trainer:
             name: names the data in errors.
 
         Returns:
-            (x, y): x in the model's dtype (integer x, token ids, stays integer); integer labels as
+            (x, y): x in the model's dtype (integer x stays integer where the model takes token ids,
+                `model.takes_indices`); integer labels as
                 int64, other targets in the model's dtype (y None stays None).
 
         Raises:
@@ -262,7 +263,7 @@ class Trainer:
         """
         backend = self.backend
         xp = backend.xp
-        x = _on(backend, x, self.dtype, f"{name}: x")
+        x = _on(backend, x, self.dtype, f"{name}: x", self.model.takes_indices)
         if y is None:  # a loss without targets
             _check_samples(x, f"{name}: x")
             return x, None
@@ -332,8 +333,8 @@ def predict(model, x, batch_size: int = EVALUATION_BATCH):
 
     Args:
         model: a Module.
-        x: (N, ...) inputs (any backend, or nested lists), converted to the model's backend and, unless
-            integers (token ids), to its dtype.
+        x: (N, ...) inputs (any backend, or nested lists), converted to the model's backend and to
+            its dtype (integer token ids stay integers where the model takes them, `model.takes_indices`).
         batch_size: samples per forward.
 
     Returns:
@@ -342,7 +343,7 @@ def predict(model, x, batch_size: int = EVALUATION_BATCH):
     backend = model.backend or get_backend()
     xp = backend.xp
     batch_size = arguments.integer("batch_size", batch_size)
-    x = _on(backend, x, model.parameters()[0].data.dtype, "predict: x")
+    x = _on(backend, x, model.parameters()[0].data.dtype, "predict: x", model.takes_indices)
     _check_samples(x, "predict: x")
     with evaluating(model):
         n = x.shape[0]
@@ -388,10 +389,10 @@ def accuracy(model, x, y, batch_size: int = EVALUATION_BATCH) -> float:
     return float(backend.to_numpy(count_correct(predict(model, x, batch_size), labels))) / labels.shape[0]
 
 
-def _on(backend, values, dtype=None, name="data"):
-    """`values` (an array of any backend, or nested lists of numbers) as an array of `backend`; with
-    `dtype` (the model's), real and boolean values converted to it, integers kept: token ids for an
-    Embedding stay integers."""
+def _on(backend, values, dtype=None, name="data", indices=False):
+    """`values` (an array of any backend, or nested lists of numbers) as an array of `backend`,
+    converted to `dtype` (the model's) where one is given, except integers where the model takes
+    `indices` (an Embedding's token ids stay integers)."""
     source = backend_of(values) if hasattr(values, "__array_namespace__") or hasattr(values, "ndim") else None
     if source is not None and source is not backend:
         values = source.to_numpy(values)
@@ -402,7 +403,7 @@ def _on(backend, values, dtype=None, name="data"):
     xp = backend.xp
     if not xp.isdtype(array.dtype, ("integral", "real floating", "bool")):
         raise TypeError(f"{name} must be numeric array data, got dtype {array.dtype}")
-    if dtype is not None and not xp.isdtype(array.dtype, "integral"):
+    if dtype is not None and not (indices and xp.isdtype(array.dtype, "integral")):
         array = xp.astype(array, dtype, copy=False)
     return array
 

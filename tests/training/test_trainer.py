@@ -86,6 +86,17 @@ def test_integer_tokens_stay_integers_through_fit_and_predict(backend, numpy_rng
     assert diynn.predict(model, tokens).dtype == backend.xp.float32
 
 
+def test_integer_features_are_converted_for_a_model_without_an_embedding(backend):
+    """XOR as lists of ints, and uint8 images: converted to float32 once, as any real input."""
+    model = diynn.mlp([2, 8, 2], activation="tanh", rng=0)
+    trainer = Trainer(model, CrossEntropyLoss(), diynn.Adam(model.parameters(), lr=0.05))
+    x, _ = trainer.prepare([[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0])
+    assert x.dtype == backend.xp.float32 and not model.takes_indices
+    trainer.fit([[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0], epochs=2, batch_size=4, progress=False)
+    images = np.arange(2 * 2, dtype=np.uint8).reshape(2, 2)
+    assert diynn.predict(model, images).dtype == backend.xp.float32
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
 def test_divergence_names_epoch_and_step(numpy_rng):
     x, y = blobs(numpy_rng)
