@@ -22,6 +22,15 @@ def check_input(x, *, ndim: int, name: str, like=None, sizes: dict | None = None
             )
 
 
+def check_floating(x, name: str) -> None:
+    """Raise TypeError unless `x` is an array of a real floating dtype (an op that computes in its
+    input's dtype would truncate integers, or give float64 for them)."""
+    if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} expects an array, got {type(x).__name__}; convert it with backend.asarray(...)")
+    if not backend_of(x).xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} expects a real floating-point input, got dtype {x.dtype}")
+
+
 def check_weighted(name: str, x, weight, bias, ndim: int, in_axis: int = 1) -> None:
     """Clear errors for an input `x`, a `weight` and a `bias` (or None) that do not fit together (the
     compiled kernels would read past them): x and the weight with `ndim` axes, x's axis 1 as long as

@@ -12,7 +12,7 @@ each runs forward and backward as fused kernels on CuPy, and GELU as compiled lo
 import math
 
 from ..backends import Elementwise, backend_of, erf_float32, exp_float32, kernel, parallel_range
-from ..checks import check_gradient
+from ..checks import check_floating, check_gradient
 from .selection import Family, Implementation, compiles, fuses, select_elementwise, select_fused
 
 
@@ -294,9 +294,11 @@ def gelu(x, approximate="none"):
 
     Raises:
         ValueError: an unknown `approximate`.
+        TypeError: x is not an array of a real floating dtype.
     """
     if approximate not in GELU_FORMS:
         raise ValueError(f"gelu's approximate must be one of {', '.join(GELU_FORMS)}, got {approximate!r}")
+    check_floating(x, "gelu")
     backend = backend_of(x)
     return GELU.choose(backend, x.size).run(backend, x, approximate == "tanh"), (x, approximate)
 
@@ -324,18 +326,26 @@ def _gelu_portable(backend, x, tanh_form):
 
 def _gelu_backward_portable(backend, x, tanh_form, grad_y):
     xp = backend.xp
+    bounded = _bounded(xp, x)  # beyond 1e4 every term below has saturated: no overflow, no inf * 0
     if tanh_form:  # y = x (1 + t) / 2, t = tanh(k (x + c x^3)): dy/dx = (1 + t) / 2 + x (1 - t^2) k (1 + 3 c x^2) / 2
-        t = xp.tanh(TANH_SCALE * (x + TANH_CUBIC * x * x * x))
-        derivative = (1 + t) / 2 + x * (1 - t * t) * (TANH_SCALE / 2) * (1 + 3 * TANH_CUBIC * x * x)
+        t = xp.tanh(TANH_SCALE * (bounded + TANH_CUBIC * bounded * bounded * bounded))
+        derivative = (1 + t) / 2 + bounded * (1 - t * t) * (TANH_SCALE / 2) * (1 + 3 * TANH_CUBIC * bounded * bounded)
     else:  # dy/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-        derivative = _normal_cdf_portable(backend, x, False) + x * xp.exp(-x * x / 2) * INV_SQRT_2PI
+        derivative = _normal_cdf_portable(backend, x, False) + bounded * xp.exp(-bounded * bounded / 2) * INV_SQRT_2PI
     return grad_y * derivative
 
 
 def _normal_cdf_portable(backend, x, tanh_form):
     """Phi(x), or its tanh approximation."""
-    t = backend.xp.tanh(TANH_SCALE * (x + TANH_CUBIC * x * x * x)) if tanh_form else backend.erf(x * SQRT_HALF)
-    return (1 + t) / 2
+    if tanh_form:
+        bounded = _bounded(backend.xp, x)
+        return (1 + backend.xp.tanh(TANH_SCALE * (bounded + TANH_CUBIC * bounded * bounded * bounded))) / 2
+    return (1 + backend.erf(x * SQRT_HALF)) / 2
+
+
+def _bounded(xp, x):
+    """x clipped to [-1e4, 1e4] (NaN stays NaN): where GELU's terms have saturated."""
+    return xp.clip(x, -1e4, 1e4)
 
 
 def _gelu_compiled(backend, x, tanh_form):
@@ -469,7 +479,11 @@ def silu(x):
 
     Returns:
         (y, cache): y of x's shape and dtype; the cache for `silu_backward`, x.
+
+    Raises:
+        TypeError: x is not an array of a real floating dtype.
     """
+    check_floating(x, "silu")
     backend = backend_of(x)
     return SILU.choose(backend, x.size).run(backend, x), x
 

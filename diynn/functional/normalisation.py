@@ -7,7 +7,7 @@ import math
 from typing import NamedTuple
 
 from ..backends import backend_of, chunk_bounds, kernel, kernel_threads, parallel_range
-from ..checks import check_gradient, check_input, check_same_backend
+from ..checks import check_floating, check_gradient, check_input, check_same_backend
 from .selection import Family, Implementation, compiles
 
 
@@ -448,8 +448,7 @@ def _check_layer_norm_operands(x, normalized_shape, weight, bias) -> tuple:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if not shape or not all(isinstance(n, int) and n >= 1 for n in shape):
         raise ValueError(f"layer_norm's normalized_shape must be positive integers, got {normalized_shape!r}")
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"layer_norm expects an array, got {type(x).__name__}")
+    check_floating(x, "layer_norm")
     if tuple(x.shape[x.ndim - len(shape) :]) != shape or x.ndim < len(shape):
         raise ValueError(f"layer_norm expects an input whose last axes are {shape}, got shape {tuple(x.shape)}")
     for name, operand in (("weight", weight), ("bias", bias)):

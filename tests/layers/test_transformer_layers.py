@@ -3,6 +3,7 @@ Dropout on inputs with leading axes (N, ..., features). Gradients against finite
 backend; forward and every gradient against PyTorch in float64 over shapes Hypothesis draws; the errors."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 import diynn
 from diynn import functional as F
+from diynn.functional.activations import GELU
 from diynn.functional.selection import forced
 
 torch = pytest.importorskip("torch", reason="the parity tests compare with PyTorch (pip install torch==2.13.0)")
@@ -314,3 +316,24 @@ def test_backwards_refuse_other_caches_and_gradients():
         ValueError, match=re.escape("embedding_backward expects a gradient of the output's shape (1, 2, 3)")
     ):
         F.embedding_backward(cache, np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("op", [F.gelu, F.silu, lambda x: F.layer_norm(x, 4)])
+def test_an_integer_input_is_a_clear_error(backend, op):
+    """Computed in the input's dtype, an integer input would be truncated (or become float64)."""
+    with pytest.raises(TypeError, match="expects a real floating-point input, got dtype"):
+        op(backend.asarray(np.arange(8).reshape(2, 4)))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_of_huge_inputs_saturates_without_warnings(backend, approximate):
+    """|x| up to float32's largest: y = x or 0 and dy/dx = 1 or 0, on the portable path as on the
+    compiled one, and no overflow warning from NumPy."""
+    x = backend.asarray(np.array([1e20, -1e20, 3e38, -3e38, 0.5], np.float32))
+    for name in GELU.serving(backend, x.size):
+        with forced("gelu", name), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y, cache = F.gelu(x, approximate)
+            grad = backend.to_numpy(F.gelu_backward(cache, backend.xp.ones_like(x)))
+        np.testing.assert_array_equal(backend.to_numpy(y)[:4], np.array([1e20, 0, 3e38, 0], np.float32), err_msg=name)
+        np.testing.assert_array_equal(grad[:4], [1, 0, 1, 0], err_msg=name)
