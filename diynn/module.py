@@ -156,32 +156,47 @@ class Module(PendingCaches):
         """
         raise NotImplementedError
 
-    def __call__(self, x):
-        """`forward(x)`, then the forward hooks: how containers call their children."""
-        y = self.forward(x)
+    def __call__(self, x, *args, **kwargs):
+        """`forward(x, *args, **kwargs)`, then the forward hooks: how containers call their children.
+
+        The hooks see the positional inputs `(x, *args)`, not the keyword arguments (as PyTorch's).
+        """
+        y = self.forward(x, *args, **kwargs)
         if self._forward_hooks:
             for hook in tuple(self._forward_hooks.values()):  # a hook may remove itself
-                result = hook(self, (x,), y)
+                result = hook(self, (x, *args), y)
                 if result is not None:
                     y = result
         return y
 
     def run_backward(self, grad_output, input_grad=True):
         """`backward(grad_output, input_grad)`, then the backward hooks: how containers call their
-        children's backward (and `Trainer` the model's). Returns d loss / d input (or None)."""
+        children's backward (and `Trainer` the model's).
+
+        Args:
+            grad_output: d loss / d output, of the output's shape and dtype.
+            input_grad: False when the caller does not need d loss / d input (see `backward`).
+
+        Returns:
+            grad_input: what `backward` returned, or what a hook replaced it with: d loss / d input
+                (or None), or a tuple of one gradient per input for a module of several inputs
+                (MultiheadAttention's query, key and value).
+        """
         grad_input = self.backward(grad_output, input_grad)
         if self._backward_hooks:
+            several = isinstance(grad_input, tuple)  # one gradient per input: the hooks get the tuple as is
             for hook in tuple(self._backward_hooks.values()):
-                result = hook(self, (grad_input,), (grad_output,))
+                result = hook(self, grad_input if several else (grad_input,), (grad_output,))
                 if result is not None:
-                    grad_input = _one_gradient(result, self)
+                    grad_input = _input_gradients(result, self, len(grad_input) if several else None)
         return grad_input
 
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         """Call `hook(module, input, output)` after each forward of this module run as `module(x)`.
 
-        As in PyTorch, `input` is a tuple (here always of one array, x) and a return value other
-        than None replaces the output. Hooks run in the order registered; they are not saved with the
+        As in PyTorch, `input` is a tuple of the positional inputs (x alone for most modules; query,
+        key and value for a MultiheadAttention given all three) and a return value other than None
+        replaces the output. Hooks run in the order registered; they are not saved with the
         model and not part of its `state_dict`.
 
         Args:
@@ -195,9 +210,11 @@ class Module(PendingCaches):
     def register_backward_hook(self, hook: Callable) -> RemovableHandle:
         """Call `hook(module, grad_input, grad_output)` after each backward run as `run_backward`.
 
-        As in PyTorch, `grad_input` and `grad_output` are tuples (here of one array each: d loss /
-        d input, None where the caller asked for none, and d loss / d output), and a return value
-        other than None replaces grad_input (a tuple of one array, or the array). The hook runs
+        As in PyTorch, `grad_input` and `grad_output` are tuples: grad_input of d loss / d input
+        (None where the caller asked for none), one per input where `backward` returns several (a
+        MultiheadAttention's query, key and value), else one; grad_output of d loss / d output. A
+        return value other than None replaces grad_input (a tuple of as many arrays, or, for one
+        input, the array). The hook runs
         after the module has added its parameters' gradients to their `.grad`. Hooks run in the
         order registered; they are not saved with the model.
 
@@ -265,8 +282,16 @@ class Module(PendingCaches):
             yield from module.modules()
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(dotted name, module) for this module (named `prefix`) and its descendants, depth first,
-        each once: a module shared by two branches under its first name only (as PyTorch's)."""
+        """(dotted name, module) for this module and its descendants, depth first, each once: a
+        module shared by two branches under its first name only (as PyTorch's).
+
+        Args:
+            prefix: this module's name, and the start of its descendants' ("encoder" gives "encoder",
+                "encoder.0", ...; "" gives "", "0", ...).
+
+        Yields:
+            (name, module): a dotted name ("" for this module without a prefix) and its Module.
+        """
         seen = set()
 
         def visit(module, name):
@@ -442,8 +467,17 @@ def _registered(module, attribute: str, hook) -> RemovableHandle:
     return handle
 
 
-def _one_gradient(result, module):
-    """The input gradient a backward hook returned: a tuple of one (as PyTorch's), or the array."""
+def _input_gradients(result, module, inputs):
+    """The input gradient a backward hook returned: a tuple of one (as PyTorch's), or the array; for a
+    module whose backward returns `inputs` gradients (None: one), a tuple of as many."""
+    if inputs is not None:
+        if not isinstance(result, (tuple, list)) or len(result) != inputs:
+            given = f"{len(result)} input gradients" if isinstance(result, (tuple, list)) else type(result).__name__
+            raise ValueError(
+                f"a backward hook of {type(module).__name__} returned {given}; "
+                f"its backward returns {inputs}: return a tuple of {inputs} arrays"
+            )
+        return tuple(result)
     if isinstance(result, (tuple, list)):
         if len(result) != 1:
             raise ValueError(

@@ -85,9 +85,6 @@ class MultiheadAttention(Module):
         self.in_proj_bias = Parameter(xp.zeros(3 * embed_dim, dtype=dtype)) if bias else None
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, init="xavier", rng=self.rng, dtype=dtype)
 
-    def __call__(self, query, key=None, value=None, key_padding_mask=None, attn_mask=None):
-        return self.forward(query, key, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask)
-
     def forward(self, query, key=None, value=None, key_padding_mask=None, attn_mask=None):
         """The attention of `query` to `key` and `value` (self-attention when both are None).
 
@@ -139,7 +136,7 @@ class MultiheadAttention(Module):
         heads, attention = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, rng=self.rng)
         # (N, H, L, D) -> (N, L, H, D) -> (N L, E): the heads side by side
         merged = xp.reshape(xp.permute_dims(heads, (0, 2, 1, 3)), (batch * length, self.embed_dim))
-        y = xp.reshape(self.out_proj.forward(merged), (batch, length, self.embed_dim))
+        y = xp.reshape(self.out_proj(merged), (batch, length, self.embed_dim))  # called: its hooks run
         self.save_for_backward(MultiheadCache(projections, attention, batch, length, not self.batch_first))
         return self._batch_first(y)
 
@@ -158,7 +155,7 @@ class MultiheadAttention(Module):
         projections, attention, batch, length, sequence_first = self.saved_for_backward()
         xp = backend_of(grad_output).xp
         grad_y = xp.permute_dims(grad_output, (1, 0, 2)) if sequence_first else grad_output
-        grad_merged = self.out_proj.backward(xp.reshape(grad_y, (batch * length, self.embed_dim)))
+        grad_merged = self.out_proj.run_backward(xp.reshape(grad_y, (batch * length, self.embed_dim)))
         heads = self.num_heads
         grad_heads = xp.permute_dims(xp.reshape(grad_merged, (batch, length, heads, -1)), (0, 2, 1, 3))
         grad_q, grad_k, grad_v = F.scaled_dot_product_attention_backward(attention, grad_heads)

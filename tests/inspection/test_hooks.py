@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import diynn
-from diynn import Concat, Identity, Linear, ReLU, Residual, Sequential
+from diynn import Concat, Identity, Linear, MultiheadAttention, ReLU, Residual, Sequential
 from diynn.training.checkpoint import generators_in
 
 
@@ -172,3 +172,71 @@ def test_trainer_and_autoencoder_run_the_hooks(numpy_rng):
     decoder.register_backward_hook(lambda m, gi, go: seen.append("decoder"))
     autoencoder.run_backward(np.ones_like(autoencoder(x)))
     assert seen == ["encoder", "decoder"]
+
+
+def recorder(calls, name):
+    """A forward and a backward hook that append (kind, name, input shapes, output shapes) to `calls`."""
+
+    def shapes(arrays):
+        return tuple(None if a is None else tuple(a.shape) for a in arrays)
+
+    def forward(module, inputs, output):
+        calls.append(("forward", name, shapes(inputs), tuple(output.shape)))
+
+    def backward(module, grad_input, grad_output):
+        calls.append(("backward", name, shapes(grad_input), shapes(grad_output)))
+
+    return forward, backward
+
+
+def test_hooks_fire_on_multihead_attention_and_its_out_proj(backend, numpy_rng):
+    attention, calls = MultiheadAttention(8, 2, rng=0), []
+    for name, module in (("attention", attention), ("out_proj", attention.out_proj)):
+        forward, backward = recorder(calls, name)
+        module.register_forward_hook(forward)
+        module.register_backward_hook(backward)
+    x = batch(backend, numpy_rng, (3, 5, 8))
+    y = attention(x)
+    attention.run_backward(backend.xp.ones_like(y))
+    tokens = (3, 5, 8)
+    assert calls == [
+        ("forward", "out_proj", ((15, 8),), (15, 8)),  # the heads side by side, (N L, E)
+        ("forward", "attention", (tokens,), tokens),
+        ("backward", "out_proj", ((15, 8),), ((15, 8),)),
+        ("backward", "attention", (tokens,), (tokens,)),
+    ]
+
+    # cross-attention: the hooks see the three inputs (not the keyword masks) and their three gradients
+    calls.clear()
+    key = batch(backend, numpy_rng, (3, 4, 8))
+    padding = backend.asarray(np.zeros((3, 4), dtype=bool))
+    y = attention(x, key, key, key_padding_mask=padding)
+    plain = attention.run_backward(backend.xp.ones_like(y))
+    assert calls[1] == ("forward", "attention", (tokens, (3, 4, 8), (3, 4, 8)), tokens)
+    assert calls[3] == ("backward", "attention", (tokens, (3, 4, 8), (3, 4, 8)), (tokens,))
+    attention.register_backward_hook(lambda m, grad_in, grad_out: tuple(2 * g for g in grad_in))
+    attention(x, key, key, key_padding_mask=padding)
+    doubled = attention.run_backward(backend.xp.ones_like(y))
+    for got, expected in zip(doubled, plain):
+        np.testing.assert_allclose(backend.to_numpy(got), 2 * backend.to_numpy(expected), rtol=1e-6)
+    attention.register_backward_hook(lambda m, grad_in, grad_out: grad_in[0])
+    attention(x, key, key)
+    with pytest.raises(ValueError, match="return a tuple of 3 arrays"):
+        attention.run_backward(backend.xp.ones_like(y))
+
+
+def test_hooks_fire_on_the_attention_of_an_encoder_block(backend, numpy_rng):
+    block, calls = diynn.encoder_block(8, 2, mlp_ratio=2, rng=0), []
+    attention = block[0].block[1]
+    assert isinstance(attention, MultiheadAttention)
+    for name, module in block.named_modules():
+        forward, backward = recorder(calls, name)
+        module.register_forward_hook(forward)
+        module.register_backward_hook(backward)
+    y = block(batch(backend, numpy_rng, (3, 5, 8)))
+    block.run_backward(backend.xp.ones_like(y))
+    forwards = [name for kind, name, _, _ in calls if kind == "forward"]
+    backwards = [name for kind, name, _, _ in calls if kind == "backward"]
+    assert forwards[:4] == ["0.block.0", "0.block.1.out_proj", "0.block.1", "0.block"]
+    assert backwards[-6:] == ["0.block.1.out_proj", "0.block.1", "0.block.0", "0.block", "0", ""]
+    assert forwards.count("0.block.1") == backwards.count("0.block.1") == 1
