@@ -5,6 +5,8 @@ A callback is any object given in `fit(callbacks=[...])`; `fit` calls what it ha
 - `callback(epoch, history)` (a callable callback): after each epoch (and its validation); may
   raise StopTraining.
 - `callback.on_train_end(history)`: once, when training ends (not after an exception).
+- `callback.on_exception(error)`: once, where fit raises instead (an error, KeyboardInterrupt), before
+  the error goes on: undo what the callback did to the model (a Monitor removes its hooks).
 - Per step, each `method(trainer)`, collected once per fit (a fit without them calls nothing per step):
     - `on_step_begin(trainer)`: before the step's forward;
     - `on_before_optimizer_step(trainer)`: after the backward (and the gradients' averaging across

@@ -125,22 +125,22 @@ class Trainer:
         step = training_step(self, batch_size, x.shape[0], cuda_graph, callbacks)
         if self.communicator is not None:
             seed, progress = self._data_parallel(seed, progress, checkpoint, resume)
-        rng = self.backend.rng(seed)
+        rng, steps = self.backend.rng(seed), range(math.ceil(x.shape[0] / batch_size))
         state = TrainingState(self, rng, augment, callbacks)
         first, history = state.restore(resume, epochs) if resume is not None else (1, {"loss": [], "time": []})
-        for epoch in range(first, epochs + 1):
-            began, steps = time.perf_counter(), range(math.ceil(x.shape[0] / batch_size))
-            bar = progress_bar(steps, progress, desc=f"epoch {epoch}/{epochs}", leave=False)
-            self._train_epoch(step, x, y, rng.permutation(x.shape[0]), batch_size, augment, bar, epoch, history, state)
-            if validation_data is not None:
-                self._validate(validation_data, batch_size, epoch, history)
-            _log_epoch(history, time.perf_counter() - began, f"epoch {epoch}/{epochs}", progress)
-            stopped = _stopped_by(callbacks, epoch, history)
-            if checkpoint is not None:
-                state.save(checkpoint, epoch, history, stopped)
-            if stopped:
-                break
-        _ended(callbacks, history)
+        with _ending(callbacks, history):  # on_train_end, or on_exception where an epoch raised
+            for epoch in range(first, epochs + 1):
+                began, order = time.perf_counter(), rng.permutation(x.shape[0])
+                bar = progress_bar(steps, progress, desc=f"epoch {epoch}/{epochs}", leave=False)
+                self._train_epoch(step, x, y, order, batch_size, augment, bar, epoch, history, state)
+                if validation_data is not None:
+                    self._validate(validation_data, batch_size, epoch, history)
+                _log_epoch(history, time.perf_counter() - began, f"epoch {epoch}/{epochs}", progress)
+                stopped = _stopped_by(callbacks, epoch, history)
+                if checkpoint is not None:
+                    state.save(checkpoint, epoch, history, stopped)
+                if stopped:
+                    break
         return history
 
     def _data_parallel(self, seed, progress, checkpoint, resume):
@@ -461,8 +461,18 @@ def _stopped_by(callbacks, epoch, history) -> bool:
     return False
 
 
-def _ended(callbacks, history):
-    """Call `on_train_end(history)` of each callback that has one."""
+@contextlib.contextmanager
+def _ending(callbacks, history):
+    """Around fit's epochs: after them, `on_train_end(history)` of each callback that has one; where
+    they raised (an error, KeyboardInterrupt), `on_exception(error)` instead (a Monitor takes its
+    hooks off the model), and the error goes on."""
+    try:
+        yield
+    except BaseException as error:
+        for callback in callbacks:
+            if hasattr(callback, "on_exception"):
+                callback.on_exception(error)
+        raise
     for callback in callbacks:
         if hasattr(callback, "on_train_end"):
             callback.on_train_end(history)

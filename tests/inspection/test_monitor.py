@@ -132,6 +132,34 @@ def test_hooks_are_registered_on_sampled_steps_only():
     assert all(not module._forward_hooks and not module._backward_hooks for module in model.modules())
 
 
+@pytest.mark.parametrize("where, error", [("forward", ValueError("a bad batch")), ("backward", KeyboardInterrupt())])
+def test_no_hook_stays_on_the_model_when_a_sampled_step_raises(where, error):
+    runs, hooked = {"forward": 0, "backward": 0}, []
+
+    def count(method):  # raises at the fifth step's forward or backward: step 4, sampled with every=4
+        runs[method] += 1
+        if method == where and runs[method] == 5:
+            hooked.append(sum(len(module._forward_hooks or {}) for module in model.modules()))
+            raise error
+
+    class Fails(diynn.ReLU):
+        def forward(self, x):
+            count("forward")
+            return super().forward(x)
+
+        def backward(self, grad_output, input_grad=True):
+            count("backward")
+            return super().backward(grad_output, input_grad)
+
+    model = diynn.Sequential(diynn.Linear(8, 16, rng=0), Fails(), diynn.Linear(16, 2, rng=1))
+    x, y = blobs(64)
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(type(error)):
+        trainer.fit(x, y, epochs=1, batch_size=8, progress=False, callbacks=[diynn.Monitor(every=4)])
+    assert hooked == [3]  # the step that raised ran with the monitor's hooks
+    assert all(not module._forward_hooks and not module._backward_hooks for module in model.modules())
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="low < high"):
         diynn.Monitor(updates=(-1, -5))
@@ -149,3 +177,6 @@ def test_the_figure_is_written(tmp_path):
     written = monitor.figure(tmp_path / "monitor.png")
     assert written == tmp_path / "monitor.png"
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="not supported"):  # nothing half-written is left behind
+        monitor.figure(tmp_path / "monitor.unknown")
+    assert [path.name for path in tmp_path.iterdir()] == ["monitor.png"]

@@ -1,4 +1,4 @@
-"""Early stopping (diynn/training/callbacks.py)."""
+"""Early stopping and the callbacks' methods around fit (diynn/training/callbacks.py)."""
 
 import numpy as np
 import pytest
@@ -60,3 +60,27 @@ def test_per_step_methods_and_cuda_graphs_do_not_combine():
     trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="per-step methods"):
         trainer.fit(np.zeros((4, 3)), np.zeros(4, dtype=int), cuda_graph=True, callbacks=[diynn.Monitor()])
+
+
+def test_on_exception_runs_instead_of_on_train_end_where_fit_raises(numpy_rng):
+    x = numpy_rng.normal(size=(16, 3)).astype(np.float32)
+    y = numpy_rng.integers(0, 2, size=16)
+    model = diynn.mlp([3, 2], rng=0)
+    seen = []
+
+    class Ends:
+        def __call__(self, epoch, history):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        def on_train_end(self, history):
+            seen.append("end")
+
+        def on_exception(self, error):
+            seen.append(type(error).__name__)
+
+    trainer = diynn.Trainer(model, diynn.CrossEntropyLoss(), diynn.SGD(model.parameters(), lr=0.1))
+    assert len(trainer.fit(x, y, epochs=1, batch_size=8, progress=False, callbacks=[Ends()])["loss"]) == 1
+    with pytest.raises(KeyboardInterrupt):  # the error goes on, after the callback has seen it
+        trainer.fit(x, y, epochs=3, batch_size=8, progress=False, callbacks=[Ends()])
+    assert seen == ["end", "KeyboardInterrupt"]
