@@ -159,9 +159,13 @@ class Backend:
     def float_errors_ignored(self):
         """A context manager within which arithmetic that overflows or makes a NaN warns of nothing.
 
-        For code that checks its results itself (`Trainer.fit` names where a NaN or an infinity
-        first arose). NumPy's `errstate`: local to the thread and context, unlike a warnings
-        filter; it covers the array-API-strict backend (NumPy underneath), and CuPy warns of none.
+        For code that checks its results itself (and reports where a NaN or an infinity first
+        arose, rather than warning at each operation). NumPy's `errstate`: local to the thread and
+        context, unlike a warnings filter; it covers the array-API-strict backend (NumPy
+        underneath), and CuPy warns of none.
+
+        Returns:
+            context: a context manager (`with backend.float_errors_ignored(): ...`).
         """
         return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
@@ -220,19 +224,34 @@ class Backend:
         return a @ b
 
     def erf(self, x):
-        """The error function, elementwise, in x's dtype (the array API standard has none): the
-        rational approximations of backends.special (about 1e-16 relative in float64) in the
-        standard's functions; CuPy's backend calls cupyx.scipy.special.erf."""
+        """The error function, elementwise, in x's dtype (the array API standard has none).
+
+        The rational approximations of backends.special (about 1e-16 relative in float64) in the
+        standard's functions; CuPy's backend calls cupyx.scipy.special.erf.
+
+        Args:
+            x: an array of real floating point (float32 or float64).
+
+        Returns:
+            erf(x): of x's shape and dtype.
+        """
         return special.erf(self.xp, x)
 
     def index_add(self, target, indices, values) -> None:
         """target[indices[k]] += values[k] along axis 0, in place, where repeated indices add up
-        (an indexed assignment would keep one of them): the gradient of a gather such as an
-        embedding's lookup.
+        (an indexed assignment would keep one of them): the adjoint of `take(target, indices,
+        axis=0)`, a scatter-add.
 
-        target: (V, ...), indices: (M,) integers in [0, V), values: (M, ...) of target's dtype.
         Fallback: products of one-hot (V, m) blocks with m of the values' rows at a time (NumPy
         and CuPy override it with their `add.at`).
+
+        Args:
+            target: (V, ...), added to in place.
+            indices: (M,) integers in [0, V).
+            values: (M, ...) of target's dtype, target's trailing shape.
+
+        Returns:
+            None: `target` holds the sums.
         """
         xp, rows = self.xp, target.shape[0]
         flat = xp.reshape(values, (values.shape[0], -1))
