@@ -22,7 +22,11 @@ from diynn.backends import Elementwise, use
 from diynn.backends.cupy_backend import CompiledKernel
 from diynn.functional import activations, losses
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the kernel bodies")
+# slow: each test compiles its kernel with g++ (about 0.3 s each); the full suite runs them
+pytestmark = [
+    pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the kernel bodies"),
+    pytest.mark.slow,
+]
 
 DTYPES = [np.float32, np.float64]
 KERNELS = [

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import diynn
 from diynn.functional.convolution import CONV2D
 
+pytestmark = pytest.mark.slow  # Hypothesis sweeps against PyTorch (about 9 s); the full suite runs them
+
 torch = pytest.importorskip("torch")
 
 EXAMPLES = settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
