@@ -6,14 +6,14 @@ python experiments/iris.py [--epochs 100] [--seed 0] [--out results/iris]
 import argparse
 import time
 
-from sklearn.preprocessing import StandardScaler
-
 import diynn
 from diynn.datasets import load_iris
 from diynn_experiments.common import add_progress_argument, backend_info, output_dir, plot_curves, run, write_json
 
 
 def main(argv=None) -> dict:
+    from sklearn.preprocessing import StandardScaler  # here: a backend that cannot run exits before it
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=16, help="hidden units of the one-hidden-layer MLP")
     parser.add_argument("--epochs", type=int, default=100, help="passes over the training set")

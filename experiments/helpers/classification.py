@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
-from sklearn.model_selection import train_test_split
 
 import diynn
 from diynn import datasets
@@ -202,6 +200,8 @@ def parse_args(dataset: str, argv=None):
 def load_splits(dataset: str, args):
     """(train, validation, test) pairs of host arrays and the class names."""
     data = LOADERS[dataset](root=args.data_dir, flat=args.model == "mlp")
+    from sklearn.model_selection import train_test_split  # after the data: a missing data set exits without it
+
     x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if args.limit:
         x, y, x_test, y_test = x[: args.limit], y[: args.limit], x_test[: args.limit], y_test[: args.limit]
@@ -289,6 +289,8 @@ def main(dataset: str, argv=None) -> dict:
     args = parse_args(dataset, argv)
     start = time.perf_counter()
     splits = load_splits(dataset, args)
+    from sklearn.metrics import confusion_matrix  # after the data: a missing data set exits without scikit-learn
+
     out = output_dir(args.out)
     if args.compare_activations:
         return compare_activations(dataset, args, splits, out)
