@@ -1,7 +1,8 @@
-"""Run under `mpiexec -n 2` by tests/training/test_distributed.py: data-parallel training of a small model
-on fixed data; each rank saves its final state (and the history) to <out>/rank<r>.npz.
+"""Run under `mpiexec -n 2` by tests/training/test_distributed.py: data-parallel training of small models
+on fixed data, one after the other in the same job (starting one costs more than training these);
+each rank saves each model's final state (and the history) to <out>/<kind>-rank<r>.npz.
 
-    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,resnet,die,kill,nccl}
+    mpiexec -n 2 python tests/mpi_training.py OUT {mlp,cnn,resnet,die,kill,nccl} [more kinds]
 
 nccl: the MLP on the active backend (DIYNN_BACKEND=cupy) with `communicator(backend)`, NCCL's.
 """
@@ -50,24 +51,25 @@ def train(kind, communicator=None, seed=0, callbacks=()):
 
 
 def main():
-    out, kind = Path(sys.argv[1]), sys.argv[2]
-    ranks = communicator(diynn.get_backend()) if kind == "nccl" else Communicator()
+    out, kinds = Path(sys.argv[1]), sys.argv[2:]
+    ranks = communicator(diynn.get_backend()) if "nccl" in kinds else Communicator()
     ranks.abort_on_exception()
-    callbacks = ()
-    if kind in ("die", "kill"):
+    for kind in kinds:
+        callbacks = ()
+        if kind in ("die", "kill"):
 
-        def die(epoch, history):
-            if ranks.rank == 1 and epoch == 2:
-                if kind == "kill":  # no Python error to catch: the process is gone
-                    os.kill(os.getpid(), signal.SIGKILL)
-                raise RuntimeError("rank 1 fails on purpose")
+            def die(epoch, history, kind=kind):
+                if ranks.rank == 1 and epoch == 2:
+                    if kind == "kill":  # no Python error to catch: the process is gone
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    raise RuntimeError("rank 1 fails on purpose")
 
-        callbacks = (die,)
-    # each rank starts from other weights: the broadcast from rank 0 must make them equal
-    model, history = train(kind, ranks, seed=ranks.rank, callbacks=callbacks)
-    backend = model.backend
-    state = {name.replace(".", "/"): backend.to_numpy(value) for name, value in model.state_dict().items()}
-    np.savez(out / f"rank{ranks.rank}.npz", history=json.dumps(history), **state)
+            callbacks = (die,)
+        # each rank starts from other weights: the broadcast from rank 0 must make them equal
+        model, history = train(kind, ranks, seed=ranks.rank, callbacks=callbacks)
+        backend = model.backend
+        state = {name.replace(".", "/"): backend.to_numpy(value) for name, value in model.state_dict().items()}
+        np.savez(out / f"{kind}-rank{ranks.rank}.npz", history=json.dumps(history), **state)
 
 
 if __name__ == "__main__":
