@@ -163,7 +163,10 @@ def plot_image_grid(images, captions, path: Path, title: str = "", columns: int 
     """28x28 grey images in a grid, each with a caption."""
     plt = pyplot()
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    # panels made without ticks: the same picture (their axes are off), drawn in about half the time
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False, subplot_kw={"xticks": [], "yticks": []}
+    )
     for axis in axes.ravel():
         axis.axis("off")
     for axis, image, caption in zip(axes.ravel(), images, captions):
