@@ -170,7 +170,7 @@ def _cells(row: LayerSummary) -> list[str]:
     return [name, shape, parameters, trainable, byte_size(row.backward_bytes), flops]
 
 
-def summary(model: Module, input_shape, batch_size: int = 1, dtype=None, input_dtype=None) -> Summary:
+def summary(model: Module, input_shape, batch_size: int | None = None, dtype=None, input_dtype=None) -> Summary:
     """Each layer's output shape, parameters, memory kept for the backward and forward FLOPs.
 
     Runs one training-mode forward on zeros of shape (batch_size, *input_shape), observing every
@@ -183,7 +183,9 @@ def summary(model: Module, input_shape, batch_size: int = 1, dtype=None, input_d
         model: any Module, e.g. `diynn.cnn()`.
         input_shape: the shape of one sample, without the batch axis: (1, 28, 28) for `cnn`, 784
             (or (784,)) for an MLP on flattened images.
-        batch_size: N of the forward: the bytes kept for backward are those at this batch.
+        batch_size: N of the forward: the bytes kept for backward are those at this batch. None:
+            1, or 2 where the model has a BatchNorm1d (in training mode it needs two values per
+            channel).
         dtype: the dtype of the zeros and of the parameters in the measurement (the model is
             converted for it, then restored), a dtype of the model's backend or its name
             ("float64"); None: the parameters' dtype (float32 unless converted).
@@ -204,6 +206,8 @@ def summary(model: Module, input_shape, batch_size: int = 1, dtype=None, input_d
     if not isinstance(model, Module):
         raise TypeError(f"summary needs a diynn Module, got {type(model).__name__}")
     input_shape = _shape(input_shape)
+    if batch_size is None:
+        batch_size = 2 if any(isinstance(module, BatchNorm1d) for module in model.modules()) else 1
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     backend = model.backend or get_backend()

@@ -247,3 +247,14 @@ def test_arguments_are_checked():
         diynn.summary(diynn.Linear(3, 2), (0,))
     with pytest.raises(ValueError, match="batch_size"):
         diynn.summary(diynn.Linear(3, 2), 3, batch_size=0)
+
+
+def test_the_default_batch_is_one_or_two_where_a_batch_norm_needs_two():
+    plain = diynn.Sequential(diynn.Linear(4, 8), diynn.ReLU(), diynn.Linear(8, 2))
+    normed = diynn.Sequential(diynn.Linear(4, 8), diynn.BatchNorm1d(8), diynn.ReLU(), diynn.Linear(8, 2))
+    assert diynn.summary(plain, 4).input_shape == (1, 4)
+    found = diynn.summary(normed, 4)
+    assert found.input_shape == (2, 4)
+    assert found.backward_bytes == diynn.summary(normed, 4, batch_size=2).backward_bytes
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        diynn.summary(normed, 4, batch_size=1)  # asked for: the batch norm's own error
