@@ -135,20 +135,22 @@ def _max_pool2d_backward_portable(cache, grad_y):
     padded, y, slices, window = cache
     check_gradient(grad_y, y.shape, y.dtype, "max_pool2d_backward")
     xp = backend_of(grad_y).xp
-    taken = xp.zeros(y.shape, dtype=xp.bool, device=y.device)
     inside = None
     if any(window.padding):  # where the padded image is the input, not its -inf border
         height, width = padded.shape[2:]
         (ph, pw) = window.padding
         inside = xp.zeros((1, 1, height, width), dtype=xp.bool, device=y.device)
         inside[:, :, ph : height - ph, pw : width - pw] = True
-    parts = []
-    for rows, columns in slices:
-        first = (padded[:, :, rows, columns] == y) & ~taken
+    owner = xp.full(y.shape, -1, dtype=xp.int32, device=y.device)  # the window position taking the gradient
+    for k, (rows, columns) in enumerate(slices):
+        part = padded[:, :, rows, columns]
+        first = (part == y) & (owner < 0)
         if inside is not None:
             first &= inside[:, :, rows, columns]
-        taken |= first
-        parts.append(grad_y * xp.astype(first, grad_y.dtype))
+        # a window holding NaN (y is NaN there) gives its gradient to its last NaN, as the compiled
+        # kernels and PyTorch do
+        owner = xp.where(first | (part != part), xp.asarray(k, dtype=xp.int32, device=y.device), owner)
+    parts = [grad_y * xp.astype(owner == k, grad_y.dtype) for k in range(len(slices))]
     return scatter_windows(parts, slices, padded.shape, window)
 
 

@@ -43,8 +43,11 @@ def conv_transpose2d_cases(backend):
 
 
 def max_pool2d_cases(backend):
-    for kernel, stride, padding in [(2, 2, 0), (3, 2, 1)]:
+    """Two geometries, then windows holding one NaN and two (the gradient goes to the last NaN)."""
+    for kernel, stride, padding, nans in [(2, 2, 0, []), (3, 2, 1, []), (2, 2, 0, [(0, 0), (1, 0), (4, 5)])]:
         (x,) = _arrays(backend, (2, 3, 9, 8))
+        for row, column in nans:
+            x[1, 2, row, column] = float("nan")
         y = F.max_pool2d(x, kernel, stride, padding)[0]
         (grad,) = _arrays(backend, y.shape, seed=1)
 
