@@ -22,7 +22,7 @@ QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
 fashion = datasets.load_fashion_mnist(flat=False)
 n = 2000 if QUICK else 60000
 x_train, y_train = fashion.x_train[:n], fashion.y_train[:n]
-x_test, y_test = fashion.x_test[: 500 if QUICK else 3000], fashion.y_test[: 500 if QUICK else 3000]
+x_test, y_test = fashion.x_test[: 300 if QUICK else 3000], fashion.y_test[: 300 if QUICK else 3000]
 
 # %% [markdown]
 # ## A dense autoencoder with a 16-number code

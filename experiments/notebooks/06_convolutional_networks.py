@@ -59,6 +59,7 @@ print("conv block gradients agree:", diynn.gradcheck(block, np.random.default_rn
 # %%
 fashion = datasets.load_fashion_mnist(flat=False)
 n = 2000 if QUICK else 60000
+x_test, y_test = fashion.x_test[: 1000 if QUICK else 10000], fashion.y_test[: 1000 if QUICK else 10000]
 epochs = 1 if QUICK else 3
 model = diynn.cnn(hidden=256, dropout=0.3, rng=0)
 optimizer = diynn.Adam(model.parameters(), lr=1e-3)
@@ -71,14 +72,12 @@ history = trainer.fit(
     augment=diynn.RandomShift(1, rng=1),
     callbacks=[diynn.CosineLR(optimizer, epochs)],
 )
-test_accuracy = diynn.accuracy(model, fashion.x_test, fashion.y_test)
+test_accuracy = diynn.accuracy(model, x_test, y_test)
 print(f"test accuracy after {epochs} epochs: {test_accuracy:.4f}")
 
 # %%
-predicted = diynn.predict(model, fashion.x_test).argmax(1)
-plot_confusion_matrix(
-    confusion_matrix(fashion.y_test, predicted), fashion.class_names, OUT / "cnn_confusion.png", "CNN"
-)
+predicted = diynn.predict(model, x_test).argmax(1)
+plot_confusion_matrix(confusion_matrix(y_test, predicted), fashion.class_names, OUT / "cnn_confusion.png", "CNN")
 display(Image(OUT / "cnn_confusion.png"))
 
 # %% [markdown]
@@ -118,6 +117,7 @@ print("dL/dx = branch's + identity's:", np.allclose(through_the_sum, through_the
 # below 1). Through the residual blocks every block adds the identity's gradient back, so it cannot
 # vanish; here it even grows, block after block, which is what the batch norms inside a ResNet's
 # blocks keep in check.
+
 
 # %%
 def deep(residual: bool, depth: int = 30, width: int = 32):

@@ -20,7 +20,7 @@ from diynn_experiments.representation import cosine_knn, pooled_and_flattened, r
 QUICK = os.environ.get("DIYNN_NOTEBOOK_QUICK") == "1"
 
 fashion = datasets.load_fashion_mnist(flat=False)
-n = 2000 if QUICK else 20000
+n = 1000 if QUICK else 20000
 x_train, y_train = fashion.x_train[:n], fashion.y_train[:n]
 x_test, y_test = fashion.x_test[: 500 if QUICK else 10000], fashion.y_test[: 500 if QUICK else 10000]
 EPOCHS = 1 if QUICK else 5

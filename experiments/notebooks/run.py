@@ -22,6 +22,8 @@ from pathlib import Path
 from diynn_experiments.common import write_atomic
 
 HERE = Path(__file__).resolve().parent
+# the pools a kernel may start: NumPy's BLAS, OpenMP (scikit-learn, PyTorch), numba (diynn's compiled kernels)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def sources(names=()) -> list[Path]:
@@ -41,16 +43,21 @@ def build(source: Path):
     return notebook
 
 
-def execute(notebook, quick: bool, timeout: int = 1800):
-    """Run every cell in a fresh kernel started in this folder; raises on the first error."""
+def execute(notebook, quick: bool, timeout: int = 1800, threads: int | None = None):
+    """Run every cell in a fresh kernel started in this folder; raises on the first error.
+
+    `threads` caps the kernel's thread pools (BLAS, OpenMP, numba); None leaves them one per core.
+    """
     from nbclient import NotebookClient
 
-    os.environ["DIYNN_NOTEBOOK_QUICK"] = "1" if quick else "0"
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures inline, not Agg
+    env = dict(os.environ, DIYNN_NOTEBOOK_QUICK="1" if quick else "0")
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures inline, not Agg
+    if threads:
+        env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
     client = NotebookClient(
         notebook, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": HERE}}
     )
-    client.execute()
+    client.execute(env=env)  # the kernel's environment; this process's own is left as it was
     notebook.metadata.get("language_info", {}).pop("version", None)  # the patch level is noise in a diff
     return notebook
 
@@ -62,11 +69,12 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="notebooks to run (file stems); default: all")
     parser.add_argument("--quick", action="store_true", help="small data, few epochs (DIYNN_NOTEBOOK_QUICK=1)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the executed .ipynb files go")
+    parser.add_argument("--threads", type=int, help="threads per kernel (default: one per core)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for source in sources(args.names):
         start = time.perf_counter()
-        notebook = execute(build(source), args.quick)
+        notebook = execute(build(source), args.quick, threads=args.threads)
         write_atomic(args.out / f"{source.stem}.ipynb", nbformat.writes(notebook) + "\n")
         print(f"{source.stem}: ran in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
