@@ -149,6 +149,18 @@ class Backend:
         """The NumPy dtype with the same name as backend dtype `dtype`."""
         return np.dtype(str(self.xp.empty(0, dtype=dtype).dtype).rpartition(".")[2])
 
+    def memory_owner(self, array):
+        """The array whose memory `array` uses: itself, or the base of a view, followed to the end
+        (NumPy's and CuPy's `base`)."""
+        owner = array
+        while getattr(owner, "base", None) is not None:
+            owner = owner.base
+        return owner
+
+    def nbytes(self, array) -> int:
+        """The bytes of `array`'s elements (a view's, not its base's)."""
+        return int(array.nbytes)
+
     def rng(self, seed: int | None = None) -> Generator:
         """A seeded random generator whose draws land on this backend."""
         return Generator(self, seed)

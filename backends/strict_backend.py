@@ -12,3 +12,11 @@ class StrictBackend(Backend):
     name = "array_api_strict"
     xp = xp
     device = xp.Device("CPU_DEVICE")
+
+    def memory_owner(self, array):
+        """The NumPy array whose memory the wrapped array uses (array-api-strict has no `base`)."""
+        return super().memory_owner(array._array)
+
+    def nbytes(self, array) -> int:
+        """The bytes of the wrapped array's elements."""
+        return int(array._array.nbytes)

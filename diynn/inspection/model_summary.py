@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from array_api_compat import is_array_api_obj
 
 from ..autoencoder import Autoencoder
-from ..backends import get_backend
+from ..backends import backend_of, get_backend
 from ..grad_mode import enable_grad
 from ..layers import (
     GELU,
@@ -206,10 +206,7 @@ def summary(model: Module, input_shape, batch_size: int | None = None, dtype=Non
     if not isinstance(model, Module):
         raise TypeError(f"summary needs a diynn Module, got {type(model).__name__}")
     input_shape = _shape(input_shape)
-    if batch_size is None:
-        batch_size = 2 if any(isinstance(module, BatchNorm1d) for module in model.modules()) else 1
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = _batch_size(model, batch_size)
     backend = model.backend or get_backend()
     with preserved(model):
         if dtype is not None:
@@ -252,6 +249,14 @@ def _shape(input_shape) -> tuple:
     ):
         raise ValueError(f"input_shape must be positive integers (one sample, no batch axis), got {input_shape!r}")
     return tuple(shape)
+
+
+def _batch_size(model, batch_size) -> int:
+    if batch_size is None:  # a BatchNorm1d's training-mode forward needs two values per channel
+        return 2 if any(isinstance(module, BatchNorm1d) for module in model.modules()) else 1
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
 
 
 def _rows(model, forwards, batch_size):
@@ -313,7 +318,7 @@ def held_bytes(module: Module, excluded=frozenset()) -> int:
         if id(array) in seen or id(_memory_owner(array)) in excluded:
             continue
         seen.add(id(array))
-        total += _nbytes(array)
+        total += backend_of(array).nbytes(array)
     return total
 
 
@@ -329,15 +334,7 @@ def _arrays_in(value, depth=0):
 
 
 def _memory_owner(array):
-    """The array whose memory `array` uses: itself, or the base of a view (followed to the end)."""
-    owner = getattr(array, "_array", array)  # array-api-strict wraps a NumPy array
-    while is_array_api_obj(getattr(owner, "base", None)):
-        owner = owner.base
-    return owner
-
-
-def _nbytes(array) -> int:
-    return int(getattr(array, "_array", array).nbytes)  # array-api-strict: the NumPy array inside
+    return backend_of(array).memory_owner(array)
 
 
 def _size(array) -> int:
