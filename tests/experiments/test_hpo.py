@@ -25,12 +25,15 @@ def hpo_command(tmp_path):
     runner = tmp_path / "run_hpo.py"
     runner.write_text(
         textwrap.dedent(f"""
-        import sys
+        import os, sys, time
         from pathlib import Path
         from datasets_fixtures import spec_for
         from diynn.datasets import loaders
         loaders.FASHION_MNIST = spec_for(Path({str(folder)!r}), n_train=300, n_test=60)
         import hpo
+        if "NOT_BEFORE" in os.environ:  # a test's start time: hpo.main's imports done, then wait for it
+            import optuna, optuna.storages._rdb.storage, psycopg, sklearn.model_selection
+            time.sleep(max(0.0, float(os.environ["NOT_BEFORE"]) - time.time()))
         hpo.main(sys.argv[1:])
     """)
     )
@@ -200,10 +203,9 @@ def test_a_killed_worker_s_trial_fails_through_the_heartbeat_on_postgresql(hpo_c
     killed = _wait_for_a_running_trial(lambda: optuna.load_study(study_name="fashion-mnist-mlp", storage=storage))
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
-    killed_at = time.time()  # its last heartbeat was before this
-    # the next worker fails the trial when it starts one past the grace period (3 heartbeats of 1 s)
-    time.sleep(max(0.0, killed_at + 3.2 - time.time()))
-    subprocess.run(command, env=env, check=True, capture_output=True)
+    # the next worker fails the trial when it starts one past the grace period (3 heartbeats of 1 s) after
+    # its last heartbeat, which was before now: it starts then, its imports done while it waits
+    subprocess.run(command, env={**env, "NOT_BEFORE": str(time.time() + 3.2)}, check=True, capture_output=True)
     study = optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
     states = {t.number: t.state for t in study.trials}
     assert states[killed.number] == optuna.trial.TrialState.FAIL
