@@ -104,7 +104,7 @@ def measure(args, environment_note: str) -> dict:
         steps = {}
         for batch in args.batches:
             # the host drifts between speed states: measure the sgemm peak right before its rounds
-            peak = plain_side.call("peak")
+            peak = plain_side.call("peak", args.peak_size)
             names = [n for n in ("diynn-numpy", "ceiling", "torch-cpu") if n in workers]
             result = interleaved(workers, names, batch, args.rounds, args.seconds, args.gap)
             gpu_names = [n for n in ("diynn-cupy", "diynn-cupy-graph", "torch-cuda") if n in workers]
@@ -136,7 +136,7 @@ def measure(args, environment_note: str) -> dict:
             positions = size * size if transposed else ((size + 2 * padding - kernel) // stride + 1) ** 2
             conv[shape]["im2col_buffer_mb"] = columns * args.conv_batch * positions * 4 / 2**20
         layers = {shape: against_torch("layer", shape, numpy_side, torch_side, args) for shape in args.layer_shapes}
-        memory = numpy_side.call("memory", "diynn-numpy", 128, args.memory_steps)
+        memory = numpy_side.call("memory", "diynn-numpy", 128, args.memory_steps, args.memory_warmup)
     finally:
         for worker in {id(w): w for w in workers.values()}.values():
             worker.close()
@@ -144,6 +144,7 @@ def measure(args, environment_note: str) -> dict:
         "environment": environment_note,
         "machine": info,
         "peak_sgemm_gflops": max((result["peak_sgemm_gflops"] for result in steps.values()), default=None),
+        "peak_sgemm_size": args.peak_size,
         "steps": steps,
         "cnn": cnn,
         "conv": conv,
@@ -178,9 +179,11 @@ def _kernel_run(args) -> dict:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",  # no kernel test uses Hypothesis; its plugin imports all of it (a second)
             f"--benchmark-json={output}",
             f"--benchmark-max-time={args.seconds}",
-            "--benchmark-min-rounds=5",
+            f"--benchmark-min-rounds={args.kernel_min_rounds}",
         ]
         subprocess.run(command, check=True, cwd=HERE.parent, stdout=subprocess.DEVNULL)
         data = json.loads(output.read_text())
@@ -287,12 +290,14 @@ def markdown(report: dict) -> str:
             f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
             for b in machine["blas"]
         )
+        peak_size = run.get("peak_sgemm_size", 2048)  # reports written before the option measured 2048
         lines += [
             f"### {run['environment']}",
             "",
             f"CPU: {machine['cpu']} ({machine['cpu_count']} cores); BLAS: {blas}; "
             f"diynn's CPU kernels: {machine.get('diynn_kernels', 'portable')}; GPU: {machine['gpu'] or 'none'}; "
-            f"best sgemm rate {run['peak_sgemm_gflops'] or 0:.0f} GFLOP/s (2048x2048, measured before each batch)",
+            f"best sgemm rate {run['peak_sgemm_gflops'] or 0:.0f} GFLOP/s ({peak_size}x{peak_size}, "
+            "measured before each batch)",
             "",
             "MLP 784-256-128-10 training step (SGD), median ms; ratios are medians of per-round ratios:",
             "",
@@ -344,8 +349,8 @@ def markdown(report: dict) -> str:
         lines += [
             "",
             f"Memory (tracemalloc, batch 128): {memory['growth_bytes'] / 1024:+.1f} KiB more held after "
-            f"{memory['steps']} further steps than after the first 100; a step's temporaries peak at "
-            f"{memory['peak_bytes_per_step'] / 2**20:.2f} MiB.",
+            f"{memory['steps']} further steps than after the first {memory.get('warmup', 100)}; a step's "
+            f"temporaries peak at {memory['peak_bytes_per_step'] / 2**20:.2f} MiB.",
             "",
         ]
     lines += scaling(report)
@@ -477,10 +482,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--layer-shapes", nargs="*", default=list(LAYER_SHAPES))
     parser.add_argument("--conv-batch", type=int, default=128, help="batch of the convolution and layer tables")
     parser.add_argument("--memory-steps", type=int, default=1000)
+    parser.add_argument("--memory-warmup", type=int, default=100, help="steps before the memory held is compared")
+    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square sgemm that gives the peak rate")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-gpu", action="store_true")
     parser.add_argument("--no-kernels", action="store_true", help="skip the pytest-benchmark kernel suite")
     parser.add_argument("--kernel-rounds", type=int, default=3, help="runs of the kernel suite (median taken)")
+    parser.add_argument("--kernel-min-rounds", type=int, default=5, help="timed rounds of each kernel at least")
     parser.add_argument(
         "--one-thread",
         action=argparse.BooleanOptionalAction,

@@ -7,7 +7,9 @@ cores from each other. The parent sends one command at a time, so only one worke
 from __future__ import annotations
 
 import multiprocessing
+import os
 import statistics
+import sys
 import time
 
 import steps as step_library
@@ -124,6 +126,11 @@ def _serve(connection):
             connection.send(("ok", COMMANDS[command](cache, *arguments)))
         except Exception as error:  # report to the parent, keep serving
             connection.send(("error", f"{type(error).__name__}: {error}"))
+    # Leave at once: the interpreter's teardown costs a PyTorch worker about a second of CPU, with
+    # the parent waiting in close(), and a worker holds nothing (files, results) that needs it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _time(cache, name, batch, seconds):
@@ -144,14 +151,14 @@ def _time(cache, name, batch, seconds):
     return statistics.median(samples)
 
 
-def _memory(cache, name, batch, steps):
-    """Growth of the memory held (tracemalloc) between step 100 and step 100 + `steps`:
+def _memory(cache, name, batch, steps, warmup):
+    """Growth of the memory held (tracemalloc) between step `warmup` and step `warmup` + `steps`:
     a steady state allocates nothing that outlives a step."""
     import tracemalloc
 
     step, synchronize = make_step(name, batch)
     tracemalloc.start()
-    for _ in range(100):
+    for _ in range(warmup):
         step()
     synchronize()
     before = tracemalloc.get_traced_memory()[0]
@@ -161,11 +168,11 @@ def _memory(cache, name, batch, steps):
     synchronize()
     after, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"steps": steps, "growth_bytes": after - before, "peak_bytes_per_step": peak - before}
+    return {"steps": steps, "warmup": warmup, "growth_bytes": after - before, "peak_bytes_per_step": peak - before}
 
 
-def _peak(cache):
-    return step_library.peak_sgemm()
+def _peak(cache, size):
+    return step_library.peak_sgemm(size)
 
 
 def _info(cache):

@@ -33,7 +33,14 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
             "2",
             "--memory-steps",
             "3",
-            "--no-kernels",
+            "--memory-warmup",
+            "2",
+            "--peak-size",
+            "128",
+            "--kernel-rounds",
+            "1",
+            "--kernel-min-rounds",
+            "1",
             "--no-gpu",
             "--out",
             str(tmp_path),
@@ -42,6 +49,10 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     run = result["runs"][0]
     assert run["steps"][8]["ratio"]["ceiling"] > 0 and run["steps"][8]["roofline_fraction"] > 0
     assert run["machine"]["blas"] and run["peak_sgemm_gflops"] > 0
+    # the pytest-benchmark kernel suite, one short run: every group gets both roles
+    kernels = result["kernels"]
+    assert any(group.startswith("cross-entropy") for group in kernels)
+    assert all(times["ours"] > 0 and times["reference"] > 0 and times["ratio"] > 0 for times in kernels.values())
     names = {p.suffix for p in tmp_path.iterdir()}
     assert names == {".json", ".md", ".png"}
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
@@ -59,6 +70,9 @@ def test_tiny_report_writes_json_markdown_and_plot(tmp_path):
     markdown = next(tmp_path.glob("*.md")).read_text()
     assert "### Scaling: time at 1 thread / time at" in markdown and "| CNN | 4 |" in markdown
     assert "| conv1 | 2 |" in markdown and "| bn2 | 2 |" in markdown  # the layers scale too
+    assert "GFLOP/s (128x128, measured before each batch)" in markdown
+    assert "3 further steps than after the first 2;" in markdown and saved["runs"][0]["memory"]["warmup"] == 2
+    assert "### Kernels" in markdown and all(f"| {group} |" in markdown for group in kernels)
 
     # the GPU table, from the same run with the lines a GPU machine adds
     run["machine"]["gpu"] = "Some GPU"
@@ -124,7 +138,8 @@ def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     tiny = ["--rounds", "1", "--seconds", "0.01", "--gap", "0", "--batches", "8", "--cnn-batches", "--conv-shapes"]
-    options = ["--memory-steps", "3", "--no-kernels", "--no-torch", "--no-one-thread", "--out", str(tmp_path)]
+    tiny += ["--layer-shapes", "--memory-steps", "3", "--memory-warmup", "2", "--peak-size", "128"]
+    options = ["--no-kernels", "--no-torch", "--no-one-thread", "--out", str(tmp_path)]
     result = report.main(tiny + options)
     runs = result["runs"]
     assert [run["environment"] for run in runs] == ["default environment", "OPENBLAS_CORETYPE unset"]
@@ -133,14 +148,22 @@ def test_openblas_coretype_set_adds_a_run_without_it(tmp_path, monkeypatch):
     assert "### OPENBLAS_CORETYPE unset" in next(tmp_path.glob("*.md")).read_text()
 
 
-@pytest.mark.slow
-def test_kernel_suite_pairs_ours_with_a_reference():
-    """The pytest-benchmark kernel suite, in two very short runs: every group gets both roles."""
+def test_kernel_suite_runs_give_per_group_medians(monkeypatch):
+    """Each of `kernel_rounds` runs of the suite times every pair once; the report keeps, per group,
+    the median of ours, of the reference and of their ratio over the runs (the suite's real run is
+    in the tiny report above)."""
     import argparse
 
-    kernels = report.kernel_benchmarks(argparse.Namespace(seconds=0.005, kernel_rounds=2))
-    assert any(group.startswith("cross-entropy") for group in kernels)
-    assert all(result["ours"] > 0 and result["reference"] > 0 and result["ratio"] > 0 for result in kernels.values())
+    runs = iter(
+        [
+            {"relu": {"ours": 1.0, "reference": 2.0, "ratio": 0.5}},
+            {"relu": {"ours": 3.0, "reference": 2.0, "ratio": 1.5}},
+            {"relu": {"ours": 2.0, "reference": 8.0, "ratio": 0.25}},
+        ]
+    )
+    monkeypatch.setattr(report, "_kernel_run", lambda args: next(runs))
+    kernels = report.kernel_benchmarks(argparse.Namespace(seconds=0.005, kernel_rounds=3))
+    assert kernels == {"relu": {"ours": 2.0, "reference": 2.0, "ratio": 0.5}}
 
 
 def test_the_torch_cnn_is_the_same_network():
