@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.py as a dry run on the CPU: every step it can run without a GPU runs at toy
 sizes, so the script a GPU session runs in one call cannot rot in between."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +23,10 @@ def test_dry_run_passes_every_step_it_can(tmp_path, capsys):
     assert "| cuDNN graphs against im2col | passed |" in summary  # the stand-in's tests, on the CPU
     assert (tmp_path / "logs.txt").stat().st_size > 0
     assert {p.suffix for p in (tmp_path / "report").iterdir()} == {".json", ".md", ".png"}
+    # the report parsed the GPU's whole command line, and the toy sizes after it took effect
+    settings = json.loads(next((tmp_path / "report").glob("*.json")).read_text())["settings"]
+    assert [settings[name] for name in ("rounds", "batches", "cnn_batches", "kernel_rounds")] == [1, [8], [4], 1]
+    assert settings["no_kernels"] and settings["conv_shapes"] == ["conv1"] and settings["peak_size"] == 128
 
 
 def test_a_failing_step_fails_the_check(tmp_path, monkeypatch):
