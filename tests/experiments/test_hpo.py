@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,9 +16,9 @@ optuna = pytest.importorskip("optuna")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def hpo_command(tmp_path):
-    """A command running experiments/hpo.py on generated Fashion-MNIST files (official layout)."""
+def _hpo_command(tmp_path):
+    """A function giving a command that runs experiments/hpo.py on generated Fashion-MNIST files (official
+    layout) in tmp_path/data, its output and journal in tmp_path/out (a later --out wins), and its environment."""
     from datasets_fixtures import make_files
 
     folder = tmp_path / "data"
@@ -56,6 +57,27 @@ def hpo_command(tmp_path):
     return command
 
 
+@pytest.fixture
+def hpo_command(tmp_path):
+    return _hpo_command(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def two_workers_study(tmp_path_factory):
+    """Two workers started at once on one study of --trials 30: their folder (its out/ holds the
+    journal, which the tests read or copy) and its command."""
+    folder = tmp_path_factory.mktemp("two_workers")
+    hpo_command = _hpo_command(folder)
+    # enough trials that the second worker joins before the first has run them all, also on a
+    # loaded machine (a trial takes a fraction of a second, starting a worker seconds)
+    command, env = hpo_command("--trials", "30", "--workers-only")
+    workers = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        _, errors = worker.communicate(timeout=300)
+        assert worker.returncode == 0, errors
+    return folder, hpo_command
+
+
 def finished_trials(tmp_path):
     path = tmp_path / "out" / "fashion-mnist-mlp.journal"
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
@@ -64,32 +86,28 @@ def finished_trials(tmp_path):
     return [t for t in study.trials if t.state in done]
 
 
-def test_two_workers_split_one_study(hpo_command, tmp_path):
-    # enough trials that the second worker joins before the first has run them all, also on a
-    # loaded machine (a trial takes a fraction of a second, starting a worker seconds)
-    command, env = hpo_command("--trials", "30", "--workers-only")
-    workers = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for worker in workers:
-        _, errors = worker.communicate(timeout=300)
-        assert worker.returncode == 0, errors
-    trials = finished_trials(tmp_path)
+def test_two_workers_split_one_study(two_workers_study):
+    trials = finished_trials(two_workers_study[0])
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) >= 30  # no duplicates; no losses
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
     assert trials[0].params["width"] == 256  # trial 0 is the default configuration, enqueued once
 
 
-def test_a_finished_study_runs_nothing_more_and_a_larger_one_resumes_and_reports(hpo_command, tmp_path):
-    command, env = hpo_command("--trials", "2", "--workers-only")
-    subprocess.run(command, env=env, check=True, capture_output=True)
+def test_a_finished_study_runs_nothing_more_and_a_larger_one_resumes_and_reports(two_workers_study, tmp_path):
+    folder, hpo_command = two_workers_study
+    (tmp_path / "out").mkdir()
+    shutil.copy(folder / "out" / "fashion-mnist-mlp.journal", tmp_path / "out")  # the study, to grow here
     first = {t.number: t.value for t in finished_trials(tmp_path)}
+    out = ["--out", str(tmp_path / "out")]
+    command, env = hpo_command("--trials", str(len(first)), "--workers-only", *out)
     result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    assert "already has 2 finished trials" in result.stdout
-    assert len(finished_trials(tmp_path)) == 2
-    command, env = hpo_command("--trials", "4")
+    assert f"already has {len(first)} finished trials" in result.stdout
+    assert len(finished_trials(tmp_path)) == len(first)
+    command, env = hpo_command("--trials", str(len(first) + 2), *out)
     subprocess.run(command, env=env, check=True, capture_output=True)
     trials = {t.number: t.value for t in finished_trials(tmp_path)}
-    assert len(trials) == 4 and all(trials[number] == value for number, value in first.items())
+    assert len(trials) == len(first) + 2 and all(trials[number] == value for number, value in first.items())
     result = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert 0 <= result["test_accuracy_retrained"] <= 1 and result["best_val_accuracy"] >= result["default_val_accuracy"]
     assert (tmp_path / "out" / "history.png").is_file() and (tmp_path / "out" / "importances.png").is_file()
