@@ -22,7 +22,7 @@ from diynn.backends import Elementwise, use
 from diynn.backends.cupy_backend import CompiledKernel
 from diynn.functional import activations, losses
 
-# slow: each test compiles its kernel with g++ (about 0.3 s each); the full suite runs them
+# slow: compiles the kernels with g++ and nvcc (one run of each, about 1 s); the full suite runs them
 pytestmark = [
     pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the kernel bodies"),
     pytest.mark.slow,
@@ -37,9 +37,19 @@ KERNELS = [
 ]
 
 
+def _type_maps(kernel):
+    """Every typing a test runs `kernel` in: T each float dtype, and the labels' L each index dtype."""
+    labels = [{"L": "int32"}, {"L": "int64"}] if "raw L " in kernel.in_params else [{}]
+    return [{"T": np.dtype(dtype).name, **label} for dtype in DTYPES for label in labels]
+
+
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    return Emulator(tmp_path_factory.mktemp("kernels"))
+    """The emulator, with every kernel in every typing compiled in one g++ run (one per kernel and
+    typing would take about 0.3 s each); a kernel the batch lacks compiles on its own when run."""
+    emulator = Emulator(tmp_path_factory.mktemp("kernels"))
+    emulator.precompile([(kernel, types) for kernel in KERNELS for types in _type_maps(kernel)])
+    return emulator
 
 
 def _tolerance(dtype):
@@ -177,12 +187,24 @@ def test_a_broken_body_fails_to_compile(emulator):
         emulator.run(broken, np.zeros(3, np.float32), np.zeros(3, np.float32))
 
 
+def _gpu_types(dtype):
+    return {"T": dtype, "L": "int64"}
+
+
+@pytest.fixture(scope="module")
+def gpu_emulator(emulator):
+    """The emulator, with every kernel compiled by nvcc in both dtypes in one run: compile_for_gpu
+    then finds each kernel in its PTX (or, if the batch fails, compiles it alone to show why)."""
+    emulator.precompile_for_gpu([(kernel, _gpu_types(dtype)) for kernel in KERNELS for dtype in ("float32", "float64")])
+    return emulator
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the CUDA compiler; no GPU needed)")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kernel", KERNELS, ids=[kernel.name for kernel in KERNELS])
-def test_kernel_compiles_as_cuda(emulator, kernel, dtype):
+def test_kernel_compiles_as_cuda(gpu_emulator, kernel, dtype):
     """The device side: CUDA's own math overloads (exp, max, ...) and types, checked by nvcc."""
-    emulator.compile_for_gpu(kernel, {"T": dtype, "L": "int64"})
+    gpu_emulator.compile_for_gpu(kernel, _gpu_types(dtype))
 
 
 @pytest.fixture
