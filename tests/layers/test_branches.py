@@ -3,6 +3,8 @@ branches.py), the resampling layers (Upsample, AdaptiveAvgPool2d), and the build
 unet(): gradients in float64, PyTorch parity (forward, input gradient, every parameter gradient),
 saving, ONNX."""
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,21 @@ from diynn import functional as F
 
 torch = pytest.importorskip("torch", reason="the parity tests compare with PyTorch (pip install torch==2.13.0)")
 from torch_references import torch_copy  # noqa: E402  (needs torch)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """numba's pool and torch's at one thread for these small arrays, where a parallel launch costs
+    more than the work (milliseconds a call while other processes hold the cores). The compiled
+    kernels split their loops into the same chunks as on more threads, run one after another."""
+    diynn.backends.kernels()  # diynn sizes numba's pool when it first reads the setting
+    pools = [pool for pool in (sys.modules.get("numba"), torch) if pool is not None]
+    threads = [pool.get_num_threads() for pool in pools]
+    for pool in pools:
+        pool.set_num_threads(1)
+    yield
+    for pool, count in zip(pools, threads):
+        pool.set_num_threads(count)
 
 
 def smooth_block(channels, rng):
@@ -30,23 +47,23 @@ def images(shape, seed=0):
 
 
 def test_residual_and_concat_gradients_nested(backend):
-    x = backend.asarray(images((3, 4, 6, 6)))
+    x = backend.asarray(images((3, 2, 6, 6)))  # two channels: the convolutions' general path, as with more
     model = diynn.Sequential(
-        diynn.Residual(smooth_block(4, 0)),
+        diynn.Residual(smooth_block(2, 0)),
         diynn.Tanh(),
         diynn.Concat(
-            diynn.Identity(), diynn.Residual(diynn.Conv2d(4, 2, 1, rng=1), diynn.Conv2d(4, 2, 3, padding=1, rng=2))
+            diynn.Identity(), diynn.Residual(diynn.Conv2d(2, 1, 1, rng=1), diynn.Conv2d(2, 1, 3, padding=1, rng=2))
         ),
         diynn.Sigmoid(),
     )
-    assert diynn.gradcheck(model, x, max_checks=60)
+    assert diynn.gradcheck(model, x, max_checks=60)  # 60 of the input's entries, every parameter's
 
 
 def test_a_module_shared_by_two_branches_gets_both_gradients(backend):
-    shared = diynn.Conv2d(3, 3, 3, padding=1, rng=0)
+    shared = diynn.Conv2d(2, 2, 3, padding=1, rng=0)
     model = diynn.Residual(shared, diynn.Sequential(shared, diynn.Tanh()))
     assert len(model.parameters()) == 2  # an optimiser updates the shared weights once
-    assert diynn.gradcheck(model, backend.asarray(images((2, 3, 5, 5))))
+    assert diynn.gradcheck(model, backend.asarray(images((2, 2, 5, 5))))  # every entry
 
 
 @pytest.mark.parametrize("axis", [1, 2, -1])
@@ -130,7 +147,7 @@ def test_concat_matches_torch_cat(sizes, axis, seed):
 
 
 def test_resampling_gradients_in_float64(backend):
-    x = backend.asarray(images((2, 3, 5, 7)))
+    x = backend.asarray(images((2, 2, 5, 7)))  # 140 entries: all checked
     for layer in (diynn.Upsample(2, "bilinear"), diynn.Upsample((2, 3)), diynn.AdaptiveAvgPool2d((2, 3))):
         assert diynn.gradcheck(diynn.Sequential(diynn.Tanh(), layer), x)
 
