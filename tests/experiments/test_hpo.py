@@ -78,12 +78,16 @@ def two_workers_study(tmp_path_factory):
     return folder, hpo_command
 
 
-def finished_trials(tmp_path):
+def journal_study(tmp_path):
+    """The study in tmp_path/out's journal file."""
     path = tmp_path / "out" / "fashion-mnist-mlp.journal"
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    study = optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
+    return optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
+
+
+def finished_trials(tmp_path):
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return [t for t in study.trials if t.state in done]
+    return [t for t in journal_study(tmp_path).trials if t.state in done]
 
 
 def test_two_workers_split_one_study(two_workers_study):
@@ -94,60 +98,37 @@ def test_two_workers_split_one_study(two_workers_study):
     assert trials[0].params["width"] == 256  # trial 0 is the default configuration, enqueued once
 
 
-def test_a_finished_study_runs_nothing_more_and_a_larger_one_resumes_and_reports(two_workers_study, tmp_path):
+def test_a_killed_worker_loses_only_its_trial_and_a_rerun_resumes_and_reports(two_workers_study, tmp_path):
+    """SIGKILL a worker in the middle of a trial (of a copy of the two workers' study); running the
+    command again brings the study to --trials finished trials with every trial number used once,
+    the finished trials kept, and reports; a run on the finished study adds nothing. With the
+    journal file the killed trial stays RUNNING (no heartbeat there; the README says so)."""
+    import signal
+
     folder, hpo_command = two_workers_study
     (tmp_path / "out").mkdir()
-    shutil.copy(folder / "out" / "fashion-mnist-mlp.journal", tmp_path / "out")  # the study, to grow here
+    shutil.copy(folder / "out" / "fashion-mnist-mlp.journal", tmp_path / "out")
     first = {t.number: t.value for t in finished_trials(tmp_path)}
-    out = ["--out", str(tmp_path / "out")]
-    command, env = hpo_command("--trials", str(len(first)), "--workers-only", *out)
-    result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    assert f"already has {len(first)} finished trials" in result.stdout
-    assert len(finished_trials(tmp_path)) == len(first)
-    command, env = hpo_command("--trials", str(len(first) + 2), *out)
-    subprocess.run(command, env=env, check=True, capture_output=True)
-    trials = {t.number: t.value for t in finished_trials(tmp_path)}
-    assert len(trials) == len(first) + 2 and all(trials[number] == value for number, value in first.items())
+    out, trials = ["--out", str(tmp_path / "out")], len(first) + 1
+    command, env = hpo_command("--trials", str(trials), "--workers-only", *out)
+    slow = [*command, "--epochs", "200"]  # a long trial (the last --epochs wins): there is time to kill it
+    worker = subprocess.Popen(slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = _wait_for_a_running_trial(lambda: journal_study(tmp_path))
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    subprocess.run(hpo_command("--trials", str(trials), *out)[0], env=env, check=True, capture_output=True)
+    study = journal_study(tmp_path)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
+    assert {t.number: t.state for t in study.trials}[killed.number] == optuna.trial.TrialState.RUNNING
+    values = {t.number: t.value for t in finished_trials(tmp_path)}
+    assert len(values) == trials and all(values[number] == value for number, value in first.items())
     result = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert 0 <= result["test_accuracy_retrained"] <= 1 and result["best_val_accuracy"] >= result["default_val_accuracy"]
     assert (tmp_path / "out" / "history.png").is_file() and (tmp_path / "out" / "importances.png").is_file()
-
-
-def test_a_killed_worker_loses_only_its_trial_with_the_journal(hpo_command, tmp_path):
-    """SIGKILL a worker in the middle of a trial; a second worker still brings the study to
-    --trials finished trials with every trial number used once. With the journal file the
-    killed trial stays RUNNING (no heartbeat there; the README says so)."""
-    import signal
-    import time
-
-    command, env = hpo_command("--trials", "3", "--workers-only")
-    slow = [*command, "--epochs", "200"]  # long trials (the last --epochs wins): there is time to kill one
-    worker = subprocess.Popen(slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = tmp_path / "out" / "fashion-mnist-mlp.journal"
-    deadline = time.monotonic() + 60
-    running = []
-    while not running and time.monotonic() < deadline:
-        time.sleep(0.2)
-        if journal.is_file():
-            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-            try:
-                study = optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
-            except KeyError:  # the study is not created yet
-                continue
-            running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert running, "the worker never started a trial"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=30)
-    subprocess.run(command, env=env, check=True, capture_output=True)
-    study = optuna.load_study(
-        study_name="fashion-mnist-mlp",
-        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal))),
-    )
-    numbers = [t.number for t in study.trials]
-    assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
-    assert len(finished_trials(tmp_path)) == 3
-    states = {t.number: t.state for t in study.trials}
-    assert states[running[0].number] == optuna.trial.TrialState.RUNNING
+    result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    assert f"already has {trials} finished trials" in result.stdout
+    assert len(finished_trials(tmp_path)) == trials
 
 
 @pytest.fixture
