@@ -231,7 +231,7 @@ def test_self_supervised_protocol_script(fashion, tmp_path, monkeypatch):
 
     _few_probe_epochs(monkeypatch)
     arguments = [*fashion, "--seeds", "0", "1", "--batch-size", "32", "--encoders", str(tmp_path / "enc")]
-    arguments += ["--scratch-max-epochs", "2", "--default-runs", str(tmp_path / "runs")]
+    arguments += ["--scratch-max-epochs", "1", "--default-runs", str(tmp_path / "runs")]
     arguments += ["--autoencoder", str(tmp_path / "none.npz")]  # missing: a 3-epoch one is trained
     default_run = tmp_path / "runs" / "fashion-mnist-cnn-seed1"  # seed 1's 100% row comes from its default run
     config = {**vars(classification.parse_args("fashion-mnist", ["--model", "cnn", "--seed", "1"])), "limit": None}
