@@ -30,81 +30,98 @@ def test_two_layer_writes_figures(tmp_path):
     assert {"regression_fit.png", "decision_boundary.png", "metrics.json"} <= {p.name for p in tmp_path.iterdir()}
 
 
-@pytest.mark.parametrize("name", ["nope", "cupy"])
-@pytest.mark.slow
-def test_bad_backend_is_a_one_line_error(tmp_path, name):
+def _cupy_importable() -> bool:
     try:
         import cupy  # noqa: F401
-
-        if name == "cupy":
-            pytest.skip("CuPy is installed")
     except ImportError:
-        pass
-    result = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "iris.py"), "--out", str(tmp_path)],
-        env={"DIYNN_BACKEND": name, "PATH": ""},
-        capture_output=True,
-        text=True,
+        return False
+    return True
+
+
+def _commands(folder: Path) -> dict:
+    """The script runs below, each in a fresh process with its own empty cache and home, and no data
+    folders (no network is used: the download address is a closed loopback port): name -> (command, env)."""
+    python, iris, kmnist = sys.executable, str(EXPERIMENTS / "iris.py"), str(EXPERIMENTS / "kmnist.py")
+    missing_data = (
+        "import sys, runpy, dataclasses; sys.argv = ['kmnist.py', '--limit', '10'];"
+        "from diynn.datasets import loaders;"
+        "loaders.KMNIST = dataclasses.replace(loaders.KMNIST, base_url='http://127.0.0.1:9/');"
+        f"runpy.run_path({kmnist!r}, run_name='__main__')"
     )
+    commands = {
+        "backend-nope": ([python, iris, "--out", str(folder / "backend-nope" / "out")], {"DIYNN_BACKEND": "nope"}),
+        "missing-data": ([python, "-c", missing_data], {}),
+        "epoch-lines": ([python, iris, "--limit", "3", "--out", str(folder / "epoch-lines" / "out")], {}),
+    }
+    if not _cupy_importable():  # with CuPy, these would run
+        commands["backend-cupy"] = (
+            [python, iris, "--out", str(folder / "backend-cupy" / "out")],
+            {"DIYNN_BACKEND": "cupy"},
+        )
+        commands["missing-gpu"] = [python, kmnist], {"DIYNN_BACKEND": "cupy"}
+    for name, (_, environment) in commands.items():
+        home = folder / name
+        home.mkdir()
+        environment.update({"PATH": "", "DIYNN_CACHE_DIR": str(home / "cache"), "HOME": str(home)})
+    return commands
+
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory):
+    """The runs of _commands, started at once (each is mostly imports, on one core): name -> (its
+    folder, its CompletedProcess)."""
+    folder = tmp_path_factory.mktemp("scripts")
+    started = {
+        name: subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (command, env) in _commands(folder).items()
+    }
+    runs = {}
+    for name, process in started.items():
+        stdout, stderr = process.communicate(timeout=300)
+        runs[name] = folder / name, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return runs
+
+
+@pytest.mark.parametrize("name", ["nope", "cupy"])
+@pytest.mark.slow
+def test_bad_backend_is_a_one_line_error(script_runs, name):
+    if name == "cupy" and _cupy_importable():
+        pytest.skip("CuPy is installed")
+    _, result = script_runs[f"backend-{name}"]
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and name in result.stderr
 
 
-def _run_script(script, *arguments, environment=None, tmp_path):
-    """A script in a fresh process with an empty cache and no data folders (no network is used:
-    the download address is a closed loopback port)."""
-    env = {
-        "PATH": "",
-        "DIYNN_CACHE_DIR": str(tmp_path / "cache"),
-        "HOME": str(tmp_path),
-        **(environment or {}),
-    }
-    return subprocess.run(
-        [sys.executable, str(EXPERIMENTS / script), *arguments], env=env, capture_output=True, text=True
-    )
-
-
 @pytest.mark.slow
-def test_missing_data_is_a_message_not_a_traceback(tmp_path):
-    code = (
-        "import sys, runpy, dataclasses; sys.argv = ['kmnist.py', '--limit', '10'];"
-        "from diynn.datasets import loaders;"
-        "loaders.KMNIST = dataclasses.replace(loaders.KMNIST, base_url='http://127.0.0.1:9/');"
-        f"runpy.run_path({str(EXPERIMENTS / 'kmnist.py')!r}, run_name='__main__')"
-    )
-    env = {"PATH": "", "DIYNN_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+def test_missing_data_is_a_message_not_a_traceback(script_runs):
+    folder, result = script_runs["missing-data"]
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: kmnist: files not found")
     assert "--data-dir FOLDER" in result.stderr and "DIYNN_DATA_DIR" in result.stderr
-    assert "kmnist-train-imgs.npz" in result.stderr and str(tmp_path / "cache") in result.stderr
-    assert not (tmp_path / "cache" / "kmnist").exists()  # no empty cache folder left behind
+    assert "kmnist-train-imgs.npz" in result.stderr and str(folder / "cache") in result.stderr
+    assert not (folder / "cache" / "kmnist").exists()  # no empty cache folder left behind
 
 
 @pytest.mark.slow
-def test_missing_gpu_is_reported_before_the_data(tmp_path):
-    try:
-        import cupy  # noqa: F401
-
+def test_missing_gpu_is_reported_before_the_data(script_runs):
+    if _cupy_importable():
         pytest.skip("CuPy is installed")
-    except ImportError:
-        pass
-    result = _run_script("kmnist.py", environment={"DIYNN_BACKEND": "cupy"}, tmp_path=tmp_path)
+    _, result = script_runs["missing-gpu"]
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: backend 'cupy'") and result.stderr.count("\n") == 1
 
 
 @pytest.mark.slow
-def test_one_line_per_epoch_without_a_terminal_and_readable_files(tmp_path):
+def test_one_line_per_epoch_without_a_terminal_and_readable_files(script_runs):
     import os
 
-    result = _run_script("iris.py", "--limit", "3", "--out", str(tmp_path / "out"), tmp_path=tmp_path)
+    folder, result = script_runs["epoch-lines"]
     assert result.returncode == 0, result.stderr
     epoch_lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 3 and " s" in epoch_lines[0] and "loss" in epoch_lines[0]
     umask = os.umask(0)
     os.umask(umask)
-    for path in (tmp_path / "out").iterdir():
+    for path in (folder / "out").iterdir():
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
 
 
