@@ -12,7 +12,7 @@ from diynn_experiments import classification as classify
 
 pytestmark = pytest.mark.slow  # the classification scripts end to end
 
-N_TRAIN, N_TEST = 300, 60
+N_TRAIN, N_TEST = 300, 16
 EXPECTED_FILES = {"metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png", "model.npz"}
 
 
