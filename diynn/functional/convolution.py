@@ -155,12 +155,17 @@ def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
 
 
 def select_conv2d(backend, x, weight, stride, padding, output_shape, dilation, groups) -> str:
-    """Dilated or grouped convolutions: the grouped im2col. Otherwise cuDNN where the backend has it
-    and it runs this geometry; on compiled CPU kernels, Winograd's F(2x2, 3x3) for the 3x3 stride-1
+    """Grouped convolutions: the grouped im2col; dilated ones too, except on compiled CPU kernels,
+    whose im2col spreads its windows by the dilation. Otherwise cuDNN where the backend has it and
+    it runs this geometry; on compiled CPU kernels, Winograd's F(2x2, 3x3) for the 3x3 stride-1
     convolutions with enough input channels to pay for its transforms, else the compiled im2col;
     the portable code otherwise, batch-major for one-channel images."""
     if not _plain(dilation, groups):
-        return "grouped"
+        return (
+            "compiled"
+            if _compiled_ungrouped(backend, x, weight, stride, padding, output_shape, dilation, groups)
+            else "grouped"
+        )
     if _cudnn_runs(backend, x, weight, stride, padding, output_shape):
         return "cudnn"
     if backend.compiles_kernels:
@@ -214,8 +219,8 @@ def _plain_convolution(backend, x, weight, stride, padding, output_shape, dilati
     return _plain(dilation, groups)
 
 
-def _compiled_plain(backend, *facts) -> bool:
-    return backend.compiles_kernels and _plain_convolution(backend, *facts)
+def _compiled_ungrouped(backend, x, weight, stride, padding, output_shape, dilation, groups) -> bool:
+    return backend.compiles_kernels and groups == 1  # a dilation only spreads the windows' offsets
 
 
 def _one_channel(backend, x, weight, stride, padding, output_shape, dilation, groups) -> bool:
@@ -542,14 +547,16 @@ def _geometry(kernel, stride, padding, output_shape):
 
 
 @functools.lru_cache(maxsize=64)
-def _window_offsets(xp, geometry, input_width):
+def _window_offsets(xp, geometry, input_width, dilation=(1, 1)):
     """(kh kw, OH OW) int64: where each window entry sits in a flattened padded image plane of an
-    input input_width wide, one row per kernel tap (ki, kj), one column per output position (r, q).
+    input input_width wide, one row per kernel tap (ki, kj) (dilation apart), one column per output
+    position (r, q).
     Kept per geometry (read only: shared between calls; building it took 24 us, an eighth of enc1's
     forward)."""
     kh, kw, sh, sw, _, pw, oh, ow = geometry
-    rows = xp.reshape(xp.arange(kh), (kh, 1, 1, 1)) + sh * xp.reshape(xp.arange(oh), (1, 1, oh, 1))
-    columns = xp.reshape(xp.arange(kw), (1, kw, 1, 1)) + sw * xp.reshape(xp.arange(ow), (1, 1, 1, ow))
+    (dh, dw) = dilation
+    rows = dh * xp.reshape(xp.arange(kh), (kh, 1, 1, 1)) + sh * xp.reshape(xp.arange(oh), (1, 1, oh, 1))
+    columns = dw * xp.reshape(xp.arange(kw), (1, kw, 1, 1)) + sw * xp.reshape(xp.arange(ow), (1, 1, 1, ow))
     offsets = xp.reshape(rows * (input_width + 2 * pw) + columns, (kh * kw, oh * ow))
     offsets.flags.writeable = False
     return offsets
@@ -746,7 +753,7 @@ def _conv2d_compiled(backend, x, weight, bias, stride, padding, output_shape, di
     xp = backend.xp
     weight2d = xp.reshape(weight, (weight.shape[0], -1))
     geometry = _geometry(weight.shape[2:], stride, padding, output_shape)
-    offsets = _window_offsets(xp, geometry, x.shape[3])
+    offsets = _window_offsets(xp, geometry, x.shape[3], tuple(dilation))
     bias_or_zero = bias if bias is not None else xp.zeros(weight.shape[0], dtype=x.dtype)
     y, chunks = _forward_chunks(backend, x, weight2d, bias_or_zero, geometry, offsets)
     return y, CompiledConvCache(chunks, weight, bias is not None, x.shape, y.shape)
@@ -807,7 +814,7 @@ CONV2D = Family(
     {
         "cudnn": Implementation(_conv2d_cudnn, _backward_cudnn, CudnnConvCache, _cudnn_runs),
         "winograd": Implementation(_conv2d_winograd, _conv2d_backward_winograd, WinogradCache, _winograd_computes),
-        "compiled": Implementation(_conv2d_compiled, _conv2d_backward_compiled, CompiledConvCache, _compiled_plain),
+        "compiled": Implementation(_conv2d_compiled, _conv2d_backward_compiled, CompiledConvCache, _compiled_ungrouped),
         "one_channel": Implementation(_conv2d_one_channel, _conv2d_backward_one_channel, OneChannelCache, _one_channel),
         "channel_major": Implementation(
             _conv2d_channel_major, _conv2d_backward_channel_major, ChannelMajorCache, _plain_convolution
