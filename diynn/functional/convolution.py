@@ -20,6 +20,7 @@ from .. import arguments
 from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threads, matmul_into, parallel_range
 from ..checks import check_gradient, check_input, check_weighted
 from . import winograd
+from .depthwise import DepthwiseCache, conv2d_backward_depthwise, conv2d_depthwise, depthwise_serves
 from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
 from .selection import Family, Implementation, compiles
 
@@ -155,17 +156,17 @@ def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
 
 
 def select_conv2d(backend, x, weight, stride, padding, output_shape, dilation, groups) -> str:
-    """Grouped convolutions: the grouped im2col; dilated ones too, except on compiled CPU kernels,
-    whose im2col spreads its windows by the dilation. Otherwise cuDNN where the backend has it and
+    """Grouped convolutions: the grouped im2col, but the depthwise loops for one group per input
+    channel on compiled CPU kernels; dilated ones the grouped im2col too, except on compiled CPU
+    kernels, whose im2col spreads its windows by the dilation. Otherwise cuDNN where the backend has it and
     it runs this geometry; on compiled CPU kernels, Winograd's F(2x2, 3x3) for the 3x3 stride-1
     convolutions with enough input channels to pay for its transforms, else the compiled im2col;
     the portable code otherwise, batch-major for one-channel images."""
     if not _plain(dilation, groups):
-        return (
-            "compiled"
-            if _compiled_ungrouped(backend, x, weight, stride, padding, output_shape, dilation, groups)
-            else "grouped"
-        )
+        facts = (backend, x, weight, stride, padding, output_shape, dilation, groups)
+        if depthwise_serves(*facts):
+            return "depthwise"
+        return "compiled" if _compiled_ungrouped(*facts) else "grouped"
     if _cudnn_runs(backend, x, weight, stride, padding, output_shape):
         return "cudnn"
     if backend.compiles_kernels:
@@ -819,6 +820,7 @@ CONV2D = Family(
         "channel_major": Implementation(
             _conv2d_channel_major, _conv2d_backward_channel_major, ChannelMajorCache, _plain_convolution
         ),
+        "depthwise": Implementation(conv2d_depthwise, conv2d_backward_depthwise, DepthwiseCache, depthwise_serves),
         "grouped": Implementation(_conv2d_grouped, _conv2d_backward_grouped, GroupedConvCache),
     },
 )

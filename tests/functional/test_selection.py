@@ -19,21 +19,18 @@ def _arrays(backend, *shapes, seed=0):
 
 def conv2d_cases(backend):
     """(facts for `serving`, run() -> outputs): a Winograd geometry, a one-channel strided one, a
-    dilated one."""
-    for n, c, h, w, o, k, s, p, d in [
-        (3, 8, 7, 6, 4, 3, 1, 1, 1),
-        (2, 1, 9, 8, 3, 3, 2, 0, 1),
-        (2, 3, 9, 8, 4, 3, 1, 2, 2),
-    ]:
-        x, weight, bias = _arrays(backend, (n, c, h, w), (o, c, k, k), (o,))
+    dilated one, a depthwise one (two outputs per channel, strided and dilated)."""
+    geometries = [(3, 8, 7, 6, 4, 3, 1, 1, 1, 1), (2, 1, 9, 8, 3, 3, 2, 0, 1, 1), (2, 3, 9, 8, 4, 3, 1, 2, 2, 1)]
+    for n, c, h, w, o, k, s, p, d, g in [*geometries, (2, 3, 9, 8, 6, 3, 2, 1, 2, 3)]:
+        x, weight, bias = _arrays(backend, (n, c, h, w), (o, c // g, k, k), (o,))
         oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
         (grad,) = _arrays(backend, (n, o, oh, ow), seed=1)
 
-        def run(x=x, weight=weight, bias=bias, s=s, p=p, d=d, grad=grad):
-            y, cache = F.conv2d(x, weight, bias, s, p, dilation=d)
+        def run(x=x, weight=weight, bias=bias, s=s, p=p, d=d, g=g, grad=grad):
+            y, cache = F.conv2d(x, weight, bias, s, p, dilation=d, groups=g)
             return (y, *F.conv2d_backward(cache, grad))
 
-        yield (backend, x, weight, (s, s), (p, p), (oh, ow), (d, d), 1), run
+        yield (backend, x, weight, (s, s), (p, p), (oh, ow), (d, d), g), run
 
 
 def conv_transpose2d_cases(backend):
@@ -171,7 +168,7 @@ CASES = {
 }
 # the portable reference of each family
 REFERENCE = {"conv2d": "channel_major", "conv_transpose2d": "channel_major"}
-GENERAL = {"conv2d": "grouped"}  # the reference where the usual one does not compute a case (dilation)
+GENERAL = {"conv2d": "grouped"}  # the reference where the usual one does not compute a case (dilation, groups)
 
 
 def test_every_family_has_a_case():
