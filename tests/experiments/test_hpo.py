@@ -177,16 +177,19 @@ def postgres():
 
 
 def _wait_for_a_running_trial(load_study, seconds=60):
+    """The first RUNNING trial that has reported an epoch: by then its heartbeat thread, started
+    with the trial, has recorded a heartbeat (a trial killed before its first heartbeat is never
+    found stale: it would stay RUNNING on PostgreSQL too)."""
     import time
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
         try:
             study = load_study()
         except KeyError:  # the study is not created yet
             continue
-        running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+        running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values]
         if running:
             return running[0]
     raise AssertionError("the worker never started a trial")
