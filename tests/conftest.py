@@ -34,6 +34,22 @@ def backend(request):
         yield active
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """numba's pool and torch's (where imported) at one thread for a module of small arrays, where a
+    parallel launch costs more than the work (milliseconds a call while other processes hold the
+    cores). The compiled kernels split their loops into the same chunks as on more threads, run one
+    after another."""
+    backends.kernels()  # diynn sizes numba's pool when it first reads the setting
+    pools = [pool for pool in (sys.modules.get("numba"), sys.modules.get("torch")) if pool is not None]
+    threads = [pool.get_num_threads() for pool in pools]
+    for pool in pools:
+        pool.set_num_threads(1)
+    yield
+    for pool, count in zip(pools, threads):
+        pool.set_num_threads(count)
+
+
 @pytest.fixture
 def numpy_rng():
     return np.random.default_rng(1234)

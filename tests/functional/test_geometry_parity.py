@@ -6,8 +6,6 @@ integers (so that max-pool windows hold ties); the forward and every gradient mu
 PyTorch's in float64. Examples are derandomised, so a failure reproduces from the same tree.
 """
 
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -16,7 +14,8 @@ from hypothesis import strategies as st
 import diynn
 from diynn.functional.convolution import CONV2D
 
-pytestmark = pytest.mark.slow  # Hypothesis sweeps against PyTorch (about 6 s); the full suite runs them
+# Hypothesis sweeps against PyTorch (about 6 s; the full suite runs them), on small arrays: one thread
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 torch = pytest.importorskip("torch")
 
@@ -24,21 +23,6 @@ EXAMPLES = settings(max_examples=500, deadline=None, derandomize=True, suppress_
 # Conv1d and MaxPool1d are the 2-D layers on a height-1 image, whose per-axis geometry the 2-D sweeps
 # draw 500 times: 200 examples check the 1-D wrappers (their weights, their shapes) over the same space
 EXAMPLES_1D = settings(EXAMPLES, max_examples=200)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """numba's pool and torch's at one thread for these small arrays, where a parallel launch costs
-    more than the work (milliseconds a call while other processes hold the cores). The compiled
-    kernels split their loops into the same chunks as on more threads, run one after another."""
-    diynn.backends.kernels()  # diynn sizes numba's pool when it first reads the setting
-    pools = [pool for pool in (sys.modules.get("numba"), torch) if pool is not None]
-    threads = [pool.get_num_threads() for pool in pools]
-    for pool in pools:
-        pool.set_num_threads(1)
-    yield
-    for pool, count in zip(pools, threads):
-        pool.set_num_threads(count)
 
 
 def geometry(draw, transposed=False):

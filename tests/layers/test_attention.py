@@ -6,7 +6,6 @@ with every key masked gets 0), weights exchanged with PyTorch through .safetenso
 with the config. The PyTorch comparisons are skipped without torch."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -25,20 +24,7 @@ needs_torch = pytest.mark.skipif(torch is None, reason="the comparisons with PyT
 
 TOLERANCE = {"rtol": 1e-9, "atol": 1e-10}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """numba's pool and torch's at one thread for these small arrays, where a parallel launch costs
-    more than the work (milliseconds a call while other processes hold the cores). The compiled
-    kernels split their loops into the same chunks as on more threads, run one after another."""
-    diynn.backends.kernels()  # diynn sizes numba's pool when it first reads the setting
-    pools = [pool for pool in (sys.modules.get("numba"), torch) if pool is not None]
-    threads = [pool.get_num_threads() for pool in pools]
-    for pool in pools:
-        pool.set_num_threads(1)
-    yield
-    for pool, count in zip(pools, threads):
-        pool.set_num_threads(count)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small arrays: see conftest.py
 
 
 class Attention(diynn.Module):

@@ -4,8 +4,6 @@ the block against torch's own nn.TransformerEncoderLayer(norm_first=True), the w
 its layer-by-layer PyTorch copy to the last gradient, dropout, and the errors. (Model files,
 the weights exchange with PyTorch and ONNX: tests/io/test_vit_io.py.)"""
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,20 +12,7 @@ import diynn
 torch = pytest.importorskip("torch", reason="the parity tests compare with PyTorch (pip install torch==2.13.0)")
 from torch_references import torch_copy  # noqa: E402  (needs torch)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """numba's pool and torch's at one thread for these small arrays, where a parallel launch costs
-    more than the work (milliseconds a call while other processes hold the cores). The compiled
-    kernels split their loops into the same chunks as on more threads, run one after another."""
-    diynn.backends.kernels()  # diynn sizes numba's pool when it first reads the setting
-    pools = [pool for pool in (sys.modules.get("numba"), torch) if pool is not None]
-    threads = [pool.get_num_threads() for pool in pools]
-    for pool in pools:
-        pool.set_num_threads(1)
-    yield
-    for pool, count in zip(pools, threads):
-        pool.set_num_threads(count)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small arrays: see conftest.py
 
 
 def tiny_vit(pooling="mean", **options):
