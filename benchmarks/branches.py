@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from paired import median_step_seconds, paired_rounds, worker_seconds
+
 HERE = Path(__file__).resolve().parent
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 BATCH, WIDTHS, BLOCKS = 128, (16, 32, 64), 2
 # the convolutions: (in and out channels, size, groups, dilation): padding keeps the size
 CONVOLUTIONS = {"depthwise": (32, 14, 32, 1), "dilated": (32, 14, 1, 2)}
@@ -115,43 +112,12 @@ def torch_step(case: str):
     return step
 
 
-def time_step(library: str, case: str, seconds: float) -> float:
-    """The median seconds of one step, after a third of `seconds` of warm-up."""
-    step = diynn_step(case) if library == "diynn" else torch_step(case)
-    warm_until = time.perf_counter() + seconds / 3
-    while time.perf_counter() < warm_until:
-        step()
-    samples, deadline = [], time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 5:
-        start = time.perf_counter()
-        step()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def turn(library: str, case: str, seconds: float, environment: dict) -> float:
-    command = [sys.executable, __file__, "--worker", library, "--cases", case, "--seconds", str(seconds)]
-    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
-    return float(output.strip().splitlines()[-1])
-
-
 def measure(case: str, args, threads: int | None) -> dict:
-    environment = dict(os.environ)
-    if threads is not None:
-        environment.update({name: str(threads) for name in THREAD_VARIABLES})
-    times, ratios = {"diynn": [], "torch": []}, []
-    for _ in range(args.rounds):
-        ours, theirs = turn("diynn", case, args.seconds, environment), turn("torch", case, args.seconds, environment)
-        times["diynn"].append(ours)
-        times["torch"].append(theirs)
-        ratios.append(ours / theirs)
-    return {
-        "case": case,
-        "threads": threads or os.cpu_count(),
-        "median_s": {name: statistics.median(values) for name, values in times.items()},
-        "ratio": statistics.median(ratios),
-        "per_round_ratios": ratios,
-    }
+    def turn(library, environment):
+        command = [sys.executable, __file__, "--worker", library, "--cases", case, "--seconds", str(args.seconds)]
+        return worker_seconds(command, environment)
+
+    return {"case": case, **paired_rounds(turn, args.rounds, threads)}
 
 
 def main(argv=None) -> dict | None:
@@ -163,7 +129,8 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--worker", choices=["diynn", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(time_step(args.worker, args.cases[0], args.seconds))
+        step = diynn_step(args.cases[0]) if args.worker == "diynn" else torch_step(args.cases[0])
+        print(median_step_seconds(step, args.seconds))
         return None
     sys.path.insert(0, str(HERE))
     from machine import machine_info
