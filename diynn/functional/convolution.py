@@ -21,7 +21,7 @@ from ..backends import backend_of, blas_gemm, chunk_bounds, kernel, kernel_threa
 from ..checks import check_gradient, check_input, check_weighted
 from . import winograd
 from .depthwise import DepthwiseCache, conv2d_backward_depthwise, conv2d_depthwise, depthwise_serves
-from .geometry import crop, output_size, pad2d, pad_channel_major, to_batch_major
+from .geometry import crop, from_phases, output_size, pad2d, pad_channel_major, to_batch_major, to_phases
 from .selection import Family, Implementation, compiles
 
 # from this many output positions per image, the compiled path multiplies image by image, reading
@@ -157,8 +157,9 @@ def conv2d_backward(cache, grad_y, input_grad=True, param_grads=True):
 
 def select_conv2d(backend, x, weight, stride, padding, output_shape, dilation, groups) -> str:
     """Grouped convolutions: the grouped im2col, but the depthwise loops for one group per input
-    channel on compiled CPU kernels; dilated ones the grouped im2col too, except on compiled CPU
-    kernels, whose im2col spreads its windows by the dilation. Otherwise cuDNN where the backend has it and
+    channel on compiled CPU kernels. Dilated ones with stride 1: plain convolutions of the input's
+    interleaved sub-images ("phases"); with larger strides the compiled im2col, which spreads its
+    windows by the dilation, or the grouped im2col. Otherwise cuDNN where the backend has it and
     it runs this geometry; on compiled CPU kernels, Winograd's F(2x2, 3x3) for the 3x3 stride-1
     convolutions with enough input channels to pay for its transforms, else the compiled im2col;
     the portable code otherwise, batch-major for one-channel images."""
@@ -166,6 +167,8 @@ def select_conv2d(backend, x, weight, stride, padding, output_shape, dilation, g
         facts = (backend, x, weight, stride, padding, output_shape, dilation, groups)
         if depthwise_serves(*facts):
             return "depthwise"
+        if _phases_serve(*facts):
+            return "phases"
         return "compiled" if _compiled_ungrouped(*facts) else "grouped"
     if _cudnn_runs(backend, x, weight, stride, padding, output_shape):
         return "cudnn"
@@ -338,6 +341,50 @@ def _conv2d_backward_grouped(backend, cache, grad_y, input_grad, param_grads):
     for tap, (rows, columns) in enumerate(_tap_slices((kh, kw), cache.stride, cache.dilation, cache.output_shape[2:])):
         grad_padded[:, :, rows, columns] += grad_windows[:, :, tap, ...]
     return crop(grad_padded, cache.padding), grad_weight, grad_bias
+
+
+# A dilated stride-1 convolution as dh dw plain ones: output row dh r + a reads input rows
+# dh (r + i) + a only, so each of the padded input's interleaved sub-images (every dh-th row from
+# row a, every dw-th column from column b) convolves with the weight undilated, by the fastest plain
+# implementation (Winograd, cuDNN, ...), and the outputs interleave back. The padded input is
+# extended with zeros to whole sub-images; the rows and columns that adds to the output are cropped.
+
+
+class PhasesCache(NamedTuple):
+    """The interleaved path's: the plain convolution's cache (its input the sub-images), the
+    input's (N, C, H, W) and padding, the dilation, and y's shape."""
+
+    inner: object
+    weight: object
+    input_shape: tuple
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    output_shape: tuple
+
+
+def _phases_serve(backend, x, weight, stride, padding, output_shape, dilation, groups) -> bool:
+    return groups == 1 and tuple(stride) == (1, 1) and tuple(dilation) != (1, 1)
+
+
+def _conv2d_phases(backend, x, weight, bias, stride, padding, output_shape, dilation, groups):
+    (height, width), (dh, dw) = x.shape[2:], dilation
+    sub_size = (-(-(height + 2 * padding[0]) // dh), -(-(width + 2 * padding[1]) // dw))  # ceil
+    sub_images = to_phases(x, dilation, padding, sub_size)
+    inner_shape = (sub_size[0] - weight.shape[2] + 1, sub_size[1] - weight.shape[3] + 1)
+    facts = (backend, sub_images, weight, (1, 1), (0, 0), inner_shape, (1, 1), 1)
+    plain = CONV2D.implementations[select_conv2d(*facts)]
+    y_phases, inner = plain.run(backend, sub_images, weight, bias, (1, 1), (0, 0), inner_shape, (1, 1), 1)
+    y = from_phases(y_phases, dilation, (0, 0), (x.shape[0], weight.shape[0], *output_shape))
+    return y, PhasesCache(inner, weight, x.shape, tuple(padding), tuple(dilation), y.shape)
+
+
+def _conv2d_backward_phases(backend, cache, grad_y, input_grad, param_grads):
+    # the plain convolutions' backward on dL/dy split the same way (zero past the output's end)
+    grad_phases = to_phases(grad_y, cache.dilation, (0, 0), cache.inner.output_shape[2:])
+    backward = CONV2D.backward_of(cache.inner)
+    grad_sub_images, grad_weight, grad_bias = backward(backend, cache.inner, grad_phases, input_grad, param_grads)
+    grad_x = from_phases(grad_sub_images, cache.dilation, cache.padding, cache.input_shape) if input_grad else None
+    return grad_x, grad_weight, grad_bias
 
 
 # cuDNN (CuPy with NVIDIA's cuDNN frontend, see backends/cudnn_graphs.py): the three products
@@ -821,6 +868,7 @@ CONV2D = Family(
             _conv2d_channel_major, _conv2d_backward_channel_major, ChannelMajorCache, _plain_convolution
         ),
         "depthwise": Implementation(conv2d_depthwise, conv2d_backward_depthwise, DepthwiseCache, depthwise_serves),
+        "phases": Implementation(_conv2d_phases, _conv2d_backward_phases, PhasesCache, _phases_serve),
         "grouped": Implementation(_conv2d_grouped, _conv2d_backward_grouped, GroupedConvCache),
     },
 )

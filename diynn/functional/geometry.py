@@ -40,3 +40,40 @@ def crop(x, padding: tuple[int, int]):
     """Remove a border of `padding` from the last two axes."""
     ph, pw = padding
     return x[..., ph : x.shape[-2] - ph, pw : x.shape[-1] - pw]
+
+
+def to_phases(x, step: tuple[int, int], padding: tuple[int, int], size: tuple[int, int]):
+    """(N, C, H, W) -> (N sh sw, C, h, w), size = (h, w): the interleaved sub-images of x padded with
+    zeros, sub-image (a, b) of image n (batch entry (n sh + a) sw + b) holding the padded image's rows
+    a, a + sh, ... and columns b, b + sw, ... (zeros past its end)."""
+    xp = backend_of(x).xp
+    (n, channels, height, width), (sh, sw) = x.shape, step
+    split = xp.zeros((n, sh, sw, channels, *size), dtype=x.dtype, device=x.device)
+    for a, (rows, sub_rows) in enumerate(_phase_slices(height, padding[0], sh)):
+        for b, (columns, sub_columns) in enumerate(_phase_slices(width, padding[1], sw)):
+            split[:, a, b, :, sub_rows, sub_columns] = x[:, :, rows, columns]
+    return xp.reshape(split, (n * sh * sw, channels, *size))
+
+
+def from_phases(x, step: tuple[int, int], padding: tuple[int, int], shape: tuple):
+    """The adjoint of `to_phases` (N sh sw, C, h, w) -> shape (N, C, H, W): each entry of the
+    image read back from its sub-image, the padding dropped."""
+    xp = backend_of(x).xp
+    sh, sw = step
+    split = xp.reshape(x, (shape[0], sh, sw, *x.shape[1:]))
+    image = xp.empty(shape, dtype=x.dtype, device=x.device)
+    for a, (rows, sub_rows) in enumerate(_phase_slices(shape[2], padding[0], sh)):
+        for b, (columns, sub_columns) in enumerate(_phase_slices(shape[3], padding[1], sw)):
+            image[:, :, rows, columns] = split[:, a, b, :, sub_rows, sub_columns]
+    return image
+
+
+def _phase_slices(size: int, padding: int, step: int):
+    """Per phase a: (the image's indices i = step u + a - padding, 0 <= i < size; their u)."""
+    slices = []
+    for a in range(step):
+        first = -((a - padding) // step)  # the first u with step u + a - padding >= 0
+        start = step * first + a - padding
+        count = len(range(start, size, step))
+        slices.append((slice(start, size, step), slice(first, first + count)))
+    return slices

@@ -18,10 +18,12 @@ def _arrays(backend, *shapes, seed=0):
 
 
 def conv2d_cases(backend):
-    """(facts for `serving`, run() -> outputs): a Winograd geometry, a one-channel strided one, a
+    """(facts for `serving`, run() -> outputs): a Winograd geometry, a one-channel strided one, two
+    dilated ones (the sub-images' plain convolutions compiled im2col, then Winograd), a strided
     dilated one, a depthwise one (two outputs per channel, strided and dilated)."""
     geometries = [(3, 8, 7, 6, 4, 3, 1, 1, 1, 1), (2, 1, 9, 8, 3, 3, 2, 0, 1, 1), (2, 3, 9, 8, 4, 3, 1, 2, 2, 1)]
-    for n, c, h, w, o, k, s, p, d, g in [*geometries, (2, 3, 9, 8, 6, 3, 2, 1, 2, 3)]:
+    dilated = [(2, 8, 10, 7, 4, 3, 1, 3, 3, 1), (2, 3, 9, 8, 4, 3, 2, 1, 2, 1)]
+    for n, c, h, w, o, k, s, p, d, g in [*geometries, *dilated, (2, 3, 9, 8, 6, 3, 2, 1, 2, 3)]:
         x, weight, bias = _arrays(backend, (n, c, h, w), (o, c // g, k, k), (o,))
         oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
         (grad,) = _arrays(backend, (n, o, oh, ow), seed=1)
@@ -212,6 +214,11 @@ def test_the_implementations_that_serve_here_are_the_expected_ones():
         assert convolution.CONV2D.serving(*facts) == ["channel_major", "grouped"]
         one_channel = (numpy, x[:, :1], weight[:, :1], (1, 1), (1, 1), (6, 6), (1, 1), 1)
         assert convolution.CONV2D.select(*one_channel) == "one_channel"
+        dilated = (numpy, x, weight, (1, 1), (2, 2), (6, 6), (2, 2), 1)
+        assert convolution.CONV2D.select(*dilated) == "phases"
+        diynn.set_kernels("compiled")
+        assert convolution.CONV2D.serving(*dilated) == ["compiled", "phases", "grouped"]
+        assert convolution.CONV2D.select(*dilated) == "phases"
     finally:
         diynn.set_kernels(before)
 
