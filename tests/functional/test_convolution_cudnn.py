@@ -192,6 +192,10 @@ CASES = {
     "conv 3x3 pad 1": (lambda: diynn.Conv2d(3, 4, 3, padding=1, rng=0), (2, 3, 7, 6)),
     "conv 4x4 stride 2": (lambda: diynn.Conv2d(3, 5, 4, stride=2, padding=1, rng=0), (2, 3, 8, 8)),
     "conv 2x3 stride (2, 1)": (lambda: diynn.Conv2d(2, 3, (2, 3), stride=(2, 1), rng=0), (3, 2, 7, 5)),
+    "dilated 3x3 (its sub-images' plain convolutions)": (
+        lambda: diynn.Conv2d(3, 4, 3, padding=2, dilation=2, rng=0),
+        (2, 3, 9, 8),
+    ),
     "transposed 4x4 stride 2": (lambda: diynn.ConvTranspose2d(3, 2, 4, stride=2, padding=1, rng=0), (2, 3, 4, 5)),
     "transposed output padding": (
         lambda: diynn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1, rng=0),
