@@ -2,6 +2,9 @@
 behind one selection (CONV2D and select_conv2d, CONV_TRANSPOSE2D and select_conv_transpose2d; see
 selection.py): cuDNN on CuPy; on compiled CPU kernels Winograd's F(2x2, 3x3) (winograd.py) or im2col
 split over the CPU's threads; and the portable im2col + one matrix product they are tested against.
+Dilated convolutions with stride 1 run as plain ones on the input's interleaved sub-images
+("phases"), depthwise ones on compiled kernels of their own (depthwise.py), any other geometry as
+the portable grouped im2col.
 
 Images are (N, C, H, W). The compiled CPU path gives each thread a chunk of images (see the comment
 above `_conv2d_chunks`). The portable path works channel-major, (C, N, H, W), so that the im2col

@@ -75,5 +75,5 @@ def _phase_slices(size: int, padding: int, step: int):
         first = -((a - padding) // step)  # the first u with step u + a - padding >= 0
         start = step * first + a - padding
         count = len(range(start, size, step))
-        slices.append((slice(start, size, step), slice(first, first + count)))
+        slices.append((slice(min(start, size), size, step), slice(first, first + count)))  # in range: strict APIs
     return slices

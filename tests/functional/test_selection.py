@@ -18,21 +18,28 @@ def _arrays(backend, *shapes, seed=0):
 
 
 def conv2d_cases(backend):
-    """(facts for `serving`, run() -> outputs): a Winograd geometry, a one-channel strided one, two
-    dilated ones (the sub-images' plain convolutions compiled im2col, then Winograd), a strided
-    dilated one, a depthwise one (two outputs per channel, strided and dilated)."""
+    """(facts for `serving`, run() -> outputs): a Winograd geometry, a one-channel strided one, three
+    dilated ones (the sub-images' plain convolutions by compiled im2col, then Winograd, where the host
+    has compiled kernels; a tiny image with padding and dilation unlike per axis, some sub-images
+    without outputs), a strided dilated one, a depthwise one (two outputs per channel, strided and
+    dilated). Stride, padding and dilation: an int or (rows, columns)."""
     geometries = [(3, 8, 7, 6, 4, 3, 1, 1, 1, 1), (2, 1, 9, 8, 3, 3, 2, 0, 1, 1), (2, 3, 9, 8, 4, 3, 1, 2, 2, 1)]
-    dilated = [(2, 8, 10, 7, 4, 3, 1, 3, 3, 1), (2, 3, 9, 8, 4, 3, 2, 1, 2, 1)]
-    for n, c, h, w, o, k, s, p, d, g in [*geometries, *dilated, (2, 3, 9, 8, 6, 3, 2, 1, 2, 3)]:
+    dilated = [
+        (2, 8, 10, 7, 4, 3, 1, 3, 3, 1),
+        (1, 2, 4, 3, 2, 3, 1, (6, 4), (6, 3), 1),
+        (2, 3, 9, 8, 4, 3, 2, 1, 2, 1),
+    ]
+    for n, c, h, w, o, k, *geometry, g in [*geometries, *dilated, (2, 3, 9, 8, 6, 3, 2, 1, 2, 3)]:
+        s, p, d = (value if isinstance(value, tuple) else (value, value) for value in geometry)
         x, weight, bias = _arrays(backend, (n, c, h, w), (o, c // g, k, k), (o,))
-        oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+        oh, ow = ((size + 2 * p[a] - d[a] * (k - 1) - 1) // s[a] + 1 for a, size in enumerate((h, w)))
         (grad,) = _arrays(backend, (n, o, oh, ow), seed=1)
 
         def run(x=x, weight=weight, bias=bias, s=s, p=p, d=d, g=g, grad=grad):
             y, cache = F.conv2d(x, weight, bias, s, p, dilation=d, groups=g)
             return (y, *F.conv2d_backward(cache, grad))
 
-        yield (backend, x, weight, (s, s), (p, p), (oh, ow), (d, d), g), run
+        yield (backend, x, weight, s, p, (oh, ow), d, g), run
 
 
 def conv_transpose2d_cases(backend):

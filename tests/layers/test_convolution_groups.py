@@ -1,6 +1,7 @@
-"""Dilated, grouped and depthwise convolutions (Conv2d's dilation= and groups=, the "grouped"
-implementation in diynn/functional/convolution.py) against PyTorch over their geometries, with
-gradients in float64, saving and ONNX."""
+"""Dilated, grouped and depthwise convolutions (Conv2d's dilation= and groups=: the "phases",
+"depthwise", "compiled" and "grouped" implementations in diynn/functional/convolution.py, as the
+selection picks them) against PyTorch over their geometries, with gradients in float64, saving and
+ONNX."""
 
 import numpy as np
 import pytest
