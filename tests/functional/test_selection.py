@@ -226,6 +226,10 @@ def test_the_implementations_that_serve_here_are_the_expected_ones():
         diynn.set_kernels("compiled")
         assert convolution.CONV2D.serving(*dilated) == ["compiled", "phases", "grouped"]
         assert convolution.CONV2D.select(*dilated) == "phases"
+        depthwise = (numpy, x, weight[:, :1], (2, 2), (1, 1), (3, 3), (1, 1), 8)
+        assert convolution.CONV2D.select(*depthwise) == "depthwise"
+        strided = (numpy, x, weight[:, :1], (3, 3), (1, 1), (2, 2), (1, 1), 8)  # s_h s_w times the work: no
+        assert convolution.CONV2D.select(*strided) == "grouped"
     finally:
         diynn.set_kernels(before)
 
