@@ -221,7 +221,7 @@ def _batch_norm_backward_channels(g3, centred, inv_std, scale, training, sums, g
     """sums[0] = sum g, sums[1] = sum g centred per channel; where grad3 has the batch's size, the
     input gradient (the formula in batch_norm_backward) into it."""
     n, length = g3.shape[0], g3.shape[2]
-    count = n * length
+    count, real = n * length, g3.dtype.type  # the sums in float64, the per-element pass in g3's dtype
     for c in parallel_range(g3.shape[1]):
         sum_g, sum_g_centred = 0.0, 0.0
         for i in range(n):
@@ -230,8 +230,8 @@ def _batch_norm_backward_channels(g3, centred, inv_std, scale, training, sums, g
                 sum_g_centred += g3[i, c, j] * centred[i, c, j]
         sums[0, c], sums[1, c] = sum_g, sum_g_centred
         if grad3.shape[0] == n:
-            mean_g = sum_g / count if training else 0.0
-            slope = inv_std[c] ** 2 * sum_g_centred / count if training else 0.0
+            mean_g = real(sum_g / count if training else 0.0)
+            slope = real(inv_std[c] ** 2 * sum_g_centred / count if training else 0.0)
             for i in range(n):
                 for j in range(length):
                     grad3[i, c, j] = scale[c] * (g3[i, c, j] - mean_g - centred[i, c, j] * slope)
@@ -393,7 +393,7 @@ def select_layer_norm(backend) -> str:
 @kernel(reassociate=True)
 def _normalise_rows(x2, scale, shift, eps, normalised, inv_std, y):
     """normalised = (x2 - mean) / sqrt(var + eps), y = normalised scale + shift, per row of (M, D)."""
-    size = x2.shape[1]
+    size, real = x2.shape[1], x2.dtype.type  # the sums in float64, the per-element pass in x2's dtype
     for i in parallel_range(x2.shape[0]):
         total = 0.0
         for j in range(size):
@@ -402,10 +402,10 @@ def _normalise_rows(x2, scale, shift, eps, normalised, inv_std, y):
         squares = 0.0
         for j in range(size):
             squares += (x2[i, j] - mu) ** 2
-        s = 1.0 / math.sqrt(squares / size + eps)
+        s, mean = real(1.0 / math.sqrt(squares / size + eps)), real(mu)
         inv_std[i, 0] = s
         for j in range(size):
-            value = (x2[i, j] - mu) * s
+            value = (x2[i, j] - mean) * s
             normalised[i, j] = value
             y[i, j] = value * scale[j] + shift[j]
 
@@ -414,7 +414,7 @@ def _normalise_rows(x2, scale, shift, eps, normalised, inv_std, y):
 def _layer_norm_backward_rows(g2, normalised, inv_std, scale, bounds, partial, grad):
     """partial[t] = (sum g x_hat, sum g) over thread t's rows; where grad has the rows' size, the
     input gradient (the formula in layer_norm_backward) into it."""
-    size = g2.shape[1]
+    size, real = g2.shape[1], g2.dtype.type  # the sums in float64, the per-element pass in g2's dtype
     for t in parallel_range(len(bounds) - 1):
         for i in range(bounds[t], bounds[t + 1]):
             sum_h, sum_h_normalised = 0.0, 0.0
@@ -425,7 +425,7 @@ def _layer_norm_backward_rows(g2, normalised, inv_std, scale, bounds, partial, g
                 partial[t, 0, j] += g2[i, j] * normalised[i, j]
                 partial[t, 1, j] += g2[i, j]
             if grad.shape[0] == g2.shape[0]:
-                mean_h, slope = sum_h / size, sum_h_normalised / size
+                mean_h, slope = real(sum_h / size), real(sum_h_normalised / size)
                 for j in range(size):
                     grad[i, j] = inv_std[i, 0] * (g2[i, j] * scale[j] - mean_h - normalised[i, j] * slope)
 
