@@ -88,6 +88,13 @@ def parse_args(dataset: str, argv=None):
         help="the optimiser (default: adamw for the ViT, else adam)",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (the peak of the cosine schedule)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum (with --optimizer sgd)")
+    parser.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="SGD's momentum in Nesterov's form (with --optimizer sgd)",
+    )
     parser.add_argument(
         "--weight-decay",
         type=float,
@@ -124,6 +131,13 @@ def parse_args(dataset: str, argv=None):
         action=argparse.BooleanOptionalAction,
         default=None,
         help="augmentation: mirror half the training images left-right (CNN only; default: on for the CNN)",
+    )
+    parser.add_argument(
+        "--flip-test",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="test-time augmentation: classify each test image by the mean of the class probabilities of "
+        "the image and its mirror image (an image model)",
     )
     parser.add_argument(
         "--label-smoothing",
@@ -182,8 +196,8 @@ def parse_args(dataset: str, argv=None):
         args.shift = 0 if args.model == "mlp" else 1
     if args.flip is None:
         args.flip = args.model != "mlp"
-    if (args.shift or args.flip) and args.model == "mlp":
-        parser.error("--shift and --flip (image augmentation) need an image model (--model cnn, resnet or vit)")
+    if (args.shift or args.flip or args.flip_test) and args.model == "mlp":
+        parser.error("--shift, --flip and --flip-test (image augmentation) need an image model (cnn, resnet or vit)")
     if args.channels is None:
         args.channels = [16, 32, 64] if args.model == "resnet" else [32, 64]
     if args.model == "cnn" and len(args.channels) != 2:
@@ -245,8 +259,10 @@ def augmentation(args):
 def recipe_trainer(args, model, communicator=None):
     """The Trainer of args' recipe for `model` (its optimiser, cross-entropy with its label
     smoothing) and the recipe's schedule as epoch callbacks."""
-    decay = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
-    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr, **decay)
+    options = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    if args.optimizer == "sgd":
+        options.update(momentum=args.momentum, nesterov=args.nesterov and args.momentum > 0)
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr, **options)
     loss = diynn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     trainer = diynn.Trainer(model, loss, optimizer, communicator=communicator)
     schedule = diynn.CosineLR(optimizer, args.epochs, warmup=args.warmup)
@@ -280,9 +296,19 @@ def train(args, splits, activation=None, communicator=None):
         resume=checkpoint if args.resume else None,
     )
     seconds = time.perf_counter() - start
-    backend = diynn.get_backend()
-    predictions = backend.to_numpy(backend.xp.argmax(diynn.predict(model, x_test), axis=1))
+    predictions = predicted_classes(model, x_test, args.flip_test)
     return model, history, float(np.mean(predictions == y_test)), predictions, seconds
+
+
+def predicted_classes(model, x, flip: bool):
+    """The classes (N,) the model gives the images x (N, ...): the argmax of its logits, or with
+    `flip` of the mean of its class probabilities for each image and its left-right mirror image."""
+    backend = diynn.get_backend()
+    scores = diynn.predict(model, x)
+    if flip:
+        mirrored = diynn.predict(model, np.ascontiguousarray(x[..., ::-1]))
+        scores = diynn.functional.softmax(scores)[0] + diynn.functional.softmax(mirrored)[0]
+    return backend.to_numpy(backend.xp.argmax(scores, axis=1))
 
 
 def main(dataset: str, argv=None) -> dict:

@@ -156,3 +156,42 @@ def test_augmentation_options_build_shifts_and_flips():
     assert isinstance(augmentation("--shift", "0"), diynn.RandomHorizontalFlip)
     with pytest.raises(SystemExit):  # augmentation is for images: not with the MLP
         classification.parse_args("fashion-mnist", ["--flip"])
+    with pytest.raises(SystemExit):
+        classification.parse_args("fashion-mnist", ["--flip-test"])
+
+
+def test_sgd_recipe_has_nesterov_momentum_unless_told():
+    import diynn
+    from diynn_experiments import classification
+
+    def optimizer(*argv):
+        args = classification.parse_args("fashion-mnist", ["--model", "cnn", "--optimizer", "sgd", *argv])
+        return classification.recipe_trainer(args, diynn.cnn(channels=(2, 2), hidden=4, rng=0))[0].optimizer
+
+    default = optimizer()
+    assert isinstance(default, diynn.SGD) and (default.momentum, default.nesterov) == (0.9, True)
+    assert optimizer("--no-nesterov").nesterov is False
+    plain = optimizer("--momentum", "0")
+    assert (plain.momentum, plain.nesterov) == (0.0, False)
+
+
+def test_flip_test_averages_the_probabilities_of_an_image_and_its_mirror():
+    import numpy as np
+
+    import diynn
+    from diynn_experiments import classification
+
+    rng = np.random.default_rng(0)
+    model = diynn.Sequential(diynn.Flatten(), diynn.Linear(12, 3, rng=0))  # not mirror-symmetric
+    x = rng.standard_normal((64, 1, 3, 4)).astype(np.float32)
+
+    def probabilities(images):
+        logits = diynn.predict(model, images)
+        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+    expected = np.argmax(probabilities(x) + probabilities(x[..., ::-1].copy()), axis=1)
+    assert np.array_equal(classification.predicted_classes(model, x, flip=True), expected)
+    plain = classification.predicted_classes(model, x, flip=False)
+    assert np.array_equal(plain, np.argmax(diynn.predict(model, x), axis=1))
+    assert not np.array_equal(plain, expected)  # the mirror images change some answers here
