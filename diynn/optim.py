@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from . import arguments
-from .backends import Elementwise, backend_of, kernel, parallel_range
+from .backends import Elementwise, backend_of, flat_views, kernel, parallel_range
 from .checks import check_gradient
 from .functional.selection import Family, Implementation, compiles, fuses, select_elementwise
 
@@ -179,10 +179,6 @@ def _has_out(backend, *updated) -> bool:
     return backend.ufunc_out
 
 
-def _flat(backend, *arrays):
-    return [backend.xp.reshape(a, (-1,)) for a in arrays]
-
-
 def _in_dtype_of(p, *numbers):
     """The compiled updates' scalars in p's dtype: a Python float would reach numba as float64 and
     make the loop compute every element in float64 (the float32 SGD update ran 2x slower)."""
@@ -198,7 +194,7 @@ def _sgd_fused(backend, g, lr, p):
 
 
 def _sgd_compiled(backend, g, lr, p):
-    backend.compiled(_sgd_step_flat)(*_flat(backend, g), *_in_dtype_of(p, lr), *_flat(backend, p))
+    backend.compiled(_sgd_step_flat)(*flat_views(g), *_in_dtype_of(p, lr), *flat_views(p))
 
 
 @kernel
@@ -223,7 +219,7 @@ def _sgd_momentum_fused(backend, g, lr, momentum, nesterov, p, b):
 
 def _sgd_momentum_compiled(backend, g, lr, momentum, nesterov, p, b):
     scalars = _in_dtype_of(p, lr, momentum)
-    backend.compiled(_sgd_momentum_step_flat)(*_flat(backend, g), *scalars, nesterov, *_flat(backend, p, b))
+    backend.compiled(_sgd_momentum_step_flat)(*flat_views(g), *scalars, nesterov, *flat_views(p, b))
 
 
 @kernel
@@ -340,7 +336,7 @@ def _adam_fused(backend, g, step_size, rate1, rate2, eps, p, m, v, state):
 
 def _adam_compiled(backend, g, step_size, rate1, rate2, eps, p, m, v, state):
     scalars = _in_dtype_of(p, step_size, rate1, rate2, eps)
-    backend.compiled(_adam_step_flat)(*_flat(backend, g), *scalars, *_flat(backend, p, m, v))
+    backend.compiled(_adam_step_flat)(*flat_views(g), *scalars, *flat_views(p, m, v))
 
 
 @kernel

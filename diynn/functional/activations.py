@@ -11,7 +11,16 @@ each runs forward and backward as fused kernels on CuPy, and GELU as compiled lo
 
 import math
 
-from ..backends import Elementwise, backend_of, erf_float32, exp_float32, kernel, parallel_range
+from ..backends import (
+    Elementwise,
+    backend_of,
+    empty_like,
+    erf_float32,
+    exp_float32,
+    flat_views,
+    kernel,
+    parallel_range,
+)
 from ..checks import check_floating, check_gradient
 from .selection import Family, Implementation, compiles, fuses, select_elementwise, select_fused
 
@@ -61,15 +70,14 @@ def _relu_backward_fused(backend, y, grad_y):
 
 
 def _relu_compiled(backend, x):
-    y = backend.xp.empty(x.shape, dtype=x.dtype)  # C order: its flat view is itself
-    backend.compiled(_relu_flat)(backend.xp.reshape(x, (-1,)), backend.xp.reshape(y, (-1,)))
+    y = empty_like(x)  # C order: its flat view is itself
+    backend.compiled(_relu_flat)(*flat_views(x, y))
     return y, y
 
 
 def _relu_backward_compiled(backend, y, grad_y):
-    xp = backend.xp
-    grad_x = xp.empty(grad_y.shape, dtype=grad_y.dtype)
-    backend.compiled(_relu_backward_flat)(xp.reshape(y, (-1,)), xp.reshape(grad_y, (-1,)), xp.reshape(grad_x, (-1,)))
+    grad_x = empty_like(grad_y)
+    backend.compiled(_relu_backward_flat)(*flat_views(y, grad_y, grad_x))
     return grad_x
 
 
@@ -349,18 +357,18 @@ def _bounded(xp, x):
 
 
 def _gelu_compiled(backend, x, tanh_form):
-    xp = backend.xp
-    y = xp.empty(x.shape, dtype=x.dtype)
-    loop = _gelu_float32_flat if x.dtype == xp.float32 else _gelu_flat
-    backend.compiled(loop)(xp.reshape(x, (-1,)), tanh_form, xp.reshape(y, (-1,)))
+    y = empty_like(x)
+    loop = _gelu_float32_flat if x.dtype == backend.xp.float32 else _gelu_flat
+    flat_x, flat_y = flat_views(x, y)
+    backend.compiled(loop)(flat_x, tanh_form, flat_y)
     return y
 
 
 def _gelu_backward_compiled(backend, x, tanh_form, grad_y):
-    xp = backend.xp
-    grad_x = xp.empty(x.shape, dtype=x.dtype)
-    flat = (xp.reshape(x, (-1,)), xp.reshape(grad_y, (-1,)), tanh_form, xp.reshape(grad_x, (-1,)))
-    backend.compiled(_gelu_backward_float32_flat if x.dtype == xp.float32 else _gelu_backward_flat)(*flat)
+    grad_x = empty_like(x)
+    flat_x, flat_grad_y, flat_grad_x = flat_views(x, grad_y, grad_x)
+    loop = _gelu_backward_float32_flat if x.dtype == backend.xp.float32 else _gelu_backward_flat
+    backend.compiled(loop)(flat_x, flat_grad_y, tanh_form, flat_grad_x)
     return grad_x
 
 
