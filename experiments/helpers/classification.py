@@ -85,9 +85,14 @@ def parse_args(dataset: str, argv=None):
         "--optimizer",
         choices=sorted(OPTIMIZERS),
         default=None,
-        help="the optimiser (default: adamw for the ViT, else adam)",
+        help="the optimiser (default: sgd for the ResNet, adamw for the ViT, else adam)",
     )
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (the peak of the cosine schedule)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate, the peak of the cosine schedule (default: 0.1 with SGD, else 1e-3)",
+    )
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum (with --optimizer sgd)")
     parser.add_argument(
         "--nesterov",
@@ -99,7 +104,8 @@ def parse_args(dataset: str, argv=None):
         "--weight-decay",
         type=float,
         default=None,
-        help="the optimiser's weight decay (default: 0.05 for the ViT, else the optimiser's own: adam 0, adamw 0.01)",
+        help="the optimiser's weight decay (default: 5e-4 for the ResNet, 0.05 for the ViT, else the optimiser's "
+        "own: sgd and adam 0, adamw 0.01)",
     )
     parser.add_argument(
         "--warmup",
@@ -135,9 +141,9 @@ def parse_args(dataset: str, argv=None):
     parser.add_argument(
         "--flip-test",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=None,
         help="test-time augmentation: classify each test image by the mean of the class probabilities of "
-        "the image and its mirror image (an image model)",
+        "the image and its mirror image (default: on for the ResNet)",
     )
     parser.add_argument(
         "--label-smoothing",
@@ -179,11 +185,15 @@ def parse_args(dataset: str, argv=None):
         parser.error("--resume continues one model's run: not with --data-parallel or --compare-activations")
     if args.epochs is None:
         args.epochs = {"mlp": MLP_EPOCHS, "cnn": CNN_EPOCHS, "resnet": RESNET_EPOCHS, "vit": VIT_EPOCHS}[args.model]
-    vit = args.model == "vit"
+    vit, resnet = args.model == "vit", args.model == "resnet"
     if args.optimizer is None:
-        args.optimizer = "adamw" if vit else "adam"
-    if args.weight_decay is None and vit:
-        args.weight_decay = 0.05
+        args.optimizer = "adamw" if vit else ("sgd" if resnet else "adam")
+    if args.lr is None:
+        args.lr = 0.1 if args.optimizer == "sgd" else 1e-3
+    if args.weight_decay is None and (vit or resnet):
+        args.weight_decay = 0.05 if vit else 5e-4
+    if args.flip_test is None:
+        args.flip_test = resnet
     if args.warmup is None:
         args.warmup = min(5, args.epochs - 1) if vit else 0
     if args.dropout is None:

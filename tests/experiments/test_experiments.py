@@ -195,3 +195,15 @@ def test_flip_test_averages_the_probabilities_of_an_image_and_its_mirror():
     plain = classification.predicted_classes(model, x, flip=False)
     assert np.array_equal(plain, np.argmax(diynn.predict(model, x), axis=1))
     assert not np.array_equal(plain, expected)  # the mirror images change some answers here
+
+
+def test_each_model_has_its_recipe():
+    from diynn_experiments import classification
+
+    def recipe(model):
+        args = classification.parse_args("fashion-mnist", ["--model", model])
+        return args.optimizer, args.lr, args.weight_decay, args.flip_test
+
+    assert recipe("resnet") == ("sgd", 0.1, 5e-4, True)
+    assert recipe("cnn") == ("adam", 1e-3, None, False)
+    assert recipe("vit") == ("adamw", 1e-3, 0.05, False)
