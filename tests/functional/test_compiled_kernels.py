@@ -399,3 +399,25 @@ def test_a_kernel_written_without_a_file_compiles():
     y = np.empty_like(x)
     backends.get("numpy").compiled(scope["doubled"])(x, y)
     np.testing.assert_array_equal(y, 2 * x)
+
+
+def test_compiled_optimiser_updates_compute_in_the_parameters_dtype():
+    """float32 in, float32 arithmetic, bit for bit: a scalar given to numba as a Python float made it
+    compute each element in float64 and round once, which differs in the last bit for some elements."""
+    backends.set_kernels("compiled")
+    rng = np.random.default_rng(0)
+    start, grad = (rng.standard_normal(2**15).astype(np.float32) for _ in range(2))
+    lr, momentum = np.float32(0.1), np.float32(0.9)
+    for family, make, expected in [
+        ("sgd", lambda p: diynn.SGD(p, lr=0.1), start - lr * grad),
+        (
+            "sgd_momentum",
+            lambda p: diynn.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+            start - lr * (grad + momentum * grad),  # the first step's momentum buffer is the gradient
+        ),
+    ]:
+        parameter = diynn.Parameter(start.copy())
+        parameter.grad = grad
+        with forced(family, "compiled"):
+            make([parameter]).step()
+        np.testing.assert_array_equal(parameter.data, expected, err_msg=family)
