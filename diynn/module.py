@@ -228,7 +228,10 @@ class Module(PendingCaches):
 
     def wants_parameter_grads(self) -> bool:
         """Whether any of this module's own parameters is trained (not frozen)."""
-        return any(parameter.requires_grad for parameter in self._parameters.values())
+        for parameter in self._parameters.values():  # a loop: any() of a generator costs twice as much per call
+            if parameter.requires_grad:
+                return True
+        return False
 
     def accumulate_grads(self, **grads) -> None:
         """Add each gradient given by name to that parameter's `.grad`: `accumulate_grads(weight=gw, bias=gb)`.

@@ -43,6 +43,9 @@ class Optimizer:
         self.lr = arguments.real("lr (the learning rate, positive)", lr, low=0, low_open=True)
         self.weight_decay = arguments.real("weight_decay", weight_decay, low=0)
         self.state = {id(p): {} for p in self.parameters}
+        # the names step()'s checks give in their errors, written once
+        self._step_name = f"{type(self).__name__}.step"
+        self._gradient_names = [f"parameter {index}'s" for index in range(len(self.parameters))]
 
     def zero_grad(self):
         """Forget every parameter's gradient (they become None, as in PyTorch's default)."""
@@ -96,11 +99,12 @@ class Optimizer:
             ValueError: a gradient of another shape than its parameter.
             TypeError: a gradient of another dtype than its parameter.
         """
+        name = self._step_name
         for index, parameter in enumerate(self.parameters):
             if parameter.grad is None or not parameter.requires_grad:
                 continue
             grad, data = parameter.grad, parameter.data
-            check_gradient(grad, data.shape, data.dtype, f"{type(self).__name__}.step", f"parameter {index}'s")
+            check_gradient(grad, data.shape, data.dtype, name, self._gradient_names[index])
             if self.weight_decay and self.decoupled_weight_decay:
                 parameter.data *= 1 - self.lr * self.weight_decay
             elif self.weight_decay:
