@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..backends import Elementwise, backend_of, kernel, parallel_range
+from ..backends import Elementwise, backend_of, empty_like, kernel, parallel_range
 from ..checks import check_not_empty, check_same_shape
 from .activations import sigmoid
 from .selection import Family, Implementation, compiles, fuses
@@ -179,12 +179,11 @@ def _softmax_cross_entropy_fused(backend, logits, labels):
 
 
 def _softmax_cross_entropy_compiled(backend, logits, labels):
-    xp, n = backend.xp, logits.shape[0]
-    grad = xp.empty(logits.shape, dtype=logits.dtype)
+    grad = empty_like(logits)
     total, bad_labels = backend.compiled(_softmax_cross_entropy_rows)(logits, labels, grad)
     if bad_labels:
-        _raise_for_bad_labels(xp, labels, logits.shape[1])
-    return xp.asarray(total / n, dtype=logits.dtype), grad
+        _raise_for_bad_labels(backend.xp, labels, logits.shape[1])
+    return backend.asarray(total / logits.shape[0], dtype=logits.dtype), grad
 
 
 @kernel
