@@ -14,7 +14,7 @@ import math
 from ..backends import (
     Elementwise,
     backend_of,
-    empty_like,
+    empty,
     erf_float32,
     exp_float32,
     flat_views,
@@ -70,13 +70,13 @@ def _relu_backward_fused(backend, y, grad_y):
 
 
 def _relu_compiled(backend, x):
-    y = empty_like(x)  # C order: its flat view is itself
+    y = empty(x.shape, x.dtype)  # C order: its flat view is itself
     backend.compiled(_relu_flat)(*flat_views(x, y))
     return y, y
 
 
 def _relu_backward_compiled(backend, y, grad_y):
-    grad_x = empty_like(grad_y)
+    grad_x = empty(grad_y.shape, grad_y.dtype)
     backend.compiled(_relu_backward_flat)(*flat_views(y, grad_y, grad_x))
     return grad_x
 
@@ -357,7 +357,7 @@ def _bounded(xp, x):
 
 
 def _gelu_compiled(backend, x, tanh_form):
-    y = empty_like(x)
+    y = empty(x.shape, x.dtype)
     loop = _gelu_float32_flat if x.dtype == backend.xp.float32 else _gelu_flat
     flat_x, flat_y = flat_views(x, y)
     backend.compiled(loop)(flat_x, tanh_form, flat_y)
@@ -365,7 +365,7 @@ def _gelu_compiled(backend, x, tanh_form):
 
 
 def _gelu_backward_compiled(backend, x, tanh_form, grad_y):
-    grad_x = empty_like(x)
+    grad_x = empty(x.shape, x.dtype)
     flat_x, flat_grad_y, flat_grad_x = flat_views(x, grad_y, grad_x)
     loop = _gelu_backward_float32_flat if x.dtype == backend.xp.float32 else _gelu_backward_flat
     backend.compiled(loop)(flat_x, flat_grad_y, tanh_form, flat_grad_x)

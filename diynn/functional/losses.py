@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..backends import Elementwise, backend_of, empty_like, kernel, parallel_range
+from ..backends import Elementwise, backend_of, empty, kernel, parallel_range
 from ..checks import check_not_empty, check_same_shape
 from .activations import sigmoid
 from .selection import Family, Implementation, compiles, fuses
@@ -179,7 +179,7 @@ def _softmax_cross_entropy_fused(backend, logits, labels):
 
 
 def _softmax_cross_entropy_compiled(backend, logits, labels):
-    grad = empty_like(logits)
+    grad = empty(logits.shape, logits.dtype)
     total, bad_labels = backend.compiled(_softmax_cross_entropy_rows)(logits, labels, grad)
     if bad_labels:
         _raise_for_bad_labels(backend.xp, labels, logits.shape[1])
