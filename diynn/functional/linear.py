@@ -117,7 +117,7 @@ def _linear_backward_portable(backend, cache, grad_y, input_grad, param_grads):
 
 
 def _linear_compiled(backend, x, weight, bias):
-    y = _rows_times(backend, x, weight.T)
+    y = _split_times(backend, x, weight.T)
     if bias is not None:
         y += bias
     return y, CompiledLinearCache(x, weight, bias is not None)
@@ -127,16 +127,22 @@ def _linear_backward_compiled(backend, cache, grad_y, input_grad, param_grads):
     x, weight, has_bias, _ = cache
     grad_weight = _transposed_times(backend, grad_y, x) if param_grads else None
     grad_bias = grad_y.sum(axis=0) if param_grads and has_bias else None  # NumPy's own: 1.2 us less than xp.sum
-    grad_x = _rows_times(backend, grad_y, weight) if input_grad else None
+    grad_x = _split_times(backend, grad_y, weight) if input_grad else None
     return grad_x, grad_weight, grad_bias
 
 
-def _rows_times(backend, a, b):
-    """a @ b for a: (M, K), b: (K, N), the rows of a split over the kernels' threads."""
+def _split_times(backend, a, b):
+    """a @ b for a: (M, K), b: (K, N), split over the kernels' threads along the output's longer
+    side, so that each thread reads a share of the larger operand: b's columns where N >= M (a
+    layer's weight at a small batch: 64x784 @ 784x256 took 179 us split by columns, 229 by rows,
+    on 2 cores), else a's rows."""
     xp = backend.xp
-    out = empty((a.shape[0], b.shape[1]), a.dtype)
-    bounds = chunk_bounds(a.shape[0], kernel_threads())
-    backend.compiled(_row_chunks_times)(blas_gemm(a.dtype), _contiguous(xp, a), _contiguous(xp, b), bounds, out)
+    m, n = a.shape[0], b.shape[1]
+    out = empty((m, n), a.dtype)
+    by_columns = n >= m
+    bounds = chunk_bounds(n if by_columns else m, kernel_threads())
+    chunks = _column_chunks_times if by_columns else _row_chunks_times
+    backend.compiled(chunks)(blas_gemm(a.dtype), _contiguous(xp, a), _contiguous(xp, b), bounds, out)
     return out
 
 
@@ -162,6 +168,14 @@ def _row_chunks_times(gemm, a, b, bounds, out):
     for t in parallel_range(len(bounds) - 1):
         rows = slice(bounds[t], bounds[t + 1])
         matmul_into(gemm, a[rows], b, out[rows], False)
+
+
+@kernel
+def _column_chunks_times(gemm, a, b, bounds, out):
+    """out = a @ b, one chunk of b's columns (out's columns) per thread."""
+    for t in parallel_range(len(bounds) - 1):
+        columns = slice(bounds[t], bounds[t + 1])
+        matmul_into(gemm, a, b[:, columns], out[:, columns], False)
 
 
 @kernel

@@ -82,13 +82,14 @@ def batch_norm_cases(backend):
 
 
 def linear_cases(backend):
-    x, weight, bias, grad = _arrays(backend, (7, 5), (3, 5), (3,), (7, 3))
+    for rows, outputs in [(7, 3), (3, 8)]:  # the compiled products split by rows, and by columns
+        x, weight, bias, grad = _arrays(backend, (rows, 5), (outputs, 5), (outputs,), (rows, outputs))
 
-    def run():
-        y, cache = F.linear(x, weight, bias)
-        return (y, *F.linear_backward(cache, grad))
+        def run(x=x, weight=weight, bias=bias, grad=grad):
+            y, cache = F.linear(x, weight, bias)
+            return (y, *F.linear_backward(cache, grad))
 
-    yield (backend, 7 * 5 * 3), run
+        yield (backend, rows * 5 * outputs), run
 
 
 def activation_cases(name):
