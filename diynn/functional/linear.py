@@ -92,10 +92,10 @@ def _linear_backward_rows(backward, cache, grad_y, input_grad, param_grads):
 
 
 def select_linear(backend, multiply_adds: int) -> str:
-    """From (backend, N * in * out): the compiled products (rows split over the kernels' threads)
-    where they are on, have threads to split over and a product large enough to pay for the split,
-    else the backend's matmul (one product in NumPy's BLAS, which the compiled kernels hold at one
-    thread; on CuPy, recordable in CUDA graphs)."""
+    """From (backend, N * in * out): the compiled products (split over the kernels' threads along
+    the output's longer side) where they are on, have threads to split over and a product large
+    enough to pay for the split, else the backend's matmul (one product in NumPy's BLAS, which the
+    compiled kernels hold at one thread; on CuPy, recordable in CUDA graphs)."""
     if backend.compiles_kernels and multiply_adds >= SMALLEST_SPLIT_PRODUCT and kernel_threads() > 1:
         return "compiled"
     return "portable"

@@ -200,10 +200,12 @@ def test_flip_test_averages_the_probabilities_of_an_image_and_its_mirror():
 def test_each_model_has_its_recipe():
     from diynn_experiments import classification
 
-    def recipe(model):
-        args = classification.parse_args("fashion-mnist", ["--model", model])
+    def recipe(model, *argv):
+        args = classification.parse_args("fashion-mnist", ["--model", model, *argv])
         return args.optimizer, args.lr, args.weight_decay, args.flip_test
 
     assert recipe("resnet") == ("sgd", 0.1, 5e-4, True)
+    assert recipe("resnet", "--optimizer", "adam") == ("adam", 1e-3, None, True)  # the SGD recipe's decay stays with it
+    assert recipe("resnet", "--no-flip")[3] is False  # not trained on mirror images: none at test time either
     assert recipe("cnn") == ("adam", 1e-3, None, False)
     assert recipe("vit") == ("adamw", 1e-3, 0.05, False)
