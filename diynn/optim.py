@@ -43,8 +43,7 @@ class Optimizer:
         self.lr = arguments.real("lr (the learning rate, positive)", lr, low=0, low_open=True)
         self.weight_decay = arguments.real("weight_decay", weight_decay, low=0)
         self.state = {id(p): {} for p in self.parameters}
-        # the names step()'s checks give in their errors, written once
-        self._step_name = f"{type(self).__name__}.step"
+        # the parameters' names in step()'s errors, written once (not twice per parameter per step)
         self._gradient_names = [f"parameter {index}'s" for index in range(len(self.parameters))]
 
     def zero_grad(self):
@@ -99,7 +98,7 @@ class Optimizer:
             ValueError: a gradient of another shape than its parameter.
             TypeError: a gradient of another dtype than its parameter.
         """
-        name = self._step_name
+        name = f"{type(self).__name__}.step"
         for index, parameter in enumerate(self.parameters):
             if parameter.grad is None or not parameter.requires_grad:
                 continue
