@@ -35,6 +35,13 @@ def _hpo_command(tmp_path):
         if "NOT_BEFORE" in os.environ:  # a test's start time: hpo.main's imports done, then wait for it
             import optuna, optuna.storages._rdb.storage, psycopg, sklearn.model_selection
             time.sleep(max(0.0, float(os.environ["NOT_BEFORE"]) - time.time()))
+        if "REPORT_PAUSE" in os.environ:  # a test's slow trial: it stays RUNNING a while after each report
+            import optuna
+            report = optuna.trial.Trial.report
+            def report_then_pause(trial, value, step):
+                report(trial, value, step)
+                time.sleep(float(os.environ["REPORT_PAUSE"]))
+            optuna.trial.Trial.report = report_then_pause
         hpo.main(sys.argv[1:])
     """)
     )
@@ -114,9 +121,8 @@ def test_a_killed_worker_loses_only_its_trial_and_a_rerun_resumes_and_reports(tw
     check = subprocess.Popen(hpo_command(*finished)[0], env=hpo_command()[1], stdout=subprocess.PIPE, text=True)
     out, trials = ["--out", str(tmp_path / "out")], len(first) + 1
     command, env = hpo_command("--trials", str(trials), "--workers-only", *out)
-    slow = [*command, "--epochs", "200"]  # a long trial (the last --epochs wins): there is time to kill it
-    worker = subprocess.Popen(slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = _wait_for_a_running_trial(lambda: journal_study(tmp_path))
+    worker = _slow_worker(command, env)
+    killed = _wait_for_a_running_trial(worker, lambda: journal_study(tmp_path))
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
     # killed while appending to the journal, it leaves Optuna's lock behind: the next worker would wait
@@ -176,15 +182,32 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_for_a_running_trial(load_study, seconds=60):
+def _slow_worker(command, env):
+    """A worker whose trials are long (the last --epochs wins) and pause a second after each reported
+    epoch, so that the test sees a trial RUNNING (pruning could end one within milliseconds of its
+    first report) and kills the worker in the middle of it."""
+    return subprocess.Popen(
+        [*command, "--epochs", "200"],
+        env={**env, "REPORT_PAUSE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_a_running_trial(worker, load_study, seconds=120):
     """The first RUNNING trial that has reported an epoch: by then its heartbeat thread, started
     with the trial, has recorded a heartbeat (a trial killed before its first heartbeat is never
-    found stale: it would stay RUNNING on PostgreSQL too)."""
+    found stale: it would stay RUNNING on PostgreSQL too). Fails with the worker's errors if it exits."""
     import time
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.1)
+        if worker.poll() is not None:
+            raise AssertionError(
+                f"the worker exited ({worker.returncode}) before a trial was seen running:\n{worker.stderr.read()}"
+            )
         try:
             study = load_study()
         except KeyError:  # the study is not created yet
@@ -192,7 +215,7 @@ def _wait_for_a_running_trial(load_study, seconds=60):
         running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values]
         if running:
             return running[0]
-    raise AssertionError("the worker never started a trial")
+    raise AssertionError(f"the worker started no trial in {seconds} s")
 
 
 def test_a_killed_worker_s_trial_fails_through_the_heartbeat_on_postgresql(hpo_command, postgres):
@@ -203,11 +226,11 @@ def test_a_killed_worker_s_trial_fails_through_the_heartbeat_on_postgresql(hpo_c
     import time
 
     command, env = hpo_command("--trials", "3", "--workers-only", "--storage", postgres, "--heartbeat", "1")
-    worker = subprocess.Popen(
-        [*command, "--epochs", "200"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    worker = _slow_worker(command, env)
     storage = optuna.storages.RDBStorage(postgres)
-    killed = _wait_for_a_running_trial(lambda: optuna.load_study(study_name="fashion-mnist-mlp", storage=storage))
+    killed = _wait_for_a_running_trial(
+        worker, lambda: optuna.load_study(study_name="fashion-mnist-mlp", storage=storage)
+    )
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
     # the next worker fails the trial when it starts one past the grace period (3 heartbeats of 1 s) after
