@@ -140,6 +140,13 @@ def parse_args(dataset: str, argv=None):
         help="augmentation: mirror half the training images left-right (image models; default: on for them)",
     )
     parser.add_argument(
+        "--erase",
+        type=float,
+        default=0.0,
+        help="augmentation: the probability that a training image gets a random rectangle (2-40%% of its area) set "
+        "to 0 (random erasing, image models; 0.5 cost the ResNet 0.1 point at 20 epochs)",
+    )
+    parser.add_argument(
         "--flip-test",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -187,8 +194,12 @@ def parse_args(dataset: str, argv=None):
     recipe_defaults(args)
     if args.schedule == "cosine" and not 0 <= args.warmup < args.epochs:
         parser.error(f"--warmup must be in [0, epochs), got {args.warmup} of {args.epochs}")
-    if (args.shift or args.flip or args.flip_test) and args.model == "mlp":
-        parser.error("--shift, --flip and --flip-test (image augmentation) need an image model (cnn, resnet or vit)")
+    if (args.shift or args.flip or args.flip_test or args.erase) and args.model == "mlp":
+        parser.error(
+            "--shift, --flip, --erase and --flip-test (image augmentation) need an image model (cnn, resnet or vit)"
+        )
+    if not 0 <= args.erase <= 1:
+        parser.error(f"--erase is a probability in [0, 1], got {args.erase}")
     if args.channels is None:
         args.channels = [16, 32, 64] if args.model == "resnet" else [32, 64]
     if args.model == "cnn" and len(args.channels) != 2:
@@ -265,10 +276,12 @@ def build_model(args, input_shape):
 
 
 def augmentation(args):
-    """The training images' random shifts and flips, or None."""
+    """The training images' random shifts, flips and erased rectangles, or None."""
     steps = [diynn.RandomShift(args.shift, rng=args.seed + 1)] if args.shift else []
     if args.flip:
         steps.append(diynn.RandomHorizontalFlip(rng=args.seed + 2))
+    if args.erase:
+        steps.append(diynn.RandomErasing(p=args.erase, scale=(0.02, 0.4), rng=args.seed + 3))
     return diynn.Compose(*steps) if len(steps) > 1 else (steps[0] if steps else None)
 
 

@@ -160,6 +160,24 @@ def test_augmentation_options_build_shifts_and_flips():
         classification.parse_args("fashion-mnist", ["--flip-test"])
 
 
+def test_the_erase_option_adds_random_erasing_after_the_shifts_and_flips():
+    import diynn
+    from diynn_experiments import classification
+
+    def augmentation(model, *argv):
+        return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", model, *argv]))
+
+    steps = augmentation("resnet", "--erase", "0.5").augmentations
+    assert [type(step) for step in steps] == [diynn.RandomShift, diynn.RandomHorizontalFlip, diynn.RandomErasing]
+    assert (steps[-1].p, steps[-1].scale, steps[-1].value) == (0.5, (0.02, 0.4), 0.0)
+    assert isinstance(augmentation("cnn", "--erase", "0.25", "--shift", "0", "--no-flip"), diynn.RandomErasing)
+    for model in ("cnn", "resnet"):  # off unless asked for
+        assert diynn.RandomErasing not in [type(step) for step in augmentation(model).augmentations]
+    for argv in (["--model", "resnet", "--erase", "1.5"], ["--model", "cnn", "--erase", "-0.1"], ["--erase", "0.5"]):
+        with pytest.raises(SystemExit):  # not a probability; the MLP's inputs are not images
+            classification.parse_args("fashion-mnist", argv)
+
+
 def test_sgd_recipe_has_nesterov_momentum_unless_told():
     import diynn
     from diynn_experiments import classification
