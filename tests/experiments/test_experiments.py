@@ -142,18 +142,22 @@ def test_each_configuration_has_its_own_default_folder():
     }
 
 
+def _augmentation(model, *argv):
+    """The training augmentation fashion_mnist.py builds for --model `model` and the options argv."""
+    from diynn_experiments import classification
+
+    return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", model, *argv]))
+
+
 def test_augmentation_options_build_shifts_and_flips():
     import diynn
     from diynn_experiments import classification
 
-    def augmentation(*argv):
-        return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", "cnn", *argv]))
-
-    both = augmentation()  # the CNN's default: 1-pixel shifts and left-right flips
+    both = _augmentation("cnn")  # the CNN's default: 1-pixel shifts and left-right flips
     assert [type(step) for step in both.augmentations] == [diynn.RandomShift, diynn.RandomHorizontalFlip]
-    assert isinstance(augmentation("--no-flip"), diynn.RandomShift)
-    assert augmentation("--shift", "0", "--no-flip") is None
-    assert isinstance(augmentation("--shift", "0"), diynn.RandomHorizontalFlip)
+    assert isinstance(_augmentation("cnn", "--no-flip"), diynn.RandomShift)
+    assert _augmentation("cnn", "--shift", "0", "--no-flip") is None
+    assert isinstance(_augmentation("cnn", "--shift", "0"), diynn.RandomHorizontalFlip)
     with pytest.raises(SystemExit):  # augmentation is for images: not with the MLP
         classification.parse_args("fashion-mnist", ["--flip"])
     with pytest.raises(SystemExit):
@@ -164,15 +168,12 @@ def test_the_erase_option_adds_random_erasing_after_the_shifts_and_flips():
     import diynn
     from diynn_experiments import classification
 
-    def augmentation(model, *argv):
-        return classification.augmentation(classification.parse_args("fashion-mnist", ["--model", model, *argv]))
-
-    steps = augmentation("resnet", "--erase", "0.5").augmentations
+    steps = _augmentation("resnet", "--erase", "0.5").augmentations
     assert [type(step) for step in steps] == [diynn.RandomShift, diynn.RandomHorizontalFlip, diynn.RandomErasing]
     assert (steps[-1].p, steps[-1].scale, steps[-1].value) == (0.5, (0.02, 0.4), 0.0)
-    assert isinstance(augmentation("cnn", "--erase", "0.25", "--shift", "0", "--no-flip"), diynn.RandomErasing)
+    assert isinstance(_augmentation("cnn", "--erase", "0.25", "--shift", "0", "--no-flip"), diynn.RandomErasing)
     for model in ("cnn", "resnet"):  # off unless asked for
-        assert diynn.RandomErasing not in [type(step) for step in augmentation(model).augmentations]
+        assert diynn.RandomErasing not in [type(step) for step in _augmentation(model).augmentations]
     for argv in (["--model", "resnet", "--erase", "1.5"], ["--model", "cnn", "--erase", "-0.1"], ["--erase", "0.5"]):
         with pytest.raises(SystemExit):  # not a probability; the MLP's inputs are not images
             classification.parse_args("fashion-mnist", argv)
