@@ -1,9 +1,9 @@
 """Image classification on Fashion-MNIST or KMNIST: the shared implementation behind
 experiments/fashion_mnist.py and experiments/kmnist.py.
 
-A 10% stratified validation split is held out of the training set; the test set is used once,
-for the final number. Writes metrics.json, curves.png, confusion_matrix.png,
-misclassified.png and model.npz to the output folder.
+A stratified validation split (10% by default; --validation 0 trains on the whole training set) is
+held out of the training set; the test set is used once, for the final number. Writes metrics.json,
+curves.png, confusion_matrix.png, misclassified.png and model.npz to the output folder.
 """
 
 from __future__ import annotations
@@ -159,6 +159,13 @@ def parse_args(dataset: str, argv=None):
         default=None,
         help="mix the targets with the uniform distribution (default: 0.1 for an image model, 0 for the MLP)",
     )
+    parser.add_argument(
+        "--validation",
+        type=float,
+        default=0.1,
+        help="the fraction of the training set held out (stratified) to validate on after every epoch; 0 trains on "
+        "the whole training set, for a final run whose recipe was chosen on the split",
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the split, the weights, the shuffling, augmentation"
@@ -198,6 +205,10 @@ def parse_args(dataset: str, argv=None):
         parser.error(
             "--shift, --flip, --erase and --flip-test (image augmentation) need an image model (cnn, resnet or vit)"
         )
+    if not 0 <= args.validation < 1:
+        parser.error(f"--validation is a fraction of the training set in [0, 1), got {args.validation}")
+    if args.validation == 0 and args.compare_activations:
+        parser.error("--compare-activations compares validation curves: it needs --validation above 0")
     if not 0 <= args.erase <= 1:
         parser.error(f"--erase is a probability in [0, 1], got {args.erase}")
     if args.channels is None:
@@ -239,14 +250,19 @@ def recipe_defaults(args) -> None:
 
 
 def load_splits(dataset: str, args):
-    """(train, validation, test) pairs of host arrays and the class names."""
+    """(train, validation, test) pairs of host arrays and the class names; validation is None with
+    --validation 0."""
     data = LOADERS[dataset](root=args.data_dir, flat=args.model == "mlp")
     from sklearn.model_selection import train_test_split  # after the data: a missing data set exits without it
 
     x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if args.limit:
         x, y, x_test, y_test = x[: args.limit], y[: args.limit], x_test[: args.limit], y_test[: args.limit]
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.1, stratify=y, random_state=args.seed)
+    if args.validation == 0:
+        return (x, y), None, (x_test, y_test), data.class_names
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=args.validation, stratify=y, random_state=args.seed
+    )
     return (x_train, y_train), (x_val, y_val), (x_test, y_test), data.class_names
 
 
@@ -388,9 +404,10 @@ def main(dataset: str, argv=None) -> dict:
         **backend_info(),
     }
     write_json(out / "metrics.json", metrics)
+    validated = f"best validation {max(history['val_accuracy']):.4f}" if "val_accuracy" in history else "no validation"
     print(
         f"{dataset} {args.model}: test accuracy {test_accuracy:.4f} after {len(history['loss'])} epochs "
-        f"(best validation {max(history['val_accuracy']):.4f}); {metrics['epoch_time_s']:.2f} s/epoch, "
+        f"({validated}); {metrics['epoch_time_s']:.2f} s/epoch, "
         f"{metrics['wall_time_s']:.1f} s in all on {metrics['backend']}; files in {out}"
     )
     return metrics

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from conftest import assert_same_weights, cupy_graph_refusal, stopped_after_checkpoint
 from datasets_fixtures import FileServer, make_files, spec_for
@@ -46,6 +47,29 @@ def test_kmnist_script_downloads_then_runs(generated, tmp_path, monkeypatch):
         classify.main("kmnist", ["--epochs", "2", "--limit", "200", "--out", str(out), "--no-progress"])
     assert (tmp_path / "cache" / "kmnist" / "train-images-idx3-ubyte.gz").is_file()
     assert EXPECTED_FILES <= {p.name for p in out.iterdir()}
+
+
+def test_validation_0_trains_on_the_whole_training_set(generated, tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "FASHION_MNIST", spec_for(generated, n_train=N_TRAIN, n_test=N_TEST))
+    common = ["--data-dir", str(generated), "--hidden", "16", "--no-progress"]
+
+    def splits(*argv):
+        return classify.load_splits("fashion-mnist", classify.parse_args("fashion-mnist", [*common, *argv]))
+
+    (x_train, y_train), validation, _, _ = splits("--validation", "0")
+    assert validation is None and len(x_train) == len(y_train) == N_TRAIN
+    (x_part, y_part), (x_val, y_val), _, _ = splits("--validation", "0.2")
+    assert (len(x_part), len(x_val)) == (240, 60)
+    assert np.array_equal(np.sort(np.concatenate([y_part, y_val])), np.sort(y_train))  # a split of the same set
+    out = tmp_path / "out"
+    metrics = classify.main("fashion-mnist", [*common, "--validation", "0", "--epochs", "3", "--out", str(out)])
+    assert EXPECTED_FILES <= {p.name for p in out.iterdir()}
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(history["loss"]) == 3 and not any(key.startswith("val_") for key in history)
+    assert metrics["test_accuracy"] > 0.5
+    for argv in (["--validation", "1"], ["--validation", "-0.1"], ["--validation", "0", "--compare-activations"]):
+        with pytest.raises(SystemExit):  # not a held-out fraction; comparing activations needs validation curves
+            classify.parse_args("fashion-mnist", argv)
 
 
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "kmnist"])
