@@ -57,6 +57,12 @@ def parse_args(argv=None):
     parser.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (and for the retraining)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test samples")
+    parser.add_argument(
+        "--validation",
+        type=float,
+        default=0.1,
+        help="the fraction of the training set held out (stratified) to judge the trials",
+    )
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in --out)")
     parser.add_argument(
         "--heartbeat",
@@ -70,6 +76,8 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST files (default: search)")
     parser.add_argument("--out", default="results/hpo", help="output folder (and the journal file's)")
     args = parser.parse_args(argv)
+    if not 0 < args.validation < 1:
+        parser.error(f"--validation: the trials are judged on a held-out fraction in (0, 1), got {args.validation}")
     args.study = args.study or f"fashion-mnist-{args.model}"
     return args
 

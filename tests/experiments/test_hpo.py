@@ -242,3 +242,13 @@ def test_a_killed_worker_s_trial_fails_through_the_heartbeat_on_postgresql(hpo_c
     assert sorted(states) == list(range(len(states)))  # none lost, none duplicated
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     assert sum(state in finished for state in states.values()) == 3
+
+
+def test_the_trials_are_judged_on_a_held_out_fraction():
+    import hpo
+
+    assert hpo.parse_args([]).validation == 0.1
+    assert hpo.parse_args(["--validation", "0.2"]).validation == 0.2
+    for value in ("0", "1", "-0.5"):  # the trials need a validation split
+        with pytest.raises(SystemExit):
+            hpo.parse_args(["--validation", value])
