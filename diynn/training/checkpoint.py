@@ -73,8 +73,9 @@ class TrainingState:
     optimiser, the stateful callbacks, and the random generators of the shuffling (`shuffle`),
     the model and the augmentation."""
 
-    def __init__(self, trainer, shuffle: Generator, augment, callbacks):
+    def __init__(self, trainer, shuffle: Generator, augment, callbacks, validated: bool):
         self.trainer = trainer
+        self.validated = validated  # whether the run has validation data (its history then has val_ entries)
         self.callbacks = [callback for callback in callbacks if hasattr(callback, "state_dict")]
         self.generators = {"shuffle": shuffle, **generators_in(trainer.model, "model")}
         if augment is not None:
@@ -120,6 +121,9 @@ class TrainingState:
         ours = [type(c).__name__ for c in self.callbacks]
         if saved != ours:
             raise ValueError(f"its callbacks with a state are {saved}, this run's are {ours}")
+        if ("val_loss" in state["history"]) != self.validated:
+            saved, ours = ("without", "some") if self.validated else ("with", "none")
+            raise ValueError(f"it was saved by a run {saved} validation data, this run has {ours}")
         if set(state["generators"]) != set(self.generators):
             raise ValueError(
                 f"its random generators are {sorted(state['generators'])}, this run's {sorted(self.generators)}"
