@@ -3,9 +3,9 @@
 A checkpoint holds the model's parameters and buffers, the optimiser's state (moments, step
 counts, learning rate), the state of each callback that has one (schedules, early stopping), the
 position of every random stream involved (the shuffling, dropout and noise in the model, the
-augmentation), the history and the last finished epoch. It is one .npz file, the arrays as .npy
-members and the rest as JSON, read back with allow_pickle=False and written atomically, so an
-interrupted write leaves the previous checkpoint intact. Resumed on the same host, a run ends
+augmentation), the history, the last finished epoch and the training set's size. It is one .npz
+file, the arrays as .npy members and the rest as JSON, read back with allow_pickle=False and
+written atomically, so an interrupted write leaves the previous checkpoint intact. Resumed on the same host, a run ends
 with bitwise the weights of an uninterrupted one.
 """
 
@@ -73,8 +73,9 @@ class TrainingState:
     optimiser, the stateful callbacks, and the random generators of the shuffling (`shuffle`),
     the model and the augmentation."""
 
-    def __init__(self, trainer, shuffle: Generator, augment, callbacks, validated: bool):
+    def __init__(self, trainer, shuffle: Generator, augment, callbacks, samples: int, validated: bool):
         self.trainer = trainer
+        self.samples = samples  # the training set's size: a resumed run must shuffle the same set
         self.validated = validated  # whether the run has validation data (its history then has val_ entries)
         self.callbacks = [callback for callback in callbacks if hasattr(callback, "state_dict")]
         self.generators = {"shuffle": shuffle, **generators_in(trainer.model, "model")}
@@ -86,6 +87,7 @@ class TrainingState:
         state = {
             "epoch": epoch,
             "stopped": stopped,
+            "samples": self.samples,
             "history": history,
             "model": self.trainer.model.state_dict(),
             "optimizer": {"type": type(self.trainer.optimizer).__name__, **self.trainer.optimizer.state_dict()},
@@ -121,6 +123,9 @@ class TrainingState:
         ours = [type(c).__name__ for c in self.callbacks]
         if saved != ours:
             raise ValueError(f"its callbacks with a state are {saved}, this run's are {ours}")
+        if state.get("samples", self.samples) != self.samples:  # (checkpoints before diynn saved it have none)
+            size = state["samples"]
+            raise ValueError(f"it was saved by a run on {size} training samples, this run has {self.samples}")
         if ("val_loss" in state["history"]) != self.validated:
             saved, ours = ("without", "some") if self.validated else ("with", "none")
             raise ValueError(f"it was saved by a run {saved} validation data, this run has {ours}")

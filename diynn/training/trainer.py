@@ -126,7 +126,7 @@ class Trainer:
         if self.communicator is not None:
             seed, progress = self._data_parallel(seed, progress, checkpoint, resume)
         rng, steps = self.backend.rng(seed), range(math.ceil(x.shape[0] / batch_size))
-        state = TrainingState(self, rng, augment, callbacks, validated=validation_data is not None)
+        state = TrainingState(self, rng, augment, callbacks, x.shape[0], validated=validation_data is not None)
         first, history = state.restore(resume, epochs) if resume is not None else (1, {"loss": [], "time": []})
         with _ending(callbacks, history):  # on_train_end, or on_exception where an epoch raised
             for epoch in range(first, epochs + 1):

@@ -119,7 +119,7 @@ def test_the_training_state_finds_every_generator():
     model = diynn.Sequential(diynn.Linear(2, 2, rng=0), diynn.Dropout(0.5, rng=1))
     trainer = diynn.Trainer(model, diynn.MSELoss(), diynn.SGD(model.parameters()), metric=None)
     augment = diynn.Compose(diynn.RandomShift(1, rng=2), diynn.GaussianNoise(rng=3))
-    state = TrainingState(trainer, diynn.get_backend().rng(0), augment, [], validated=False)
+    state = TrainingState(trainer, diynn.get_backend().rng(0), augment, [], 8, validated=False)
     assert len(state.generators) == 4 and "shuffle" in state.generators
 
 
@@ -154,6 +154,8 @@ def test_bad_checkpoints_are_named(tmp_path):
     trainer.fit(x, y, epochs=2, progress=False, validation_data=(x, y), checkpoint=tmp_path / "validated.npz")
     with pytest.raises(CheckpointError, match="saved by a run with validation data, this run has none"):
         trainer.fit(x, y, epochs=3, progress=False, resume=tmp_path / "validated.npz")
+    with pytest.raises(CheckpointError, match="saved by a run on 8 training samples, this run has 6"):
+        trainer.fit(x[:6], y[:6], epochs=3, progress=False, resume=tmp_path / "c.npz")
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
