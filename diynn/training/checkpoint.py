@@ -5,8 +5,8 @@ counts, learning rate), the state of each callback that has one (schedules, earl
 position of every random stream involved (the shuffling, dropout and noise in the model, the
 augmentation), the history, the last finished epoch and the training set's size. It is one .npz
 file, the arrays as .npy members and the rest as JSON, read back with allow_pickle=False and
-written atomically, so an interrupted write leaves the previous checkpoint intact. Resumed on the same host, a run ends
-with bitwise the weights of an uninterrupted one.
+written atomically, so an interrupted write leaves the previous checkpoint intact. Resumed on the
+same host, a run ends with bitwise the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
