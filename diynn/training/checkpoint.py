@@ -3,14 +3,15 @@
 A checkpoint holds the model's parameters and buffers, the optimiser's state (moments, step
 counts, learning rate), the state of each callback that has one (schedules, early stopping), the
 position of every random stream involved (the shuffling, dropout and noise in the model, the
-augmentation), the history, the last finished epoch and the training set's size. It is one .npz
-file, the arrays as .npy members and the rest as JSON, read back with allow_pickle=False and
-written atomically, so an interrupted write leaves the previous checkpoint intact. Resumed on the
-same host, a run ends with bitwise the weights of an uninterrupted one.
+augmentation), the history, the last finished epoch, the training set's size and a digest of its
+rows. It is one .npz file, the arrays as .npy members and the rest as JSON, read back with
+allow_pickle=False and written atomically, so an interrupted write leaves the previous checkpoint
+intact. Resumed on the same host, a run ends with bitwise the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import types
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..io.model_files import error_message, read_npz
 FORMAT = "diynn-checkpoint-1"
 HOOKS = ("_forward_hooks", "_backward_hooks")  # a module's hooks are not part of its training state
 _HEADER = "__checkpoint__"
+DIGEST_ROWS = 64  # rows of the training set in its digest (hashing every row would cost a pass over it)
 
 
 class CheckpointError(ValueError):
@@ -73,9 +75,10 @@ class TrainingState:
     optimiser, the stateful callbacks, and the random generators of the shuffling (`shuffle`),
     the model and the augmentation."""
 
-    def __init__(self, trainer, shuffle: Generator, augment, callbacks, samples: int, validated: bool):
+    def __init__(self, trainer, shuffle: Generator, augment, callbacks, samples: int, validated: bool, digest=None):
         self.trainer = trainer
         self.samples = samples  # the training set's size: a resumed run must shuffle the same set
+        self.digest = digest  # `data_digest` of the training set, or None where not taken
         self.validated = validated  # whether the run has validation data (its history then has val_ entries)
         self.callbacks = [callback for callback in callbacks if hasattr(callback, "state_dict")]
         self.generators = {"shuffle": shuffle, **generators_in(trainer.model, "model")}
@@ -88,6 +91,7 @@ class TrainingState:
             "epoch": epoch,
             "stopped": stopped,
             "samples": self.samples,
+            "digest": self.digest,
             "history": history,
             "model": self.trainer.model.state_dict(),
             "optimizer": {"type": type(self.trainer.optimizer).__name__, **self.trainer.optimizer.state_dict()},
@@ -126,6 +130,11 @@ class TrainingState:
         if state.get("samples", self.samples) != self.samples:  # (checkpoints before diynn saved it have none)
             size = state["samples"]
             raise ValueError(f"it was saved by a run on {size} training samples, this run has {self.samples}")
+        if None not in (state.get("digest"), self.digest) and state["digest"] != self.digest:
+            raise ValueError(
+                f"it was saved by a run on other training data of the same size ({self.samples} samples): "
+                "another split, order or selection of the data"
+            )
         if ("val_loss" in state["history"]) != self.validated:
             saved, ours = ("without", "some") if self.validated else ("with", "none")
             raise ValueError(f"it was saved by a run {saved} validation data, this run has {ours}")
@@ -133,6 +142,19 @@ class TrainingState:
             raise ValueError(
                 f"its random generators are {sorted(state['generators'])}, this run's {sorted(self.generators)}"
             )
+
+
+def data_digest(backend, x, y) -> str:
+    """A digest of a training set (x, y; y may be None): the arrays' shapes and dtypes and
+    DIGEST_ROWS rows spread evenly over them. Another split, order or seed of a set of the same
+    size changes some of those rows, so a resume on it can be refused."""
+    rows = backend.asarray(np.linspace(0, x.shape[0] - 1, min(DIGEST_ROWS, x.shape[0])).round().astype(np.int64))
+    digest = hashlib.blake2b(digest_size=8)
+    for array in (x, y):
+        if array is not None:
+            digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
+            digest.update(np.ascontiguousarray(backend.to_numpy(array[rows])).tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path, state: dict) -> Path:

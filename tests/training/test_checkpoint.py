@@ -156,6 +156,11 @@ def test_bad_checkpoints_are_named(tmp_path):
         trainer.fit(x, y, epochs=3, progress=False, resume=tmp_path / "validated.npz")
     with pytest.raises(CheckpointError, match="saved by a run on 8 training samples, this run has 6"):
         trainer.fit(x[:6], y[:6], epochs=3, progress=False, resume=tmp_path / "c.npz")
+    with pytest.raises(CheckpointError, match=r"other training data of the same size \(8 samples\)"):
+        trainer.fit(x[::-1], y[::-1], epochs=3, progress=False, resume=tmp_path / "c.npz")
+    other_labels = (y + 1) % 2
+    with pytest.raises(CheckpointError, match="other training data of the same size"):
+        trainer.fit(x, other_labels, epochs=3, progress=False, resume=tmp_path / "c.npz")
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -181,3 +186,13 @@ def test_resuming_a_finished_run_trains_no_more(tmp_path):
     for before, parameter in zip(weights, trainer.model.parameters()):
         np.testing.assert_array_equal(before, parameter.data)
     assert os.path.getsize(tmp_path / "c.npz") > 0
+
+
+def test_a_checkpoint_from_before_the_size_and_digest_were_saved_still_resumes(tmp_path):
+    trainer, x, y = _trained(tmp_path)
+    state = load_checkpoint(tmp_path / "c.npz")
+    assert state["samples"] == 8 and len(state["digest"]) == 16
+    del state["samples"], state["digest"]
+    save_checkpoint(tmp_path / "old.npz", state)
+    history = trainer.fit(x, y, epochs=3, progress=False, resume=tmp_path / "old.npz")
+    assert len(history["loss"]) == 3
