@@ -10,6 +10,8 @@ so that the pruner stops unpromising trials early. Several workers can share one
     python experiments/hpo.py --storage postgresql://user:pw@host/db     # workers on several machines
 
 `--trials` is the size of the whole study: workers stop when it has that many finished trials.
+The study records the settings its trials are judged under (--model, --epochs, --limit,
+--validation, --seed); a worker started with others is refused, naming them.
 A killed worker loses only its running trial; running the command again resumes the study.
 Without --workers-only, the best configuration is retrained on train + validation and tested,
 and the results go to the output folder: metrics.json (the best trial, its test accuracy),
@@ -82,6 +84,23 @@ def parse_args(argv=None):
     return args
 
 
+# the settings a study's trials are judged under: workers sharing a study must agree on them
+TRIAL_SETTINGS = ("model", "epochs", "limit", "validation", "seed")
+
+
+def check_settings(study, args):
+    """Record the trial settings in a study that has none; a SystemExit naming each difference where
+    this worker's differ from the study's (its trials would not be comparable with the others')."""
+    ours = {name: getattr(args, name) for name in TRIAL_SETTINGS}
+    saved = study.user_attrs.get("settings")
+    if saved is None:
+        study.set_user_attr("settings", ours)
+    elif saved != ours:
+        differing = [name for name in TRIAL_SETTINGS if saved.get(name) != ours[name]]
+        differences = [f"--{name} {ours[name]} (the study's: {saved.get(name)})" for name in differing]
+        raise SystemExit(f"study {args.study!r} judges its trials under other settings: {', '.join(differences)}")
+
+
 def storage(args, optuna):
     """A journal file by default (safe for several processes on one machine); an RDB URL
     (sqlite://, postgresql://) with heartbeats, so that a killed worker's trial is marked failed."""
@@ -143,6 +162,7 @@ def main(argv=None) -> dict:
         sampler=optuna.samplers.TPESampler(seed=None if args.workers_only else args.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2),
     )
+    check_settings(study, args)
     if not study.trials:  # the default configuration is trial 0: the search has to beat it
         study.enqueue_trial(DEFAULTS[args.model], skip_if_exists=True)
 

@@ -252,3 +252,14 @@ def test_the_trials_are_judged_on_a_held_out_fraction():
     for value in ("0", "1", "-0.5"):  # the trials need a validation split
         with pytest.raises(SystemExit):
             hpo.parse_args(["--validation", value])
+
+
+def test_a_worker_with_other_trial_settings_is_refused(hpo_command, tmp_path):
+    command, env = hpo_command("--trials", "1", "--workers-only")
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+    assert journal_study(tmp_path).user_attrs["settings"]["epochs"] == 2
+    command, env = hpo_command("--trials", "2", "--workers-only", "--epochs", "3", "--validation", "0.2")
+    other = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0
+    assert "--epochs 3 (the study's: 2), --validation 0.2 (the study's: 0.1)" in other.stderr
+    assert len(journal_study(tmp_path).trials) == 1  # it ran none
