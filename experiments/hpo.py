@@ -92,10 +92,12 @@ def check_settings(study, args):
     """Record the trial settings in a study that has none; a SystemExit naming each difference where
     this worker's differ from the study's (its trials would not be comparable with the others')."""
     ours = {name: getattr(args, name) for name in TRIAL_SETTINGS}
+    ours["limit"] = ours["limit"] or None  # --limit 0 is no limit too
     saved = study.user_attrs.get("settings")
     if saved is None:
         study.set_user_attr("settings", ours)
-    elif saved != ours:
+        saved = study.user_attrs["settings"]  # a worker started at the same moment may have written last
+    if saved != ours:
         differing = [name for name in TRIAL_SETTINGS if saved.get(name) != ours[name]]
         differences = [f"--{name} {ours[name]} (the study's: {saved.get(name)})" for name in differing]
         raise SystemExit(f"study {args.study!r} judges its trials under other settings: {', '.join(differences)}")

@@ -145,15 +145,24 @@ class TrainingState:
 
 
 def data_digest(backend, x, y) -> str:
-    """A digest of a training set (x, y; y may be None): the arrays' shapes and dtypes and
-    DIGEST_ROWS rows spread evenly over them. Another split, order or seed of a set of the same
-    size changes some of those rows, so a resume on it can be refused."""
-    rows = backend.asarray(np.linspace(0, x.shape[0] - 1, min(DIGEST_ROWS, x.shape[0])).round().astype(np.int64))
+    """A digest of a training set, so that a resume on another set of the same size (another split,
+    order or seed) can be refused.
+
+    Args:
+        x: (N, ...) the samples, an array of `backend`.
+        y: (N, ...) their targets, or None.
+
+    Returns:
+        digest: 16 hex digits of the arrays' shapes, dtypes and DIGEST_ROWS rows spread evenly over
+            them (the same for the same values on every backend).
+    """
+    spread = np.linspace(0, x.shape[0] - 1, min(DIGEST_ROWS, x.shape[0])).round().astype(np.int64)
+    rows = backend.asarray(spread)
     digest = hashlib.blake2b(digest_size=8)
     for array in (x, y):
         if array is not None:
-            digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
-            digest.update(np.ascontiguousarray(backend.to_numpy(array[rows])).tobytes())
+            digest.update(f"{tuple(array.shape)} {backend.numpy_dtype(array.dtype)}".encode())
+            digest.update(np.ascontiguousarray(backend.to_numpy(backend.xp.take(array, rows, axis=0))).tobytes())
     return digest.hexdigest()
 
 

@@ -183,12 +183,12 @@ def postgres():
 
 
 def _slow_worker(command, env):
-    """A worker whose trials are long (the last --epochs wins) and pause a second after each reported
-    epoch, so that the test sees a trial RUNNING (pruning could end one within milliseconds of its
-    first report) and kills the worker in the middle of it."""
+    """A worker whose trials pause 5 s after each reported epoch, so that the test sees a trial
+    RUNNING (pruning could end one within milliseconds of its first report) and kills the worker in
+    the middle of it (its settings are the study's: a worker with others would be refused)."""
     return subprocess.Popen(
-        [*command, "--epochs", "200"],
-        env={**env, "REPORT_PAUSE": "1"},
+        command,
+        env={**env, "REPORT_PAUSE": "5"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

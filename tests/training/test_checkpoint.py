@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import diynn
-from diynn.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
+from diynn.training.checkpoint import CheckpointError, TrainingState, data_digest, load_checkpoint, save_checkpoint
 
 RUN = textwrap.dedent("""
     import os, signal, sys
@@ -196,3 +196,14 @@ def test_a_checkpoint_from_before_the_size_and_digest_were_saved_still_resumes(t
     save_checkpoint(tmp_path / "old.npz", state)
     history = trainer.fit(x, y, epochs=3, progress=False, resume=tmp_path / "old.npz")
     assert len(history["loss"]) == 3
+
+
+def test_the_data_digest_tells_training_sets_apart_on_every_backend(backend):
+    x = np.random.default_rng(0).random((10, 2, 3), dtype=np.float32)
+    y = np.arange(10) % 3
+    digest = data_digest(backend, backend.asarray(x), backend.asarray(y))
+    assert digest == data_digest(diynn.backends.get("numpy"), x, y)  # the values decide, not the backend
+    assert digest == data_digest(backend, backend.asarray(x.copy()), backend.asarray(y.copy()))
+    others = [(x[::-1], y[::-1]), (x, (y + 1) % 3), (x, None), (x[:9], y[:9]), (x.astype(np.float64), y)]
+    digests = {data_digest(backend, backend.asarray(a), None if b is None else backend.asarray(b)) for a, b in others}
+    assert len(digests) == len(others) and digest not in digests
