@@ -76,8 +76,8 @@ def host_line(results: Path, made_on="Made on (where a section names no host of 
     metrics = json.loads((results / "fashion-mnist-mlp" / "metrics.json").read_text())
     return (
         f"{made_on}: {metrics.get('cpu', '?')}, BLAS {metrics.get('blas', '?')}, backend {metrics['backend']}. "
-        "Runs are deterministic on one host; another CPU or BLAS kernel gives slightly different numbers "
-        "for the same seed (floating-point sums in another order)."
+        "Runs are deterministic on one host at one thread count; another CPU, BLAS kernel or thread count gives "
+        "slightly different numbers for the same seed (floating-point sums in another order)."
     )
 
 

@@ -6,7 +6,8 @@ position of every random stream involved (the shuffling, dropout and noise in th
 augmentation), the history, the last finished epoch, the training set's size and a digest of its
 rows. It is one .npz file, the arrays as .npy members and the rest as JSON, read back with
 allow_pickle=False and written atomically, so an interrupted write leaves the previous checkpoint
-intact. Resumed on the same host, a run ends with bitwise the weights of an uninterrupted one.
+intact. Resumed on the same host at the same thread count, a run ends with bitwise the weights of an
+uninterrupted one (the compiled kernels split their sums by thread).
 """
 
 from __future__ import annotations
