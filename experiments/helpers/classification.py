@@ -32,7 +32,7 @@ from .common import (
 
 LOADERS = {"fashion-mnist": datasets.load_fashion_mnist, "kmnist": datasets.load_kmnist}
 OPTIMIZERS = {"adam": diynn.Adam, "adamw": diynn.AdamW, "sgd": diynn.SGD}
-# the default runs' epochs (the ResNet's: about 80 s each here, 2 cores; 20 keep a run under 30 minutes;
+# the default runs' epochs (the ResNet's: 80-95 s each here, 2 cores; 20 keep a run under 30 minutes;
 # the ViT's: about 15 s each, from 1.37 s for an epoch of 5,040 images; 60 keep a run near 15 minutes)
 MLP_EPOCHS, CNN_EPOCHS, RESNET_EPOCHS, VIT_EPOCHS = 20, 50, 20, 60
 MODELS = ["mlp", "cnn", "resnet", "vit"]
