@@ -12,6 +12,7 @@ uninterrupted one (the compiled kernels split their sums by thread).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import types
@@ -74,17 +75,22 @@ def generators_in(root, name: str) -> dict[str, Generator]:
 class TrainingState:
     """What one `fit` saves after each epoch and restores on resume: the trainer's model and
     optimiser, the stateful callbacks, and the random generators of the shuffling (`shuffle`),
-    the model and the augmentation."""
+    the model and the augmentation; a resume is checked against the training set `data`, (x, y)."""
 
-    def __init__(self, trainer, shuffle: Generator, augment, callbacks, samples: int, validated: bool, digest=None):
+    def __init__(self, trainer, shuffle: Generator, augment, callbacks, data: tuple, validated: bool):
         self.trainer = trainer
-        self.samples = samples  # the training set's size: a resumed run must shuffle the same set
-        self.digest = digest  # `data_digest` of the training set, or None where not taken
+        self.data = data  # (x, y), the training set: a resumed run must shuffle the same set
+        self.samples = data[0].shape[0]
         self.validated = validated  # whether the run has validation data (its history then has val_ entries)
         self.callbacks = [callback for callback in callbacks if hasattr(callback, "state_dict")]
         self.generators = {"shuffle": shuffle, **generators_in(trainer.model, "model")}
         if augment is not None:
             self.generators.update(generators_in(augment, "augment"))
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """`data_digest` of the training set, taken when a checkpoint is first written or read."""
+        return data_digest(self.trainer.backend, *self.data)
 
     def save(self, path, epoch: int, history: dict, stopped: bool) -> Path:
         """Write the state after `epoch` (atomically: the previous file stays until the rename)."""
@@ -131,7 +137,7 @@ class TrainingState:
         if state.get("samples", self.samples) != self.samples:  # (checkpoints before diynn saved it have none)
             size = state["samples"]
             raise ValueError(f"it was saved by a run on {size} training samples, this run has {self.samples}")
-        if None not in (state.get("digest"), self.digest) and state["digest"] != self.digest:
+        if state.get("digest", self.digest) != self.digest:  # (nor a digest: older checkpoints have none)
             raise ValueError(
                 f"it was saved by a run on other training data of the same size ({self.samples} samples): "
                 "another split, order or selection of the data"

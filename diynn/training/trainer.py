@@ -13,7 +13,7 @@ from ..backends import backend_of, get_backend
 from ..grad_mode import no_grad
 from ..inspection import divergence
 from ..inspection.divergence import EpochStart
-from .checkpoint import TrainingState, data_digest
+from .checkpoint import TrainingState
 from .progress import progress_bar
 from .steps import CheckedStep, optimisation_step, training_step
 
@@ -126,8 +126,7 @@ class Trainer:
         if self.communicator is not None:
             seed, progress = self._data_parallel(seed, progress, checkpoint, resume)
         rng, steps = self.backend.rng(seed), range(math.ceil(x.shape[0] / batch_size))
-        digest = data_digest(self.backend, x, y) if checkpoint is not None or resume is not None else None
-        state = TrainingState(self, rng, augment, callbacks, x.shape[0], validation_data is not None, digest)
+        state = TrainingState(self, rng, augment, callbacks, (x, y), validation_data is not None)
         first, history = state.restore(resume, epochs) if resume is not None else (1, {"loss": [], "time": []})
         with _ending(callbacks, history):  # on_train_end, or on_exception where an epoch raised
             for epoch in range(first, epochs + 1):

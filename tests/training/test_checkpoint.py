@@ -119,7 +119,8 @@ def test_the_training_state_finds_every_generator():
     model = diynn.Sequential(diynn.Linear(2, 2, rng=0), diynn.Dropout(0.5, rng=1))
     trainer = diynn.Trainer(model, diynn.MSELoss(), diynn.SGD(model.parameters()), metric=None)
     augment = diynn.Compose(diynn.RandomShift(1, rng=2), diynn.GaussianNoise(rng=3))
-    state = TrainingState(trainer, diynn.get_backend().rng(0), augment, [], 8, validated=False)
+    data = (np.zeros((8, 3), np.float32), None)
+    state = TrainingState(trainer, diynn.get_backend().rng(0), augment, [], data, validated=False)
     assert len(state.generators) == 4 and "shuffle" in state.generators
 
 
