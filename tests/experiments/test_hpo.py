@@ -125,6 +125,7 @@ def test_a_killed_worker_loses_only_its_trial_and_a_rerun_resumes_and_reports(tw
     killed = _wait_for_a_running_trial(worker, lambda: journal_study(tmp_path))
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
+    worker.stderr.close()
     # killed while appending to the journal, it leaves Optuna's lock behind: the next worker would wait
     # 30 s (the lock's grace period) to break it
     (tmp_path / "out" / "fashion-mnist-mlp.journal.lock").unlink(missing_ok=True)
@@ -233,6 +234,7 @@ def test_a_killed_worker_s_trial_fails_through_the_heartbeat_on_postgresql(hpo_c
     )
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
+    worker.stderr.close()
     # the next worker fails the trial when it starts one past the grace period (3 heartbeats of 1 s) after
     # its last heartbeat, which was before now: it starts then, its imports done while it waits
     subprocess.run(command, env={**env, "NOT_BEFORE": str(time.time() + 3.2)}, check=True, capture_output=True)
