@@ -97,8 +97,8 @@ def set_kernels(name: str) -> str:
 
 def flat_views(*arrays) -> list:
     """The NumPy arrays as 1-D (views where contiguous) for a kernel's flat loop. The compiled paths
-    hold NumPy arrays: the method costs 0.14 us a call, the array namespace's reshape 0.75."""
-    return [array.reshape(-1) for array in arrays]
+    hold NumPy arrays: `ravel` costs 0.09 us a call, `reshape(-1)` 0.19, the array namespace's 0.75."""
+    return [array.ravel() for array in arrays]
 
 
 def empty(shape, dtype):
